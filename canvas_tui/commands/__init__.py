@@ -1,0 +1,1 @@
+"""One module per ``canvas`` sub-command; see :mod:`canvas_tui.cli`."""

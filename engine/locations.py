@@ -1,0 +1,57 @@
+"""Where Neural Canvas keeps its state on disk. Torch-free: the console imports it.
+
+By default runs live in the platform's user data directory, prepared data in the user cache
+directory and settings in the user config directory (XDG on Linux). Setting ``CANVAS_HOME`` (or
+passing ``--home``, which sets it for child processes too) puts all three under one folder, which
+is what makes tests and shared servers hermetic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "neural-canvas"
+HOME_ENV = "CANVAS_HOME"
+
+
+def canvas_home() -> Path | None:
+    """The ``CANVAS_HOME`` override, or None when the platform defaults apply."""
+    value = os.environ.get(HOME_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def runs_dir() -> Path:
+    """The run store: one sub-directory per run."""
+    home = canvas_home()
+    if home is not None:
+        return home / "runs"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "runs"
+
+
+def cache_dir() -> Path:
+    """Prepared data (tokenizers, token shards), keyed by content hash; safe to delete."""
+    home = canvas_home()
+    if home is not None:
+        return home / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def config_dir() -> Path:
+    """User settings such as the console theme."""
+    home = canvas_home()
+    if home is not None:
+        return home / "config"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by the owner only: runs hold configs and logs."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
