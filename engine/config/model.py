@@ -188,7 +188,8 @@ class ModelConfig:
             import difflib
 
             hints = [
-                f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1)) else repr(k)
+                f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1))
+                else repr(k)
                 for k in unknown
             ]
             raise ConfigError(

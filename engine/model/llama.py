@@ -1,0 +1,258 @@
+"""The Llama-style decoder, written out so a student can read the architecture top to bottom.
+
+Module and parameter names follow ``transformers``' ``LlamaForCausalLM`` one-to-one
+(``model.layers.0.self_attn.q_proj.weight`` …), so export and import are a plain copy of the
+state dict and a parity test can compare logits directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config.model import ModelConfig
+from engine.model.cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): no mean subtraction, no bias.
+
+    Computed in float32 whatever the input dtype, as Llama does, because the mean of squares of
+    bf16 activations loses too much precision.
+    """
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        return self.weight * normed
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding tables (Su et al. 2021) in Llama's "rotate half" convention.
+
+    The channel pairs are (i, i + head_dim/2), not interleaved (i, i+1): this is the layout of
+    Hugging Face Llama checkpoints, so weights move between the two without permuting q/k.
+    """
+
+    def __init__(self, head_dim: int, max_seq_len: int, theta: float) -> None:
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+        positions = torch.arange(max_seq_len, dtype=torch.float32)
+        freqs = torch.outer(positions, inv_freq)
+        angles = torch.cat((freqs, freqs), dim=-1)
+        # Not saved in checkpoints: they are a pure function of the config.
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for ``positions`` of shape (T,) or (B, T), broadcastable against (B, H, T, D)."""
+        cos, sin = self.cos[positions], self.sin[positions]
+        if positions.dim() == 2:
+            return cos.unsqueeze(1), sin.unsqueeze(1)
+        return cos, sin
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return (x * cos.to(x.dtype)) + (rotate_half(x) * sin.to(x.dtype))
+
+
+class Attention(nn.Module):
+    """Grouped-query causal self-attention through ``scaled_dot_product_attention``.
+
+    K/V keep their ``n_kv_heads`` heads; ``enable_gqa=True`` lets torch broadcast them over the
+    query groups inside the kernel instead of materialising a repeated copy.
+    """
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_heads = cfg.n_heads
+        self.n_kv_heads = cfg.n_kv_heads
+        self.head_dim = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.kv_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
+        gqa = self.n_kv_heads != self.n_heads
+        if mask is None:
+            # Training and cache-less prefill: the causal kernel (flash attention on GPUs).
+            # A single decode step (t == 1) attends to everything cached, so needs no mask at all.
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward (Shazeer 2020): down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.self_attn = Attention(cfg, layer_idx)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(self, x, cos, sin, mask, cache):  # type: ignore[no-untyped-def]
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Decoder(nn.Module):
+    """Embeddings, the stack of blocks and the final norm (HF's ``LlamaModel``)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+
+
+class CausalLM(nn.Module):
+    """The whole language model: ``model(tokens)`` gives logits, ``model(tokens, targets)`` the loss."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.model = Decoder(cfg)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------------------------ init
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) everywhere; the two projections that write into the residual
+        stream (o_proj, down_proj) are scaled by 1/sqrt(2·n_layers) (GPT-2), so the residual's
+        variance does not grow with depth."""
+        std = self.config.init_std
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                is_residual = name.endswith(("o_proj", "down_proj"))
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual else std)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+
+    # --------------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ``tokens`` (B, T), or the mean cross-entropy if ``targets``.
+
+        ``attention_mask`` (B, S) marks real tokens with 1 and left padding with 0 over everything
+        seen so far (cached tokens plus these), as in ``transformers``; positions then count real
+        tokens only, so a left-padded prompt is rotated exactly like an unpadded one.
+        """
+        t = tokens.shape[1]
+        start = cache.length if cache is not None else 0
+        if start + t > self.config.max_seq_len:
+            self.config.check_seq_len(start + t, "sequence length")
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)[:, start : start + t]
+            mask = _padded_causal_mask(attention_mask.bool(), start, t)
+        else:
+            positions = torch.arange(start, start + t, device=tokens.device)
+            # Only a chunk appended after cached tokens needs an explicit (offset) causal mask.
+            mask = _offset_causal_mask(start, t, tokens.device) if (start > 0 and t > 1) else None
+        cos, sin = self.model.rotary(positions)
+        x = self.model.embed_tokens(tokens)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask, cache)
+        if cache is not None:
+            cache.advance(t)
+        x = self.model.norm(x)
+        if targets is None:
+            return self.lm_head(x)
+        logits = self.lm_head(x)
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1),
+                               ignore_index=ignore_index)
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """A preallocated KV cache in the dtype and device of the weights."""
+        w = self.lm_head.weight
+        return KVCache(
+            n_layers=self.config.n_layers,
+            batch_size=batch_size,
+            n_kv_heads=self.config.n_kv_heads,
+            head_dim=self.config.head_dim,
+            max_len=max_len or self.config.max_seq_len,
+            dtype=w.dtype,
+            device=w.device,
+        )
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _offset_causal_mask(start: int, t: int, device: torch.device) -> torch.Tensor:
+    """Boolean (t, start+t) mask: query i (at position start+i) sees keys 0..start+i."""
+    q = torch.arange(start, start + t, device=device).unsqueeze(1)
+    k = torch.arange(start + t, device=device).unsqueeze(0)
+    return k <= q
+
+
+def _padded_causal_mask(keep: torch.Tensor, start: int, t: int) -> torch.Tensor:
+    """Boolean (B, 1, t, start+t) mask: causal, and never attending to padding.
+
+    A fully padded query row (a pad token itself) would have no key at all and give NaNs, so it
+    is allowed to see itself; its output is never used.
+    """
+    s = start + t
+    causal = _offset_causal_mask(start, t, keep.device)
+    mask = causal.unsqueeze(0) & keep[:, None, :s]
+    diag = torch.zeros_like(mask)
+    diag[:, torch.arange(t), torch.arange(start, s)] = True
+    return (mask | (diag & ~mask.any(-1, keepdim=True))).unsqueeze(1)

@@ -1,0 +1,1 @@
+"""GPU, system and emissions telemetry. Modules here import their hardware libraries lazily."""
