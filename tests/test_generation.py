@@ -129,3 +129,12 @@ def test_bad_sampling_settings_name_their_field(model, field, kwargs):
         generate(model, PROMPTS, SamplingParams(**kwargs))
     assert err.value.field == field
     assert field in str(err.value) and "Fix" in str(err.value)
+
+
+@pytest.mark.slow
+def test_compiled_decode_gives_the_same_tokens(model):
+    """torch.compile of the decode step (about 20 s to compile on 2 CPU cores)."""
+    params = SamplingParams(max_new_tokens=16, temperature=0)
+    assert generate(model, PROMPTS, params, compile=True) == generate(model, PROMPTS, params)
+    assert "_compiled_decode" in model.__dict__
+    assert not any("_compiled_decode" in k for k in model.state_dict())

@@ -35,9 +35,10 @@ class KVCache:
                 f"KV cache is full: {end} tokens needed, {self.max_len} allocated. "
                 "Allocate the cache with max_len >= prompt length + max_new_tokens."
             )
-        self.keys[layer][:, :, self.length : end] = k
-        self.values[layer][:, :, self.length : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        keys, values = self.keys[layer], self.values[layer]
+        keys.narrow(2, self.length, k.shape[2]).copy_(k)
+        values.narrow(2, self.length, v.shape[2]).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def advance(self, n: int) -> None:
         """Called once per forward, after every layer stored its ``n`` new positions."""
