@@ -1,0 +1,1 @@
+"""Console themes (Textual ``Theme`` objects); filled in by the console issue."""

@@ -1,3 +1,40 @@
-def register(sub):
-    p = sub.add_parser("demo", help="train the tiny model briefly on the embedded text (headless)")
-    p.set_defaults(func=lambda a: print("demo: coming") or 0)
+"""``canvas demo`` (and plain ``canvas`` for now): the tiny model learns the embedded corpus."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train the tiny model briefly on the embedded text, headless (what `canvas` runs)",
+        description="Prepare the embedded offline corpus (cached after the first time), train the "
+        "tiny preset on it for a few hundred steps and print a sample. Needs no network and no GPU.",
+    )
+    p.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
+    p.add_argument("--micro-batch", type=int, default=8, help="sequences a step (default: 8)")
+    p.add_argument("--seq-len", type=int, default=256, help="tokens a sequence (default: 256)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", type=Path, help="save the trained weights and tokenizer to this folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from canvas_tui.commands.data import ProgressBar
+    from canvas_tui.cli import CliError
+
+    if args.steps < 1:
+        raise CliError(f"--steps {args.steps}: train at least one step. Fix: --steps 300.")
+    print("Neural Canvas demo: headless training of the tiny model on the embedded corpus "
+          "(the console arrives in a later release).", flush=True)
+    from engine.demo import run_demo
+
+    bar = ProgressBar()
+    try:
+        run_demo(args.steps, micro_batch=args.micro_batch, seq_len=args.seq_len, seed=args.seed,
+                 out=args.out, progress=bar, echo=lambda s: print(s, flush=True))
+    finally:
+        bar.close()
+    return 0

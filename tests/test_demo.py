@@ -1,0 +1,44 @@
+"""The main job until the console lands: `canvas` trains the tiny model on the embedded text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_learns_and_saves_an_exportable_model(tmp_path):
+    from engine.demo import run_demo
+
+    lines: list[str] = []
+    result = run_demo(40, micro_batch=4, seq_len=64, log_every=20, out=tmp_path / "w", echo=lines.append)
+    first, last = result.losses[0], sum(result.losses[-5:]) / 5
+    assert first > 8.0  # ~ln(4096) = 8.3 at initialisation
+    assert last < first - 1.5  # it learned something in 40 steps
+    assert result.sample.startswith("The ") and len(result.sample) > 4
+    assert any(line.startswith("step    40/40") for line in lines)
+    assert (tmp_path / "w" / "model.safetensors").is_file()
+    assert (tmp_path / "w" / "tokenizer.json").is_file()
+
+
+def test_canvas_demo_through_the_cli(tmp_path):
+    env = {**os.environ, "CANVAS_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "canvas_tui", "demo", "--steps", "3", "--micro-batch", "2",
+                           "--seq-len", "32"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "step     3/3" in proc.stdout and "sample: The " in proc.stdout
+    assert (tmp_path / "cache" / "data").is_dir()  # prepared data went under CANVAS_HOME
+
+
+def test_plain_canvas_is_the_demo(monkeypatch, tmp_path):
+    import canvas_tui.commands.demo as demo
+    from canvas_tui.cli import main
+
+    seen = {}
+    monkeypatch.setattr(demo, "run", lambda args: seen.setdefault("steps", args.steps) and 0)
+    assert main(["--home", str(tmp_path)]) == 0
+    assert seen == {"steps": 300}
+    assert os.environ["CANVAS_HOME"] == str(tmp_path.resolve())
