@@ -138,3 +138,14 @@ def test_compiled_decode_gives_the_same_tokens(model):
     assert generate(model, PROMPTS, params, compile=True) == generate(model, PROMPTS, params)
     assert "_compiled_decode" in model.__dict__
     assert not any("_compiled_decode" in k for k in model.state_dict())
+
+
+def test_prefill_in_chunks_equals_one_pass(model):
+    tokens = torch.tensor([PROMPTS[0] + PROMPTS[2] + PROMPTS[1]])
+    with torch.no_grad():
+        full = model(tokens)
+        cache = model.new_cache(1, 32)
+        parts = [model(tokens[:, :6], cache=cache), model(tokens[:, 6:11], cache=cache),
+                 model(tokens[:, 11:], cache=cache)]
+    assert cache.length == tokens.shape[1]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)

@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from canvas_tui.commands.data import ProgressBar
     from canvas_tui.cli import CliError
+    from canvas_tui.commands.data import ProgressBar
 
     if args.steps < 1:
         raise CliError(f"--steps {args.steps}: train at least one step. Fix: --steps 300.")

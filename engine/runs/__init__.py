@@ -1,0 +1,59 @@
+"""The run store: run directories, the event schema, the tail reader, detached engine processes
+and their true status. Torch-free and Textual-free: the console imports all of it.
+
+Console side: :func:`create_run`, :func:`launch_detached`, :func:`resolve_run`, :func:`list_runs`,
+:func:`run_status`, :func:`summarize`, :class:`EventReader`, :func:`stop_run`,
+:func:`request_checkpoint`, :func:`resume_run`, :func:`delete_run`.
+Engine side: :func:`run_context` (an :class:`EngineSession` with ``emit``, ``stop_requested``,
+``checkpoint_requested()``), :func:`atomic_path` for checkpoints. Schema: :mod:`engine.runs.events`.
+"""
+
+from engine.runs.control import (
+    delete_run,
+    kill_run,
+    launch_detached,
+    request_checkpoint,
+    resume_run,
+    stop_run,
+    wait_for_end,
+)
+from engine.runs.events import SCHEMA_VERSION
+from engine.runs.ids import new_run_id
+from engine.runs.process import ProcessIdentity, identify, is_alive, python_argv
+from engine.runs.reader import EventReader, LineTail, downsample, tail_text
+from engine.runs.session import EngineSession, EventWriter, run_context
+from engine.runs.status import RunStatus, RunSummary, run_status, summarize
+from engine.runs.store import RunDir, RunStoreError, atomic_path, create_run, list_runs, resolve_run
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EngineSession",
+    "EventReader",
+    "EventWriter",
+    "LineTail",
+    "ProcessIdentity",
+    "RunDir",
+    "RunStatus",
+    "RunStoreError",
+    "RunSummary",
+    "atomic_path",
+    "create_run",
+    "delete_run",
+    "downsample",
+    "identify",
+    "is_alive",
+    "kill_run",
+    "launch_detached",
+    "list_runs",
+    "new_run_id",
+    "python_argv",
+    "request_checkpoint",
+    "resolve_run",
+    "resume_run",
+    "run_context",
+    "run_status",
+    "stop_run",
+    "summarize",
+    "tail_text",
+    "wait_for_end",
+]

@@ -1,0 +1,191 @@
+"""The console side of controlling runs: launch, stop, checkpoint now, resume, delete. Torch-free.
+
+Every action checks the *true* status first (:func:`engine.runs.status.run_status`) and refuses
+with a :class:`RunStoreError` that says what to do instead, so the CLI and the console show the
+same one-paragraph message.
+
+Requests reach the engine two ways at once: a signal to its recorded process (only after the
+process identity check, so a reused pid is never signalled) and a file in ``control/`` that the
+engine polls (works when the console cannot signal: another host sharing the run store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from engine.runs.process import ProcessIdentity, identify, send_signal, spawn_detached
+from engine.runs.session import CONTROL_REQUESTS, RUN_DIR_ENV
+from engine.runs.status import RunStatus, run_status
+from engine.runs.store import RunDir, RunStoreError, now_iso, write_json_atomic
+
+
+def launch_detached(
+    run: RunDir,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | None = None,
+) -> int:
+    """Start the engine command ``argv`` for ``run``, detached from this terminal; return its pid.
+
+    See :func:`engine.runs.process.spawn_detached` for what "detached" means. The child gets
+    ``CANVAS_RUN_DIR`` (and inherits ``CANVAS_HOME``), its output goes to ``engine.log`` after a
+    header line, and run.json records the command, the attempt number and, unless the engine got
+    there first, the child's identity, so ``canvas status`` is truthful from the first instant.
+    """
+    if not argv:
+        raise RunStoreError("no engine command to launch")
+    argv = [str(a) for a in argv]
+    meta = run.read_meta()
+    attempt = int(meta.get("attempts") or 0) + 1
+    run.update_meta(status="starting", message="", argv=argv, attempts=attempt, pid=None,
+                    pid_start_time=None, pid_start_ticks=None, boot_id=None, launched=now_iso(),
+                    ended=None)
+    for stale in CONTROL_REQUESTS:  # requests meant for an earlier attempt
+        with contextlib.suppress(FileNotFoundError):
+            (run.control_dir / stale).unlink()
+    with open(run.log_path, "a", encoding="utf-8") as log:
+        log.write(f"=== canvas: attempt {attempt} at {now_iso()}: {' '.join(argv)}\n")
+    try:
+        proc = spawn_detached(argv, run.log_path, env={RUN_DIR_ENV: str(run.path), **(env or {})},
+                              cwd=cwd)
+    except OSError as exc:
+        run.update_meta(status="failed", message=f"could not start {argv[0]}: {exc}", ended=now_iso())
+        raise RunStoreError(f"could not start the engine for run {run.id}: {argv[0]}: {exc}") from exc
+    identity = identify(proc.pid)
+    with run.locked():
+        meta = run.read_meta()
+        if meta.get("pid") is None and meta.get("status") == "starting" and identity is not None:
+            meta.update(identity.as_meta())
+            write_json_atomic(run.run_json, meta)
+    return proc.pid
+
+
+def _identity(run: RunDir) -> ProcessIdentity | None:
+    return ProcessIdentity.from_meta(run.read_meta())
+
+
+def _touch_control(run: RunDir, name: str) -> None:
+    run.control_dir.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(run.control_dir / name, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, now_iso().encode())
+    os.close(fd)
+
+
+def _require_live(run: RunDir, action: str) -> RunStatus:
+    status = run_status(run, tail=0)
+    if not status.is_live:
+        raise RunStoreError(f"cannot {action} run {run.id}: it is not running (status: {status.state}).")
+    return status
+
+
+def stop_run(run: RunDir, *, wait: bool = False, timeout: float = 60.0) -> RunStatus:
+    """Ask a running engine to stop gracefully: it finishes its step, checkpoints and exits with
+    status ``stopped``. With ``wait``, block until it has (or ``timeout`` passes).
+
+    A run still ``starting`` (the engine has not entered :func:`run_context`, so has no handler
+    yet) gets only the control file, which it reads at its first step: a SIGTERM then would kill
+    it before it could checkpoint or record anything.
+    """
+    status = _require_live(run, "stop")
+    _touch_control(run, "stop")
+    if status.state == "running":
+        send_signal(_identity(run), signal.SIGTERM)
+    return wait_for_end(run, timeout) if wait else run_status(run, tail=0)
+
+
+def request_checkpoint(run: RunDir) -> None:
+    """Ask a running engine to write a checkpoint at its next step boundary and continue."""
+    status = _require_live(run, "checkpoint")
+    _touch_control(run, "checkpoint")
+    if status.state == "running":  # before its handler exists SIGUSR1 would kill the engine
+        send_signal(_identity(run), signal.SIGUSR1)
+
+
+def kill_run(run: RunDir) -> bool:
+    """SIGKILL the engine (no checkpoint, no final status: it will read as ``crashed``)."""
+    return send_signal(_identity(run), signal.SIGKILL)
+
+
+def wait_for_end(run: RunDir, timeout: float | None = None, poll: float = 0.1) -> RunStatus:
+    """Poll until the run is no longer live (or ``timeout`` seconds pass); return its status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = run_status(run)
+        if not status.is_live or (deadline is not None and time.monotonic() >= deadline):
+            return status
+        time.sleep(poll)
+
+
+def resume_argv(run: RunDir) -> list[str] | None:
+    """The recorded resume command line with ``{run_dir}`` filled in, or None."""
+    argv = run.read_meta().get("resume_argv")
+    if not argv:
+        return None
+    return [str(a).replace("{run_dir}", str(run.path)) for a in argv]
+
+
+def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
+    """Continue a stopped, crashed or failed run from its last checkpoint; return the new pid.
+
+    Runs the ``resume_argv`` the engine recorded in run.json, detached like the first launch.
+    Refused for a run that is running or finished, has no checkpoint, or recorded no resume
+    command.
+    """
+    with run.locked():  # claim the run, so two consoles resuming at once start one engine
+        status = run_status(run, tail=0)
+        _check_resumable(run, status)
+        meta = run.read_meta()
+        meta.update(status="starting", pid=None, pid_start_time=None, pid_start_ticks=None, boot_id=None,
+                    resumed=now_iso(), resumed_from=status.state)
+        write_json_atomic(run.run_json, meta)
+    return launch_detached(run, resume_argv(run) or [], env)
+
+
+def _check_resumable(run: RunDir, status: RunStatus) -> None:
+    if status.is_live:
+        raise RunStoreError(f"run {run.id} is {status.state} (pid {status.pid}); there is nothing to "
+                            f"resume. Follow it with `canvas logs {run.id} -f`.")
+    if status.state == "finished":
+        raise RunStoreError(f"run {run.id} finished; there is nothing to resume. Start a new run to "
+                            "train further.")
+    if status.state not in ("stopped", "crashed", "failed"):
+        raise RunStoreError(f"run {run.id} is {status.state}; only stopped, crashed or failed runs "
+                            "can be resumed.")
+    argv = resume_argv(run)
+    if not argv:
+        raise RunStoreError(f"run {run.id} recorded no resume command (resume_argv in run.json); its "
+                            "engine does not support resuming.")
+    if run.latest_checkpoint() is None:
+        raise RunStoreError(f"run {run.id} has no checkpoint in {run.checkpoints_dir} to resume from "
+                            "(it ended before its first one); start a new run instead.")
+
+
+def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> None:
+    """Delete a run directory. A live run is refused unless ``force``: then it is stopped
+    gracefully first (SIGTERM, up to ``timeout`` seconds) and killed if it does not exit."""
+    path = run.path.resolve()
+    if not run.exists():
+        raise RunStoreError(f"{run.path} is not a run directory (no run.json); not deleting it.")
+    status = run_status(run, tail=0)
+    if status.is_live:
+        if not force:
+            raise RunStoreError(f"run {run.id} is {status.state} (pid {status.pid}). Stop it first with "
+                                f"`canvas stop {run.id}`, or use `canvas rm --force {run.id}` to stop "
+                                "and delete it.")
+        if status.verified:
+            stop_run(run)
+            status = wait_for_end(run, timeout)
+            if status.is_live:
+                kill_run(run)
+                status = wait_for_end(run, 10.0)
+        if status.is_live:
+            raise RunStoreError(f"run {run.id} is still {status.state} (pid {status.pid}"
+                                f"{', on another host' if not status.verified else ''}); not deleting it.")
+    shutil.rmtree(path)

@@ -1,0 +1,251 @@
+"""The event schema of ``events.jsonl``: the one place both halves agree on what a run says.
+
+The engine appends one JSON object a line; the console tails the file. Every line carries the
+envelope ``{"v": SCHEMA_VERSION, "t": <unix seconds>, "type": "<kind>", ...fields}``; the fields of
+each known type are the dataclasses below, each with its units. Torch-free and dependency-free.
+
+Compatibility rules, so an old console can read a new engine's runs and the other way round:
+
+- Readers ignore types they do not know (:func:`decode` returns None) and fields they do not know
+  (dropped by :func:`decode`); a missing field reads as None.
+- Adding a type or an optional field does not change :data:`SCHEMA_VERSION`. Renaming or changing
+  the meaning or unit of a field does, and readers then branch on ``v``.
+- The writer (:class:`engine.runs.session.EventWriter`) is strict about *known* types: an unknown
+  field name or a missing required one raises at the first emit, so a typo in the engine fails in
+  its tests instead of silently vanishing from the console.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+#: Version of the field meanings below; written into every line as ``v``.
+SCHEMA_VERSION = 1
+
+#: Values of ``status.state`` (and of ``status`` in run.json) that the engine itself writes.
+#: ``crashed`` is never written: it is what a reader concludes when the process is gone without
+#: one of the final states (see :mod:`engine.runs.status`).
+STATES = ("created", "starting", "running", "finished", "stopped", "failed")
+FINAL_STATES = ("finished", "stopped", "failed")
+
+
+@dataclass
+class Event:
+    """Base of all event types: ``t`` is the wall-clock time (unix seconds) the engine wrote it."""
+
+    TYPE: ClassVar[str] = ""
+    t: float | None = field(default=None, kw_only=True)
+
+
+@dataclass
+class Status(Event):
+    """The run changed state (``running``, ``finished``, ``stopped``, ``failed``); ``message`` says
+    why, e.g. the exception text of a failure or "stop requested (SIGTERM)"."""
+
+    TYPE: ClassVar[str] = "status"
+    state: str
+    message: str = ""
+
+
+@dataclass
+class Metric(Event):
+    """One optimisation step's numbers (written every N steps, not necessarily every step).
+
+    ``step`` counts optimiser steps from 0 across resumes; ``tokens`` is the cumulative count of
+    training tokens seen; ``step_time`` is seconds per step; ``peak_mem`` is bytes of accelerator
+    (or process) memory at peak; ``epoch`` may be fractional.
+    """
+
+    TYPE: ClassVar[str] = "metric"
+    step: int
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    samples_per_s: float | None = None
+    step_time: float | None = None
+    tokens: int | None = None
+    epoch: float | None = None
+    peak_mem: int | None = None
+
+
+@dataclass
+class Eval(Event):
+    """A held-out evaluation at ``step``: mean loss, its perplexity (``exp(val_loss)``), and any
+    further named scores (ROUGE, BLEU, …) in ``metrics``."""
+
+    TYPE: ClassVar[str] = "eval"
+    step: int
+    val_loss: float | None = None
+    perplexity: float | None = None
+    metrics: dict[str, float] | None = None
+
+
+@dataclass
+class Checkpoint(Event):
+    """A checkpoint is complete on disk (renamed into place) at ``path``, relative to the run
+    directory or absolute. ``kind`` is ``last`` (for resuming), ``best`` (lowest ``val_loss`` so
+    far) or ``step`` (a kept snapshot)."""
+
+    TYPE: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    kind: str = "last"
+    val_loss: float | None = None
+
+
+@dataclass
+class Log(Event):
+    """A human-readable line worth showing in the console's log pane (``level``: debug, info,
+    warning, error). Free-form stdout still goes to ``engine.log``."""
+
+    TYPE: ClassVar[str] = "log"
+    message: str
+    level: str = "info"
+
+
+@dataclass
+class Gpu(Event):
+    """One GPU sample (NVML). ``util`` in percent, memory in bytes, ``temp`` in °C, ``power`` and
+    ``power_limit`` in watts, ``sm_clock`` in MHz, ``proc_mem`` bytes used by this run's process."""
+
+    TYPE: ClassVar[str] = "gpu"
+    index: int
+    util: float | None = None
+    mem_used: int | None = None
+    mem_total: int | None = None
+    temp: float | None = None
+    power: float | None = None
+    power_limit: float | None = None
+    sm_clock: float | None = None
+    proc_mem: int | None = None
+
+
+@dataclass
+class System(Event):
+    """One host sample (psutil): ``cpu_pct`` in percent of all cores, ``ram_*``, ``rss`` (this
+    process's resident memory) and ``disk_free`` (of the run directory's file system) in bytes."""
+
+    TYPE: ClassVar[str] = "system"
+    cpu_pct: float | None = None
+    ram_used: int | None = None
+    ram_total: int | None = None
+    rss: int | None = None
+    disk_free: int | None = None
+
+
+@dataclass
+class Carbon(Event):
+    """Running totals since the run started (CodeCarbon): energy in kWh, emissions in kg CO2eq,
+    and ``trees``: tree-months needed to absorb them, a figure people can picture."""
+
+    TYPE: ClassVar[str] = "carbon"
+    energy_kwh: float | None = None
+    emissions_kg: float | None = None
+    trees: float | None = None
+
+
+@dataclass
+class Progress(Event):
+    """Progress of a phase without optimiser steps (data preparation, tokenizer training,
+    evaluation): ``done`` of ``total`` ``unit`` (``total`` None when unknown), ``rate`` in units
+    per second, ``eta`` in seconds."""
+
+    TYPE: ClassVar[str] = "progress"
+    phase: str
+    done: float = 0
+    total: float | None = None
+    unit: str = ""
+    rate: float | None = None
+    eta: float | None = None
+
+
+@dataclass
+class RunInfo(Event):
+    """What is running, written once at start (and again on resume): a config summary, the
+    parameter count, the precision (``bf16``, ``fp32``, ``nf4``…), the device, and the planned
+    number of steps, which the console shows as ``step/total``."""
+
+    TYPE: ClassVar[str] = "run_info"
+    config: dict[str, Any] | None = None
+    params: int | None = None
+    precision: str | None = None
+    device: str | None = None
+    total_steps: int | None = None
+
+
+#: Every known type by its ``type`` string.
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (Status, Metric, Eval, Checkpoint, Log, Gpu, System, Carbon, Progress, RunInfo)
+}
+
+#: Types that can arrive many times a second for hours; :func:`engine.runs.reader.downsample`
+#: thins these for a first paint and keeps every other event.
+HIGH_RATE_TYPES = ("metric", "gpu", "system", "carbon", "progress")
+
+_ENVELOPE = ("v", "t", "type")
+
+
+def field_names(event_type: str) -> tuple[str, ...]:
+    """The payload fields of a known type (without the envelope), in declaration order."""
+    cls = EVENT_TYPES[event_type]
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "t")
+
+
+def required_fields(event_type: str) -> tuple[str, ...]:
+    """The fields a writer must give for a known type."""
+    cls = EVENT_TYPES[event_type]
+    return tuple(
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+
+
+def defaults(event_type: str) -> dict[str, Any]:
+    """The non-None defaults of a known type (``kind="last"``, ``level="info"``…), which the
+    writer fills in so every line is complete on its own ({} for unknown types)."""
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(cls)
+            if f.name != "t" and f.default is not dataclasses.MISSING and f.default is not None}
+
+
+def validate(event_type: str, fields: dict[str, Any]) -> None:
+    """Raise ValueError when ``fields`` do not fit a known type; unknown types pass untouched."""
+    if event_type not in EVENT_TYPES:
+        return
+    known = set(field_names(event_type))
+    unknown = sorted(set(fields) - known - set(_ENVELOPE))
+    if unknown:
+        raise ValueError(
+            f"event {event_type!r} has no field(s) {', '.join(unknown)}; its fields are "
+            f"{', '.join(sorted(known))} (see engine/runs/events.py)"
+        )
+    missing = [name for name in required_fields(event_type) if name not in fields]
+    if missing:
+        raise ValueError(f"event {event_type!r} needs field(s) {', '.join(missing)}")
+
+
+def to_record(event: Event) -> dict[str, Any]:
+    """The payload of a typed event as a dict with its ``type`` (envelope ``v``/``t`` added by the
+    writer)."""
+    record = {"type": event.TYPE, **dataclasses.asdict(event)}
+    if record.get("t") is None:
+        record.pop("t", None)
+    return record
+
+
+def decode(record: dict[str, Any]) -> Event | None:
+    """The typed event for a record read from ``events.jsonl``, or None for an unknown type.
+
+    Unknown fields are dropped and missing ones become None, so a record from a newer or older
+    engine still decodes.
+    """
+    cls = EVENT_TYPES.get(str(record.get("type")))
+    if cls is None:
+        return None
+    kwargs = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
+    return cls(**kwargs)
