@@ -137,18 +137,19 @@ def test_export_of_a_weights_folder_and_clear_errors(tmp_path):
     assert missing.returncode == 2 and "no run or weights folder called 'no-such-run'" in missing.stderr
 
 
-@pytest.mark.parametrize("which", ["best", "7"])
+@pytest.mark.parametrize("which", ["best", "last", "7"])
 def test_export_of_a_run_checkpoint_by_id_prefix(tmp_path, which):
     from engine.model import save_model
+    from engine.runs.store import write_json_atomic
     from tests.helpers import random_model
 
-    run = tmp_path / "runs" / "20261127-101500-abcd"
-    name = "best" if which == "best" else "step-7"
-    save_model(random_model(), run / "checkpoints" / name)
+    checkpoints = tmp_path / "runs" / "20261127-101500-abcd" / "checkpoints"
+    save_model(random_model(), checkpoints / "step-000007")
+    write_json_atomic(checkpoints / "best.json", {"dir": "step-000007", "step": 7, "val_loss": 1.0})
     out = canvas("export", "20261127-1015", "--checkpoint", which, "--hf", str(tmp_path / "hf"),
                  env={"CANVAS_HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "hf" / "config.json").is_file()
-    wrong = canvas("export", "20261127", "--checkpoint", "last", "--hf", str(tmp_path / "y"),
+    assert "step-000007" in out.stdout and (tmp_path / "hf" / "config.json").is_file()
+    wrong = canvas("export", "20261127", "--checkpoint", "8", "--hf", str(tmp_path / "y"),
                    env={"CANVAS_HOME": str(tmp_path)})
-    assert wrong.returncode == 2 and f"it has ['{name}']" in wrong.stderr
+    assert wrong.returncode == 2 and "it has ['step-000007']" in wrong.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from canvas_tui.cli import CliError
 from engine import locations
+from engine.train.layout import POINTERS, list_checkpoints, resolve_checkpoint
 
 MODEL_CONFIG_FILE = "model_config.json"  # mirrors engine.model.weights, which imports torch
 
@@ -33,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def resolve_weights(source: str, checkpoint: str) -> tuple[Path, Path | None]:
     """The weights folder to export and the tokenizer folder that goes with it, if any.
 
-    A run keeps checkpoints as ``<run>/checkpoints/<best|last|step-N>/`` and its tokenizer in
-    ``<run>/tokenizer/``.
+    A run keeps checkpoints as ``<run>/checkpoints/step-N/`` with ``best.json`` / ``last.json``
+    pointing at them (:mod:`engine.train.layout`), and its tokenizer in ``<run>/tokenizer/``.
     """
     path = Path(source).expanduser()
     if (path / MODEL_CONFIG_FILE).is_file():
@@ -50,13 +51,14 @@ def resolve_weights(source: str, checkpoint: str) -> tuple[Path, Path | None]:
         names = ", ".join(c.name for c in candidates[:5])
         raise CliError(f"{source!r} matches several runs ({names}). Fix: give more of the id.")
     run_dir = candidates[0]
-    name = f"step-{int(checkpoint)}" if checkpoint.isdigit() else checkpoint
-    weights = run_dir / "checkpoints" / name
-    if not (weights / MODEL_CONFIG_FILE).is_file():
-        ckpts = run_dir / "checkpoints"
-        have = sorted(p.name for p in ckpts.glob("*")) if ckpts.is_dir() else []
+    ckpts = run_dir / "checkpoints"
+    if not (checkpoint in POINTERS or checkpoint.removeprefix("step-").isdigit()):
+        raise CliError(f"--checkpoint {checkpoint!r}: use best, last or a step number.")
+    weights = resolve_checkpoint(ckpts, checkpoint)
+    if weights is None or not (weights / MODEL_CONFIG_FILE).is_file():
+        have = [p.name for _, p in list_checkpoints(ckpts)]
         raise CliError(f"run {run_dir.name} has no checkpoint {checkpoint!r}; it has "
-                       f"{have or 'none yet'}. Fix: pick one with --checkpoint.")
+                       f"{have or 'none yet'}. Fix: pick one with --checkpoint (best, last or a step).")
     tok = run_dir / "tokenizer"
     return weights, (tok if (tok / "tokenizer.json").is_file() else None)
 

@@ -69,6 +69,8 @@ class Metric(Event):
     tokens: int | None = None
     epoch: float | None = None
     peak_mem: int | None = None
+    mfu: float | None = None  # model FLOPs utilisation (0..1), on GPUs with a known peak
+    skipped: int | None = None  # steps skipped so far for a non-finite loss or gradient
 
 
 @dataclass
@@ -109,7 +111,14 @@ class Log(Event):
 @dataclass
 class Gpu(Event):
     """One GPU sample (NVML). ``util`` in percent, memory in bytes, ``temp`` in °C, ``power`` and
-    ``power_limit`` in watts, ``sm_clock`` in MHz, ``proc_mem`` bytes used by this run's process."""
+    ``power_limit`` in watts, ``sm_clock`` in MHz, ``proc_mem`` bytes used by this run's process.
+
+    ``index`` is NVML's index (as ``nvidia-smi`` numbers the GPUs, not renumbered by
+    ``CUDA_VISIBLE_DEVICES``); ``name`` the model; ``fan`` in percent; ``pstate`` the performance
+    state (0 = P0, fastest). A field NVML cannot read on this GPU is None. When there is no GPU to
+    sample the engine writes one event with ``index = -1`` and ``reason`` saying why ("no NVIDIA
+    driver: …", "no GPU visible: …"), and no further ``gpu`` events.
+    """
 
     TYPE: ClassVar[str] = "gpu"
     index: int
@@ -121,12 +130,22 @@ class Gpu(Event):
     power_limit: float | None = None
     sm_clock: float | None = None
     proc_mem: int | None = None
+    name: str | None = None
+    fan: float | None = None
+    pstate: int | None = None
+    reason: str | None = None
 
 
 @dataclass
 class System(Event):
     """One host sample (psutil): ``cpu_pct`` in percent of all cores, ``ram_*``, ``rss`` (this
-    process's resident memory) and ``disk_free`` (of the run directory's file system) in bytes."""
+    process's resident memory) and ``disk_free`` (of the run directory's file system) in bytes.
+
+    ``ram_used`` is total minus available (what ``free`` calls used, caches excluded);
+    ``proc_cpu_pct`` is this process's CPU use in percent of one core (above 100 with several
+    threads); ``cuda_peak`` is the CUDA caching allocator's peak bytes for this process (None
+    without CUDA).
+    """
 
     TYPE: ClassVar[str] = "system"
     cpu_pct: float | None = None
@@ -134,17 +153,25 @@ class System(Event):
     ram_total: int | None = None
     rss: int | None = None
     disk_free: int | None = None
+    proc_cpu_pct: float | None = None
+    cuda_peak: int | None = None
 
 
 @dataclass
 class Carbon(Event):
     """Running totals since the run started (CodeCarbon): energy in kWh, emissions in kg CO2eq,
-    and ``trees``: tree-months needed to absorb them, a figure people can picture."""
+    and ``trees``: tree-months needed to absorb them, a figure people can picture.
+
+    Totals include earlier attempts of a resumed run. ``power`` is the last measured draw of
+    CPU + GPU + RAM in watts; ``country`` the ISO 3166 alpha-3 code whose grid intensity is used.
+    """
 
     TYPE: ClassVar[str] = "carbon"
     energy_kwh: float | None = None
     emissions_kg: float | None = None
     trees: float | None = None
+    power: float | None = None
+    country: str | None = None
 
 
 @dataclass
@@ -174,6 +201,10 @@ class RunInfo(Event):
     precision: str | None = None
     device: str | None = None
     total_steps: int | None = None
+    precision_reason: str | None = None  # why this precision (hardware detection or request)
+    tokens_per_step: int | None = None
+    compiled: bool | None = None
+    resumed_from: int | None = None  # the step a resumed run continues from
 
 
 #: Every known type by its ``type`` string.

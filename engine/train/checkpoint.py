@@ -1,0 +1,100 @@
+"""Writing and reading training checkpoints that resume bit-exactly.
+
+See :mod:`engine.train.layout` for the directory layout and why nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.model.llama import CausalLM
+from engine.model.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, export_state_dict
+from engine.runs.store import atomic_path, write_json_atomic
+from engine.train.layout import checkpoint_name, list_checkpoints, read_pointer
+
+TRAINER_FILE = "trainer.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainerState:
+    """Everything besides the weights that the next step depends on."""
+
+    step: int
+    tokens: int
+    optimizer: dict
+    scaler: dict
+    schedule: dict
+    loader: dict
+    rng: dict
+    best_val: float
+    nonfinite_streak: int
+    skipped_steps: int
+
+
+def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState) -> Path:
+    """Write ``step-N/`` whole (temporary name, then rename) and point ``last`` at it."""
+    final = Path(checkpoints_dir) / checkpoint_name(state.step)
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        save_file(export_state_dict(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        torch.save(state.__dict__, tmp / TRAINER_FILE)
+        for name in os.listdir(tmp):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+    set_pointer(checkpoints_dir, "last", final, state.step)
+    return final
+
+
+def set_pointer(checkpoints_dir: Path, which: str, target: Path, step: int,
+                val_loss: float | None = None) -> None:
+    write_json_atomic(Path(checkpoints_dir) / f"{which}.json",
+                      {"dir": target.name, "step": step, "val_loss": val_loss})
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
+    """Keep the ``keep`` newest step checkpoints, and never the ones ``best``/``last`` point to."""
+    pinned = {r["dir"] for w in ("best", "last") if (r := read_pointer(checkpoints_dir, w))}
+    found = list_checkpoints(checkpoints_dir)
+    removed = []
+    for _, path in found[: max(0, len(found) - keep)]:
+        if path.name not in pinned:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def load_checkpoint(path: Path, model: CausalLM, device: torch.device) -> TrainerState:
+    """Load weights into ``model`` in place and return the trainer state (``weights_only=True``)."""
+    weights = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+    if model.config.tie_embeddings:
+        weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing[:4]}, "
+                           f"unexpected {unexpected[:4]}")
+    raw = torch.load(Path(path) / TRAINER_FILE, map_location="cpu", weights_only=True)
+    return TrainerState(**raw)

@@ -1,0 +1,382 @@
+"""The pre-training loop: components assembled, one step at a time, with the run's bookkeeping.
+
+The pieces live in their own modules (precision, optimizer and schedule, checkpoints, data
+loader, model); this file wires them and owns the order of operations that exact resume depends
+on: a checkpoint at step S is taken after step S's update, logging and evaluation, so a resumed
+run continues with step S + 1 from exactly the state an uninterrupted run had.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from engine.config.errors import ConfigError
+from engine.config.train import TrainConfig
+from engine.data import TokenizerConfig, prepare
+from engine.data.loader import TokenLoader
+from engine.data.progress import DataProgress
+from engine.data.tokenizer import export_tokenizer
+from engine.model.llama import CausalLM
+from engine.runs.session import EngineSession
+from engine.train.checkpoint import (
+    TrainerState,
+    load_checkpoint,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_pointer,
+    set_rng_state,
+)
+from engine.train.flops import mfu, peak_flops
+from engine.train.layout import checkpoint_name, resolve_checkpoint
+from engine.train.optim import CosineSchedule, auto_warmup, build_optimizer
+from engine.train.precision import Precision, choose_precision, enable_fast_matmul
+
+
+class TrainingStopped(Exception):
+    """The run cannot go on; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> DistInfo:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(requested: str, dist_info: DistInfo) -> torch.device:
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist_info.local_rank)
+    return torch.device("cpu")
+
+
+def total_steps(cfg: TrainConfig, batches_per_epoch: int, accum: int, world: int) -> int:
+    """The run's length from whichever of max_steps, max_tokens, epochs is set (in that order)."""
+    if cfg.max_steps:
+        return cfg.max_steps
+    per_step = cfg.micro_batch * cfg.seq_len * accum * world
+    if cfg.max_tokens:
+        return max(1, math.ceil(cfg.max_tokens / per_step))
+    if cfg.epochs:
+        return max(1, math.ceil(cfg.epochs * batches_per_epoch / accum))
+    raise ConfigError("max_steps", "no run length: set one of max_steps, max_tokens or epochs.")
+
+
+def peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, session: EngineSession | None, *,
+                 resume: bool = False, dist_info: DistInfo | None = None) -> None:
+        self.cfg = cfg.validate()
+        self.run_dir = Path(run_dir)
+        self.session = session
+        self.resume = resume
+        self.dist = dist_info or DistInfo()
+        self.checkpoints = self.run_dir / "checkpoints"
+        self.tb = None
+
+    # ------------------------------------------------------------------------------ events
+    def emit(self, event_type: str, /, **fields: Any) -> None:
+        if self.session is not None:
+            self.session.emit(event_type, **fields)
+
+    def log(self, message: str, level: str = "info") -> None:
+        if self.session is not None:
+            self.session.log(message, level=level)
+        if self.dist.is_main:
+            print(f"[{level}] {message}", flush=True)
+
+    def _data_progress(self) -> Any:
+        last = [0.0]
+
+        def report(p: DataProgress) -> None:
+            now = time.monotonic()
+            if p.stage != "done" and now - last[0] < 0.5:
+                return
+            last[0] = now
+            self.emit("progress", phase=f"data: {p.stage}", done=p.bytes_done,
+                      total=p.bytes_total or None, unit="bytes",
+                      rate=p.mb_per_s * 1e6 if p.mb_per_s else None, eta=p.eta_s)
+
+        return report
+
+    # ------------------------------------------------------------------------------ set-up
+    def _prepare_data(self):
+        cfg = self.cfg
+        tok = TokenizerConfig(vocab_size=cfg.vocab_size, pretrained=cfg.tokenizer or None)
+        kwargs = dict(val_fraction=cfg.val_fraction, seed=cfg.seed)
+        if self.dist.world_size > 1 and not self.dist.is_main:
+            dist.barrier()  # rank 0 fills the cache first; the others then read it
+            return prepare(cfg.data, tok, **kwargs)
+        prepared = prepare(cfg.data, tok, progress=self._data_progress(), **kwargs)
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return prepared
+
+    def setup(self) -> None:
+        cfg, d = self.cfg, self.dist
+        self.device = pick_device(cfg.device, d)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            enable_fast_matmul()
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        self.precision: Precision = choose_precision(cfg.precision, self.device)
+        self.prepared = self._prepare_data()
+        if d.is_main and not (self.run_dir / "tokenizer" / "tokenizer.json").is_file():
+            export_tokenizer(self.prepared.tokenizer_dir, self.run_dir / "tokenizer")
+        model_cfg = replace(cfg.model, vocab_size=self.prepared.vocab_size,
+                            max_seq_len=max(cfg.model.max_seq_len, cfg.seq_len))
+        torch.manual_seed(cfg.seed)
+        self.model = CausalLM(model_cfg).to(self.device)
+        self.model.activation_checkpointing = cfg.activation_checkpointing
+        self.loader = TokenLoader(self.prepared.train, cfg.seq_len, cfg.micro_batch, seed=cfg.seed,
+                                  rank=d.rank, world_size=d.world_size, device=self.device)
+        self.accum = cfg.accumulation(d.world_size)
+        self.tokens_per_step = cfg.micro_batch * cfg.seq_len * self.accum * d.world_size
+        self.total = total_steps(cfg, self.loader.batches_per_epoch, self.accum, d.world_size)
+        warmup = auto_warmup(self.total) if cfg.warmup_steps < 0 else cfg.warmup_steps
+        self.schedule = CosineSchedule(cfg.lr, self.total, warmup, cfg.min_lr_ratio)
+        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
+                                         self.device.type)
+        self.scaler = self.precision.grad_scaler()
+        self.step, self.tokens, self.best_val = 0, 0, math.inf
+        self.nonfinite_streak, self.skipped = 0, 0
+        self.resumed_from: int | None = None
+        if self.resume:
+            self._restore()
+        else:
+            torch.manual_seed(cfg.seed + d.rank)
+        self.compiled = cfg.compile_enabled(self.device.type)
+        step_model: Any = self.model
+        if self.compiled:
+            step_model = torch.compile(step_model)
+        if d.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            step_model = DistributedDataParallel(step_model, device_ids=ids)
+        self.step_model = step_model
+        if d.is_main:
+            self.session and self.session.run.update_meta(total_steps=self.total)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+            self.emit("run_info", config=cfg.to_dict(), params=self.model.num_params(),
+                      precision=self.precision.name, precision_reason=self.precision.reason,
+                      device=str(self.device) + (f" x{d.world_size}" if d.world_size > 1 else ""),
+                      total_steps=self.total, tokens_per_step=self.tokens_per_step,
+                      compiled=self.compiled, resumed_from=self.resumed_from)
+            self.log(f"{self.model.num_params():,} parameters, {self.precision.name} "
+                     f"({self.precision.reason}), {self.total} steps of {self.tokens_per_step:,} tokens "
+                     f"on {self.device}" + (f" x {d.world_size} ranks" if d.world_size > 1 else ""))
+        self.val_loader_ok = self.prepared.val is not None
+        self.flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
+        on_gpu = self.device.type == "cuda"
+        self.peak = peak_flops(torch.cuda.get_device_name(self.device)) if on_gpu else None
+
+    def _restore(self) -> None:
+        path = resolve_checkpoint(self.checkpoints, "last")
+        if path is None:
+            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
+                                  "a new run (the run stopped before its first checkpoint).")
+        state = load_checkpoint(path, self.model, self.device)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.scaler)
+        self.loader.load_state_dict(state.loader)
+        set_rng_state(state.rng)
+        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
+        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
+        self.resumed_from = state.step
+        self.log(f"resumed from {path.name} (step {state.step})")
+
+    # ------------------------------------------------------------------------------ the loop
+    def _state(self) -> TrainerState:
+        return TrainerState(step=self.step, tokens=self.tokens, optimizer=self.optimizer.state_dict(),
+                            scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
+                            loader=self.loader.state_dict(), rng=rng_state(), best_val=self.best_val,
+                            nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
+
+    def checkpoint(self, reason: str) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        path = self.checkpoints / checkpoint_name(self.step)
+        if not path.is_dir():
+            path = save_checkpoint(self.checkpoints, self.model, self._state())
+            self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="last")
+            self.log(f"checkpoint {path.name} ({reason})")
+        else:
+            set_pointer(self.checkpoints, "last", path, self.step)
+        for removed in prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints):
+            self.log(f"removed old checkpoint {removed.name} (keep_checkpoints={self.cfg.keep_checkpoints})")
+        return path
+
+    def mark_best(self, path: Path) -> None:
+        set_pointer(self.checkpoints, "best", path, self.step, self.best_val)
+        self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="best",
+                  val_loss=self.best_val)
+
+    def train_step(self) -> tuple[float, float, bool]:
+        """One optimizer step over ``accum`` micro-batches: (loss, grad norm, applied?)."""
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(self.accum):
+            x, y = self.loader.next_batch()
+            last = micro == self.accum - 1
+            sync = self.step_model.no_sync() if (self.dist.world_size > 1 and not last) else nullcontext()
+            with sync:
+                with self.precision.autocast():
+                    loss = self.step_model(x, y) / self.accum
+                self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
+        if self.dist.world_size > 1:
+            dist.all_reduce(loss_sum)  # SUM: gloo has no AVG
+            loss_sum /= self.dist.world_size
+        loss_value, norm_value = loss_sum.item(), norm.item()
+        fp16_overflow = self.precision.name == "fp16" and math.isfinite(loss_value)
+        applied = math.isfinite(loss_value) and (math.isfinite(norm_value) or fp16_overflow)
+        if applied:
+            self.scaler.step(self.optimizer)  # skips by itself on an fp16 overflow
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value, norm_value, applied and math.isfinite(norm_value)
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        if not self.val_loader_ok:
+            return None
+        cfg = self.cfg
+        try:
+            val = TokenLoader(self.prepared.val, cfg.seq_len, cfg.micro_batch, seed=cfg.seed, shuffle=False,
+                              rank=self.dist.rank, world_size=self.dist.world_size, device=self.device)
+        except ConfigError:
+            self.val_loader_ok = False
+            self.log("the validation split is smaller than one batch: validation is off for this run. "
+                     "Fix: raise val_fraction or use more data.", level="warning")
+            return None
+        self.model.eval()
+        n = min(cfg.eval_batches, val.batches_per_epoch)
+        total = torch.zeros((), device=self.device)
+        for _ in range(n):
+            x, y = val.next_batch()
+            with self.precision.autocast():
+                total += self.model(x, y).float()
+        if self.dist.world_size > 1:
+            dist.all_reduce(total)
+            total /= self.dist.world_size
+        self.model.train()
+        return (total / n).item()
+
+    def _control(self) -> tuple[bool, bool]:
+        """(stop?, checkpoint now?) as decided by rank 0, agreed by every rank."""
+        stop = bool(self.session and self.session.stop_requested)
+        ckpt = bool(self.session and self.session.checkpoint_requested())
+        if self.dist.world_size > 1:
+            flags = torch.tensor([float(stop), float(ckpt)], device=self.device)
+            dist.broadcast(flags, src=0)
+            stop, ckpt = bool(flags[0]), bool(flags[1])
+        return stop, ckpt
+
+    def run(self) -> None:
+        self.setup()
+        cfg = self.cfg
+        eval_every = cfg.eval_every or max(1, self.total // 10)
+        self.model.train()
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < self.total:
+            lr = self.schedule.apply(self.optimizer, self.step)
+            try:
+                loss, norm, applied = self.train_step()
+            except torch.OutOfMemoryError as exc:
+                raise TrainingStopped(
+                    f"out of memory at step {self.step + 1} with micro_batch={cfg.micro_batch} and "
+                    f"seq_len={cfg.seq_len} (peak {peak_memory(self.device) / 2**30:.1f} GiB). Fix: lower "
+                    f"micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
+                    f"grad_accum={self.accum * 2} keeps the tokens per step), lower seq_len, or set "
+                    "activation_checkpointing=true. The last checkpoint is intact.") from exc
+            self.step += 1
+            self.tokens += self.tokens_per_step
+            window_steps += 1
+            if applied:
+                self.nonfinite_streak = 0
+            else:
+                self.nonfinite_streak += 1
+                self.skipped += 1
+                self.log(f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
+                         f"update skipped ({self.nonfinite_streak} in a row)", level="warning")
+                if self.nonfinite_streak >= cfg.max_nonfinite:
+                    raise TrainingStopped(
+                        f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
+                        f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
+                        "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
+                        "checkpoint, which is intact.")
+            if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total):
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps * self.tokens_per_step / elapsed
+                fields = dict(step=self.step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=rate,
+                              samples_per_s=rate / cfg.seq_len, step_time=elapsed / window_steps,
+                              tokens=self.tokens, peak_mem=peak_memory(self.device), skipped=self.skipped,
+                              epoch=self.loader.epoch + self.loader.step / self.loader.batches_per_epoch,
+                              mfu=mfu(self.flops_per_token, rate, self.peak, self.dist.world_size))
+                self.emit("metric", **fields)
+                for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time"):
+                    if fields[key] is not None and math.isfinite(fields[key]):
+                        self.tb.add_scalar(f"train/{key}", fields[key], self.step)
+                window_start, window_steps = time.perf_counter(), 0
+            reasons: list[str] = []
+            if self.step % eval_every == 0 or self.step == self.total:
+                val = self.evaluate()
+                if val is not None and self.dist.is_main:
+                    ppl = math.exp(min(val, 50.0))
+                    self.emit("eval", step=self.step, val_loss=val, perplexity=ppl)
+                    self.tb.add_scalar("val/loss", val, self.step)
+                    self.tb.add_scalar("val/perplexity", ppl, self.step)
+                    if val < self.best_val:
+                        self.best_val = val
+                        reasons.append("best validation loss")
+            stop, ckpt_now = self._control()
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                reasons.append(f"every {cfg.checkpoint_every} steps")
+            if ckpt_now:
+                reasons.append("requested")
+            if stop:
+                reasons.append("stop requested")
+            if self.step == self.total:
+                reasons.append("end of training")
+            if reasons:
+                path = self.checkpoint(", ".join(reasons))
+                if path is not None and "best validation loss" in reasons:
+                    self.mark_best(path)
+            if stop:
+                self.log(f"stopped at step {self.step} of {self.total}")
+                break
+        if self.tb is not None:
+            self.tb.close()

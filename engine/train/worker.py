@@ -1,0 +1,64 @@
+"""The engine process of a pre-training run: ``python -m engine.train.worker --run-dir DIR``.
+
+Started detached by :mod:`engine.train.launch` (or by ``torchrun`` for several GPUs). Rank 0 owns
+the run directory through :func:`engine.runs.run_context` (status, signals, events); the other
+ranks only compute and follow rank 0's stop and checkpoint decisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine.config.train import TrainConfig
+from engine.runs.session import run_context
+from engine.runs.store import RunDir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="engine.train.worker")
+    parser.add_argument("--run-dir", type=Path, default=os.environ.get("CANVAS_RUN_DIR"))
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    args = parser.parse_args(argv)
+    if args.run_dir is None:
+        parser.error("--run-dir is required")
+    run = RunDir(Path(args.run_dir).resolve())
+    cfg = TrainConfig.from_dict(run.read_meta()["config"])
+
+    from engine.train.trainer import DistInfo, Trainer, TrainingStopped
+
+    info = DistInfo.from_env()
+    if info.world_size > 1:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        if info.is_main:
+            with run_context(run) as session:
+                try:
+                    Trainer(cfg, run.path, session, resume=args.resume, dist_info=info).run()
+                except TrainingStopped as exc:
+                    session.set_outcome("failed", str(exc))
+                    print(f"training stopped: {exc}", file=sys.stderr, flush=True)
+        else:
+            # torchrun forwards SIGTERM to every rank; only rank 0 decides when to stop.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            with contextlib.suppress(TrainingStopped):  # rank 0 reports it
+                Trainer(cfg, run.path, None, resume=args.resume, dist_info=info).run()
+    finally:
+        if info.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
