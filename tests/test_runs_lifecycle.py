@@ -1,8 +1,10 @@
 """Real engine processes: detached launch, surviving tmux, stop, checkpoint now, kill -9, resume, rm.
 
-The engine is the :func:`engine` fixture, today ``tests/engine_stub.py`` (a real process using the
-real engine-side helpers, with sleeps for steps). When the training loop exists, the fixture is
-switched to the real tiny training run and every test here runs against it unchanged.
+The engine is the :func:`engine` fixture: ``tests/engine_stub.py``, a real process using the real
+engine-side helpers with sleeps for steps, which makes these run-store tests fast and lets them
+fail on purpose (a slow start, an exception). The same behaviours with the real tiny training run
+started through ``canvas train`` (tmux survival, kill -9 and resume, SIGUSR1, stop) are in
+``tests/test_train_lifecycle.py``.
 """
 
 from __future__ import annotations

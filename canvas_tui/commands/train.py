@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
 from engine.config.presets import PRESETS
-from engine.config.train import load_train_config
+from engine.config.train import TrainConfig, load_train_config
 
 POLL_S = 0.25
 
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     validate_spec(parse_spec(cfg.data, field_name="data"), field_name="data")
     if args.nproc < 1:
         raise CliError(f"--nproc {args.nproc}: use 1 or more processes.")
+    check_hardware(cfg)
     if args.dry_run:
         from engine.config.train import config_json
 
@@ -69,6 +70,21 @@ def run(args: argparse.Namespace) -> int:
               f"`canvas stop {run_dir.id}` stops it.", file=sys.stderr)
         return 0
     return follow(run_dir)
+
+
+def check_hardware(cfg: TrainConfig) -> None:
+    """Refuse before launching what this machine's torch build cannot do (read without torch)."""
+    from engine.config.errors import ConfigError
+    from engine.sysinfo import torch_build
+
+    build = torch_build()
+    cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
+    if cpu_only and cfg.device in ("auto", "cpu") and cfg.precision == "fp16":
+        raise ConfigError("precision", "precision = fp16 needs a GPU, and this torch build is CPU-only "
+                          f"({build['summary']}). Fix: use precision=auto (bf16 where the CPU has it).")
+    if cpu_only and cfg.device.startswith("cuda"):
+        raise ConfigError("device", f"device = {cfg.device}, but this torch build is CPU-only "
+                          f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.")
 
 
 def _bar(fraction: float, width: int = 20) -> str:

@@ -107,9 +107,7 @@ class Trainer:
 
     def log(self, message: str, level: str = "info") -> None:
         if self.session is not None:
-            self.session.log(message, level=level)
-        if self.dist.is_main:
-            print(f"[{level}] {message}", flush=True)
+            self.session.log(message, level=level)  # also echoed to engine.log
 
     def _data_progress(self) -> Any:
         last = [0.0]
@@ -332,13 +330,8 @@ class Trainer:
                 self.skipped += 1
                 self.log(f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
                          f"update skipped ({self.nonfinite_streak} in a row)", level="warning")
-                if self.nonfinite_streak >= cfg.max_nonfinite:
-                    raise TrainingStopped(
-                        f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
-                        f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
-                        "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
-                        "checkpoint, which is intact.")
-            if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total):
+            diverged = self.nonfinite_streak >= cfg.max_nonfinite
+            if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total or diverged):
                 elapsed = time.perf_counter() - window_start
                 rate = window_steps * self.tokens_per_step / elapsed
                 fields = dict(step=self.step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=rate,
@@ -351,6 +344,12 @@ class Trainer:
                     if fields[key] is not None and math.isfinite(fields[key]):
                         self.tb.add_scalar(f"train/{key}", fields[key], self.step)
                 window_start, window_steps = time.perf_counter(), 0
+            if diverged:
+                raise TrainingStopped(
+                    f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
+                    f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
+                    "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
+                    "checkpoint, which is intact.")
             reasons: list[str] = []
             if self.step % eval_every == 0 or self.step == self.total:
                 val = self.evaluate()

@@ -14,9 +14,31 @@ import signal
 import sys
 from pathlib import Path
 
+from engine.config.errors import ConfigError
 from engine.config.train import TrainConfig
 from engine.runs.session import run_context
 from engine.runs.store import RunDir
+
+
+def run_training(run: RunDir, *, resume: bool = False, install_signals: bool = True) -> None:
+    """Train the run described by ``run.json`` (rank 0 owns the run directory)."""
+    from engine.train.trainer import DistInfo, Trainer, TrainingStopped
+
+    cfg = TrainConfig.from_dict(run.read_meta()["config"])
+    info = DistInfo.from_env()
+    if info.is_main:
+        with run_context(run, install_signals=install_signals) as session:
+            try:
+                Trainer(cfg, run.path, session, resume=resume, dist_info=info).run()
+            except (TrainingStopped, ConfigError) as exc:  # explained failures: no traceback
+                session.set_outcome("failed", str(exc))
+                print(f"training stopped: {exc}", file=sys.stderr, flush=True)
+    else:
+        # torchrun forwards SIGTERM to every rank; only rank 0 decides when to stop.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with contextlib.suppress(TrainingStopped, ConfigError):  # rank 0 reports it
+            Trainer(cfg, run.path, None, resume=resume, dist_info=info).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,32 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_dir is None:
         parser.error("--run-dir is required")
     run = RunDir(Path(args.run_dir).resolve())
-    cfg = TrainConfig.from_dict(run.read_meta()["config"])
-
-    from engine.train.trainer import DistInfo, Trainer, TrainingStopped
-
-    info = DistInfo.from_env()
-    if info.world_size > 1:
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if distributed:
         import torch
         import torch.distributed as dist
 
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        if info.is_main:
-            with run_context(run) as session:
-                try:
-                    Trainer(cfg, run.path, session, resume=args.resume, dist_info=info).run()
-                except TrainingStopped as exc:
-                    session.set_outcome("failed", str(exc))
-                    print(f"training stopped: {exc}", file=sys.stderr, flush=True)
-        else:
-            # torchrun forwards SIGTERM to every rank; only rank 0 decides when to stop.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            with contextlib.suppress(TrainingStopped):  # rank 0 reports it
-                Trainer(cfg, run.path, None, resume=args.resume, dist_info=info).run()
+        run_training(run, resume=args.resume)
     finally:
-        if info.world_size > 1:
+        if distributed:
             import torch.distributed as dist
 
             if dist.is_initialized():
