@@ -218,3 +218,18 @@ def _runs_named(name: str) -> list[RunDir]:
     from engine.runs.store import list_runs
 
     return [r for r in list_runs() if r.read_meta().get("name") == name]
+
+
+def test_ctrl_c_in_the_foreground_stops_gracefully_with_a_checkpoint():
+    proc = subprocess.Popen([sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", "max_steps=400",
+                             "--set", "eval_every=1000", "--name", "ctrl-c"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    run = resolve_run(proc.stdout.readline().strip())
+    wait_until(lambda: last_step(run) >= 3, what="three steps")
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopping run" in err and f"run {run.id} stopped" in out
+    assert f"canvas resume {run.id}" in out
+    stopped_at = last_step(run)
+    assert json.loads((run.checkpoints_dir / "last.json").read_text())["step"] == stopped_at < 400
