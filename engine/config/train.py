@@ -56,6 +56,7 @@ class TrainConfig:
     compile: str = "auto"  # auto: on for CUDA, off on CPU; or true / false
     activation_checkpointing: bool = False
     device: str = "auto"
+    distributed: str = "ddp"  # with several processes: ddp (replicas) or fsdp (FSDP2 sharding)
     deterministic: bool = False
     seed: int = 1337
     # bookkeeping
@@ -101,6 +102,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise bad("precision", f"is not one of {', '.join(PRECISIONS)}",
                       "use auto (bf16 where the hardware has it, else fp16 on GPUs, fp32 on CPUs)")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise bad("distributed", "is not ddp or fsdp", "use ddp (replicas) or fsdp (sharded, for "
+                      "models that do not fit on one GPU)")
         if str(self.compile).lower() not in ("auto", *TRUE, *FALSE):
             raise bad("compile", "must be auto, true or false", "use compile=auto")
         if self.telemetry_interval <= 0:
@@ -208,8 +212,7 @@ def apply_settings(cfg: TrainConfig, settings: dict[str, Any], source: str) -> T
             out.model = ModelConfig(**model)
         except TypeError as exc:
             raise ConfigError("model", f"{source}: {exc}") from None
-    if "seq_len" in updates and "model.max_seq_len" not in settings and not (
-            "max_seq_len" in model_updates):
+    if "seq_len" in updates and "max_seq_len" not in model_updates:
         out.model = replace(out.model, max_seq_len=max(out.model.max_seq_len, out.seq_len))
     return out
 

@@ -54,12 +54,22 @@ class TrainerState:
     skipped_steps: int
 
 
-def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState) -> Path:
-    """Write ``step-N/`` whole (temporary name, then rename) and point ``last`` at it."""
+def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``step-N/`` whole (temporary name, then rename) and point ``last`` at it.
+
+    ``weights`` is the full (unsharded) state dict when the model is sharded across ranks.
+    """
     final = Path(checkpoints_dir) / checkpoint_name(state.step)
+    if weights is None:
+        tensors = export_state_dict(model)
+    else:
+        tied = model.config.tie_embeddings
+        tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()
+                   if not (tied and k == "lm_head.weight")}
     with atomic_path(final) as tmp:
         tmp.mkdir()
-        save_file(export_state_dict(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
         torch.save(state.__dict__, tmp / TRAINER_FILE)
         for name in os.listdir(tmp):
@@ -87,14 +97,10 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
     return removed
 
 
-def load_checkpoint(path: Path, model: CausalLM, device: torch.device) -> TrainerState:
-    """Load weights into ``model`` in place and return the trainer state (``weights_only=True``)."""
-    weights = load_file(str(Path(path) / WEIGHTS_FILE), device=str(device))
+def load_checkpoint(path: Path, model: CausalLM) -> tuple[dict[str, torch.Tensor], TrainerState]:
+    """The full weights (CPU) and the trainer state, read with ``weights_only=True``."""
+    weights = load_file(str(Path(path) / WEIGHTS_FILE))
     if model.config.tie_embeddings:
         weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing[:4]}, "
-                           f"unexpected {unexpected[:4]}")
     raw = torch.load(Path(path) / TRAINER_FILE, map_location="cpu", weights_only=True)
-    return TrainerState(**raw)
+    return weights, TrainerState(**raw)

@@ -12,7 +12,6 @@ import math
 import os
 import resource
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from engine.train.checkpoint import (
 from engine.train.flops import mfu, peak_flops
 from engine.train.layout import checkpoint_name, resolve_checkpoint
 from engine.train.optim import CosineSchedule, auto_warmup, build_optimizer
+from engine.train.parallel import full_state, gradient_sync, load_full_state, plain, shard_fsdp, wrap_ddp
 from engine.train.precision import Precision, choose_precision, enable_fast_matmul
 
 
@@ -154,6 +154,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = CausalLM(model_cfg).to(self.device)
         self.model.activation_checkpointing = cfg.activation_checkpointing
+        self.n_params = self.model.num_params()
+        self.fsdp = d.world_size > 1 and cfg.distributed == "fsdp"
+        if self.fsdp:
+            shard_fsdp(self.model, self.device)  # before the optimizer: it must see the shards
         self.loader = TokenLoader(self.prepared.train, cfg.seq_len, cfg.micro_batch, seed=cfg.seed,
                                   rank=d.rank, world_size=d.world_size, device=self.device)
         self.accum = cfg.accumulation(d.world_size)
@@ -175,25 +179,23 @@ class Trainer:
         step_model: Any = self.model
         if self.compiled:
             step_model = torch.compile(step_model)
-        if d.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            step_model = DistributedDataParallel(step_model, device_ids=ids)
+        if d.world_size > 1 and not self.fsdp:
+            step_model = wrap_ddp(step_model, self.device)
         self.step_model = step_model
         if d.is_main:
             self.session and self.session.run.update_meta(total_steps=self.total)
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
-            self.emit("run_info", config=cfg.to_dict(), params=self.model.num_params(),
+            self.emit("run_info", config=cfg.to_dict(), params=self.n_params,
                       precision=self.precision.name, precision_reason=self.precision.reason,
                       device=str(self.device) + (f" x{d.world_size}" if d.world_size > 1 else ""),
                       total_steps=self.total, tokens_per_step=self.tokens_per_step,
                       compiled=self.compiled, resumed_from=self.resumed_from)
-            self.log(f"{self.model.num_params():,} parameters, {self.precision.name} "
+            self.log(f"{self.n_params:,} parameters, {self.precision.name} "
                      f"({self.precision.reason}), {self.total} steps of {self.tokens_per_step:,} tokens "
-                     f"on {self.device}" + (f" x {d.world_size} ranks" if d.world_size > 1 else ""))
+                     f"on {self.device}" + (f" x {d.world_size} ranks ({cfg.distributed})"
+                                            if d.world_size > 1 else ""))
         self.val_loader_ok = self.prepared.val is not None
         self.flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
         on_gpu = self.device.type == "cuda"
@@ -204,8 +206,9 @@ class Trainer:
         if path is None:
             raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
                                   "a new run (the run stopped before its first checkpoint).")
-        state = load_checkpoint(path, self.model, self.device)
-        self.optimizer.load_state_dict(state.optimizer)
+        weights, state = load_checkpoint(path, self.model)
+        load_full_state(self.model, self.optimizer, weights, state.optimizer, self.cfg.distributed,
+                        self.dist.world_size)
         self.scaler.load_state_dict(state.scaler)
         self.loader.load_state_dict(state.loader)
         set_rng_state(state.rng)
@@ -215,18 +218,22 @@ class Trainer:
         self.log(f"resumed from {path.name} (step {state.step})")
 
     # ------------------------------------------------------------------------------ the loop
-    def _state(self) -> TrainerState:
-        return TrainerState(step=self.step, tokens=self.tokens, optimizer=self.optimizer.state_dict(),
+    def _state(self, optimizer_state: dict) -> TrainerState:
+        return TrainerState(step=self.step, tokens=self.tokens, optimizer=optimizer_state,
                             scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
                             loader=self.loader.state_dict(), rng=rng_state(), best_val=self.best_val,
                             nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
 
     def checkpoint(self, reason: str) -> Path | None:
+        path = self.checkpoints / checkpoint_name(self.step)
+        if self.fsdp:  # gathering the shards is collective: every rank takes part
+            weights, optim = full_state(self.model, self.optimizer, "fsdp", self.dist.world_size)
         if not self.dist.is_main:
             return None
-        path = self.checkpoints / checkpoint_name(self.step)
         if not path.is_dir():
-            path = save_checkpoint(self.checkpoints, self.model, self._state())
+            if not self.fsdp:
+                weights, optim = None, self.optimizer.state_dict()
+            path = save_checkpoint(self.checkpoints, self.model, self._state(optim), weights)
             self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="last")
             self.log(f"checkpoint {path.name} ({reason})")
         else:
@@ -246,8 +253,7 @@ class Trainer:
         for micro in range(self.accum):
             x, y = self.loader.next_batch()
             last = micro == self.accum - 1
-            sync = self.step_model.no_sync() if (self.dist.world_size > 1 and not last) else nullcontext()
-            with sync:
+            with gradient_sync(self.step_model, self.cfg.distributed, self.dist.world_size, last):
                 with self.precision.autocast():
                     loss = self.step_model(x, y) / self.accum
                 self.scaler.scale(loss).backward()
@@ -258,7 +264,7 @@ class Trainer:
         if self.dist.world_size > 1:
             dist.all_reduce(loss_sum)  # SUM: gloo has no AVG
             loss_sum /= self.dist.world_size
-        loss_value, norm_value = loss_sum.item(), norm.item()
+        loss_value, norm_value = loss_sum.item(), plain(norm).item()
         fp16_overflow = self.precision.name == "fp16" and math.isfinite(loss_value)
         applied = math.isfinite(loss_value) and (math.isfinite(norm_value) or fp16_overflow)
         if applied:
@@ -352,15 +358,15 @@ class Trainer:
                     "checkpoint, which is intact.")
             reasons: list[str] = []
             if self.step % eval_every == 0 or self.step == self.total:
-                val = self.evaluate()
+                val = self.evaluate()  # all-reduced: every rank sees the same value and decides alike
                 if val is not None and self.dist.is_main:
                     ppl = math.exp(min(val, 50.0))
                     self.emit("eval", step=self.step, val_loss=val, perplexity=ppl)
                     self.tb.add_scalar("val/loss", val, self.step)
                     self.tb.add_scalar("val/perplexity", ppl, self.step)
-                    if val < self.best_val:
-                        self.best_val = val
-                        reasons.append("best validation loss")
+                if val is not None and val < self.best_val:
+                    self.best_val = val
+                    reasons.append("best validation loss")
             stop, ckpt_now = self._control()
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 reasons.append(f"every {cfg.checkpoint_every} steps")
