@@ -70,6 +70,7 @@ def test_fsdp_matches_one_process_and_its_checkpoints_resume_exactly():
     out = subprocess.run([sys.executable, "-m", "canvas_tui", "resume", short_id, "-f"], capture_output=True,
                          text=True, cwd=REPO, env=dict(os.environ), timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    resumed = {r["step"]: r["loss"] for r in EventReader(short.events_path).read_new() if r["type"] == "metric"}
+    records = EventReader(short.events_path).read_new()
+    resumed = {r["step"]: r["loss"] for r in records if r["type"] == "metric"}
     straight = {r["step"]: r["loss"] for r in fsdp if r["type"] == "metric"}
     assert resumed == straight
