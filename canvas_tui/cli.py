@@ -18,7 +18,7 @@ from canvas_tui import __version__
 from engine.config.errors import ConfigError
 from engine.locations import HOME_ENV
 
-COMMAND_MODULES = ("info", "export", "demo", "data", "runs", "train")
+COMMAND_MODULES = ("info", "export", "demo", "data", "runs", "train", "console")
 
 
 class CliError(Exception):
@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="canvas",
         description=(
             "Neural Canvas: pre-train Llama-style models from scratch and QLoRA-fine-tune "
-            "pre-trained ones, in runs that survive the terminal. With no command, runs the "
-            "main job (for now a short headless training of the tiny model on the embedded text)."
+            "pre-trained ones, in runs that survive the terminal. With no command, opens the "
+            "console (`canvas console`); `canvas demo` is the short headless training demo."
         ),
     )
     parser.add_argument("--version", action="version", version=f"canvas {__version__}")
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Through the environment so that engine processes started from here inherit it.
         os.environ[HOME_ENV] = str(args.home.expanduser().resolve())
     if args.command is None:
-        args = parser.parse_args([*(argv or sys.argv[1:]), "demo"])
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "console"])
     try:
         return int(args.func(args) or 0)
     except (CliError, ConfigError) as exc:

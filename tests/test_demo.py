@@ -31,14 +31,3 @@ def test_canvas_demo_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "step     3/3" in proc.stdout and "sample: The " in proc.stdout
     assert (tmp_path / "cache" / "data").is_dir()  # prepared data went under CANVAS_HOME
-
-
-def test_plain_canvas_is_the_demo(monkeypatch, tmp_path):
-    import canvas_tui.commands.demo as demo
-    from canvas_tui.cli import main
-
-    seen = {}
-    monkeypatch.setattr(demo, "run", lambda args: seen.setdefault("steps", args.steps) and 0)
-    assert main(["--home", str(tmp_path)]) == 0
-    assert seen == {"steps": 300}
-    assert os.environ["CANVAS_HOME"] == str(tmp_path.resolve())

@@ -1,4 +1,4 @@
-"""``canvas demo`` (and plain ``canvas`` for now): the tiny model learns the embedded corpus."""
+"""``canvas demo``: the tiny model learns the embedded corpus, headless, in a minute or two."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train the tiny model briefly on the embedded text, headless (what `canvas` runs)",
+        help="train the tiny model briefly on the embedded text, headless, and print a sample",
         description="Prepare the embedded offline corpus (cached after the first time), train the "
         "tiny preset on it for a few hundred steps and print a sample. Needs no network and no GPU.",
     )
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise CliError(f"--steps {args.steps}: train at least one step. Fix: --steps 300.")
     print("Neural Canvas demo: headless training of the tiny model on the embedded corpus "
-          "(the console arrives in a later release).", flush=True)
+          "(`canvas train` for a real run you can watch in the console).", flush=True)
     from engine.demo import run_demo
 
     bar = ProgressBar()

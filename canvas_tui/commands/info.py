@@ -12,6 +12,7 @@ from typing import Any
 from canvas_tui import __version__
 from engine import locations, sysinfo
 from engine.config.presets import PRESETS
+from engine.telemetry import availability
 from engine.telemetry.gpus import list_gpus
 
 
@@ -59,6 +60,7 @@ def machine_report(probe: bool) -> dict[str, Any]:
         "cpu": sysinfo.cpu_info(),
         "bitsandbytes": sysinfo.bitsandbytes_status(),
         "codecarbon": sysinfo.codecarbon_status(),
+        "telemetry": availability((gpus, gpu_reason)),
         "libraries": {name: sysinfo.package_version(name) for name in sysinfo.LIBRARIES},
         "home_override": os.environ.get(locations.HOME_ENV) or None,
         "runs_dir": str(locations.runs_dir()),
@@ -86,8 +88,10 @@ def _print_machine(r: dict[str, Any]) -> None:
     print(f"  CPU           {cpu['model']}, {cpu['cores']} cores; CPU training precision: {cpu['precision']}")
     print(f"  bitsandbytes  {r['bitsandbytes']}")
     print(f"  CodeCarbon    {r['codecarbon']}")
-    print("  telemetry     GPU: " + ("NVML" if r["gpus"] else f"unavailable ({r['gpu_reason']})")
-          + "; system: psutil " + (r["libraries"]["psutil"] or "missing"))
+    tel = r["telemetry"]
+    print(f"  telemetry     GPU: {tel['gpu']['summary']}")
+    print(f"                system: {tel['system']['summary']}")
+    print(f"                emissions: {tel['emissions']['summary']}")
     libs = ", ".join(f"{k} {v}" for k, v in r["libraries"].items() if k != "torch" and v)
     print(f"  libraries     {libs}")
     src = f" (from {locations.HOME_ENV}={r['home_override']})" if r["home_override"] else ""

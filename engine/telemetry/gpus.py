@@ -21,7 +21,8 @@ class GpuInfo:
     driver: str
 
 
-def _load_nvml() -> ModuleType | None:
+def load_nvml() -> ModuleType | None:
+    """``pynvml`` (from ``nvidia-ml-py``), or None when it is not installed."""
     try:
         import pynvml
     except ImportError:
@@ -29,7 +30,7 @@ def _load_nvml() -> ModuleType | None:
     return pynvml
 
 
-def _reason(nvml: Any, exc: Exception) -> str:
+def nvml_reason(nvml: Any, exc: Exception) -> str:
     """Turn an NVML exception into something a user can act on."""
     kinds = {
         "NVMLError_LibraryNotFound": "no NVIDIA driver: the NVML library (libnvidia-ml.so) was not found",
@@ -44,19 +45,34 @@ def _reason(nvml: Any, exc: Exception) -> str:
     return f"NVML failed: {exc}"
 
 
+_load_nvml = load_nvml  # the names this module used first
+_reason = nvml_reason
+
+#: Why there are no GPUs when ``nvidia-ml-py`` itself is missing.
+NO_NVML_PACKAGE = "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+
+
+def hidden_by_cuda_visible_devices() -> str | None:
+    """The reason training processes see no GPU when ``CUDA_VISIBLE_DEVICES`` hides them all."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from training processes"
+    return None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def list_gpus(nvml: Any = None) -> tuple[list[GpuInfo], str | None]:
     """The GPUs NVML reports, and ``None``; or ``[]`` and the reason there are none."""
-    nvml = nvml if nvml is not None else _load_nvml()
+    nvml = nvml if nvml is not None else load_nvml()
     if nvml is None:
-        return [], "nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+        return [], NO_NVML_PACKAGE
     try:
         nvml.nvmlInit()
     except Exception as exc:
-        return [], _reason(nvml, exc)
+        return [], nvml_reason(nvml, exc)
     try:
         driver = _text(nvml.nvmlSystemGetDriverVersion())
         count = nvml.nvmlDeviceGetCount()
@@ -66,13 +82,10 @@ def list_gpus(nvml: Any = None) -> tuple[list[GpuInfo], str | None]:
             mem = nvml.nvmlDeviceGetMemoryInfo(handle)
             gpus.append(GpuInfo(i, _text(nvml.nvmlDeviceGetName(handle)), int(mem.total) // 2**20, driver))
     except Exception as exc:
-        return [], _reason(nvml, exc)
+        return [], nvml_reason(nvml, exc)
     finally:
         with contextlib.suppress(Exception):
             nvml.nvmlShutdown()
     if not gpus:
         return [], "the NVIDIA driver is loaded but reports no GPU"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return gpus, f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from training processes"
-    return gpus, None
+    return gpus, hidden_by_cuda_visible_devices()

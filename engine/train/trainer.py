@@ -12,6 +12,7 @@ import math
 import os
 import resource
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -309,7 +310,23 @@ class Trainer:
             stop, ckpt = bool(flags[0]), bool(flags[1])
         return stop, ckpt
 
+    def telemetry(self) -> AbstractContextManager:
+        """GPU, system and emissions sampling on a background thread, rank 0 only, for the whole
+        run (data preparation included: it burns energy too)."""
+        if self.session is None:
+            return nullcontext()
+        from engine.telemetry import TelemetrySampler
+
+        device = pick_device(self.cfg.device, self.dist)
+        peak = (lambda: torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+        return TelemetrySampler(self.session, interval=self.cfg.telemetry_interval,
+                                country=self.cfg.carbon_country, output_dir=self.run_dir, cuda_peak=peak)
+
     def run(self) -> None:
+        with self.telemetry():
+            self._run()
+
+    def _run(self) -> None:
         self.setup()
         cfg = self.cfg
         eval_every = cfg.eval_every or max(1, self.total // 10)

@@ -1,0 +1,207 @@
+"""The Neural Canvas console (``canvas`` with no arguments): the App only.
+
+Screens live in :mod:`canvas_tui.screens`, widgets in :mod:`canvas_tui.widgets`, the event →
+series logic in :mod:`canvas_tui.viewmodel`. The app registers the themes, restores the settings
+(theme remembered between sessions), runs control actions (stop, checkpoint, resume, delete) in
+thread workers and reports worker failures as notifications instead of crashing.
+
+The console never imports torch and never owns a run: engine processes are detached, so quitting
+(``q``) leaves every run going, and opening the console again rebuilds the same picture from the
+run directories.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.content import Content
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from canvas_tui import actions
+from canvas_tui.control import perform
+from canvas_tui.messages import ControlDone
+from canvas_tui.screens.runs import RunsScreen
+from canvas_tui.settings import DEFAULT_THEME, Settings, load_settings, save_settings
+from themes import THEMES
+
+
+class CanvasApp(App[None]):
+    """The console. ``run_ref`` opens that run's dashboard at start (``canvas console --run``);
+    ``clock`` and ``poll_interval`` exist for deterministic tests."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Neural Canvas"
+    BINDINGS = actions.bindings("app")
+
+    def __init__(self, run_ref: str | None = None, *, clock: Callable[[], float] = time.time,
+                 poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.run_ref = run_ref
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.settings: Settings = load_settings()
+        self.keymap = dict(self.settings.keymap)
+        for theme in THEMES.values():
+            self.register_theme(theme)
+        self.theme = self.settings.theme if self.settings.theme in self.available_themes else DEFAULT_THEME
+
+    def get_default_screen(self) -> Screen:
+        return RunsScreen()
+
+    def on_mount(self) -> None:
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.run_ref:
+            self._open_ref(self.run_ref)
+
+    def _open_ref(self, ref: str) -> None:
+        from engine.runs.store import RunStoreError, resolve_run
+
+        try:
+            self.open_dashboard(resolve_run(ref).path)
+        except RunStoreError as exc:
+            self.notify(str(exc), title="No such run", severity="error", markup=False)
+
+    # ------------------------------------------------------------------------ settings
+    def _theme_changed(self, theme) -> None:
+        if theme.name != self.settings.theme:
+            self.update_settings(theme=theme.name)
+
+    def update_settings(self, **changes) -> None:
+        self.settings = replace(self.settings, **changes)
+        self._save_settings(self.settings)
+
+    @work(thread=True, exit_on_error=False, group="settings")
+    def _save_settings(self, settings: Settings) -> None:
+        save_settings(settings)
+
+    # ------------------------------------------------------------------------ navigation
+    def open_dashboard(self, run_path: str | Path) -> None:
+        from canvas_tui.screens.dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen(run_path))
+
+    def action_new_run(self) -> None:
+        from canvas_tui.screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen())
+
+    def action_help(self) -> None:
+        from canvas_tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_go_runs(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def _placeholder(self, title: str) -> None:
+        from canvas_tui.screens.placeholder import PlaceholderScreen
+
+        self.push_screen(PlaceholderScreen(title, f"The {title} screen arrives with its own issue. "
+                                           "Press esc to go back."))
+
+    def action_evaluation(self) -> None:
+        self._placeholder("Evaluation")
+
+    def action_chat(self) -> None:
+        self._placeholder("Chat")
+
+    # ------------------------------------------------------------------------ run control
+    def confirm_control(self, action: str, run_path: str, name: str, live: bool = False) -> None:
+        """Ask first, then :meth:`run_control` (stop and delete)."""
+        from canvas_tui.screens.confirm import ConfirmScreen
+
+        if action == "delete":
+            question = Content.assemble("Delete run ", (name, "bold"), " with its checkpoints and logs? ",
+                                        "It is running: it will be stopped first. " if live else "",
+                                        "This cannot be undone.")
+            title, yes = "Delete run", "Delete"
+        else:
+            question = Content.assemble("Stop run ", (name, "bold"), "? It finishes its step, writes a "
+                                        "checkpoint and exits; resume it later with r.")
+            title, yes = "Stop run", "Stop"
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.run_control(action, run_path)
+
+        self.push_screen(ConfirmScreen(title, question, yes), answered)
+
+    def run_control(self, action: str, run_path: str) -> None:
+        self._control_worker(action, str(run_path))
+
+    @work(thread=True, exit_on_error=False, group="control")
+    def _control_worker(self, action: str, run_path: str) -> None:
+        from engine.runs.store import RunStoreError
+
+        run_id = Path(run_path).name
+        try:
+            text = perform(action, run_path)
+        except RunStoreError as exc:
+            self.post_message(ControlDone(action, run_id, str(exc), error=True))
+            return
+        self.post_message(ControlDone(action, run_id, text))
+
+    @on(ControlDone)
+    def _control_done(self, message: ControlDone) -> None:
+        self.notify(message.text, title=message.action.capitalize(),
+                    severity="error" if message.error else "information", markup=False, timeout=6)
+        if message.action == "delete" and not message.error:
+            from canvas_tui.screens.dashboard import DashboardScreen
+
+            if isinstance(self.screen, DashboardScreen) and self.screen.run.id == message.run_id:
+                self.pop_screen()
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.scan()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for worker failures: a notification, never a crash."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.name} failed",
+                        severity="error", markup=False, timeout=10)
+
+    # ------------------------------------------------------------------------ command palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        scope = getattr(screen, "SCOPE", None) or _scope_of(screen)
+        for action in actions.for_scope("app", scope):
+            if action.action == "quit":
+                continue
+            target = self if action.scope == "app" else screen
+            key = actions.display_key(action, self.keymap)
+            yield SystemCommand(f"{SCOPE_PREFIX.get(action.scope, '')}{action.title}",
+                                f"{action.help}  [{key}]",
+                                _runner(target, action.action))
+        for name in THEMES:
+            yield SystemCommand(f"theme: {name}", "Switch to this theme (remembered)",
+                                _theme_setter(self, name))
+
+
+SCOPE_PREFIX = {"app": "go: ", "runs": "runs: ", "dashboard": "run: ", "new_run": "new run: "}
+
+
+def _scope_of(screen: Screen) -> str:
+    return {"RunsScreen": "runs", "DashboardScreen": "dashboard", "NewRunScreen": "new_run"}.get(
+        type(screen).__name__, "")
+
+
+def _runner(target, action: str) -> Callable[[], object]:
+    return lambda: target.run_action(action)
+
+
+def _theme_setter(app: App, name: str) -> Callable[[], None]:
+    def set_theme() -> None:
+        app.theme = name
+
+    return set_theme

@@ -1,0 +1,87 @@
+"""Messages that worker threads post to the UI. Workers never touch widgets; handlers on the main
+thread own every state change (harlequin's rule, STYLE.md §3).
+
+High-rate messages carry *batches* (one message per chunk read, toolong's ``NewBreaks``), and
+status updates are replaceable so a burst collapses to the latest one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from canvas_tui.runs_model import RunRow
+from canvas_tui.viewmodel import RunView
+from engine.runs.status import RunStatus
+
+
+class RunsScanned(Message):
+    """A fresh list of run rows (newest first)."""
+
+    def __init__(self, rows: list[RunRow]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class HistorySketch(Message):
+    """A quick, sampled view of a long history for the first paint."""
+
+    def __init__(self, run_id: str, view: RunView) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.view = view
+
+
+class HistoryLoaded(Message):
+    """The full history, built off the UI thread; replaces any sketch."""
+
+    def __init__(self, run_id: str, view: RunView, garbage: int = 0) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.view = view
+        self.garbage = garbage
+
+
+class RunEvents(Message):
+    """Event records appended since the last batch, in file order."""
+
+    def __init__(self, run_id: str, records: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.records = records
+
+
+class LogLines(Message):
+    """New complete lines of ``engine.log`` (decoded, untrusted text)."""
+
+    def __init__(self, run_id: str, lines: list[str]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.lines = lines
+
+
+class RunStatusChanged(Message):
+    """The run's true status and run.json, polled about once a second; replaceable."""
+
+    def __init__(self, run_id: str, status: RunStatus, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.status = status
+        self.meta = meta
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunStatusChanged) and message.run_id == self.run_id
+
+
+class ControlDone(Message):
+    """A stop / checkpoint / resume / delete / launch finished; ``error`` says why it did not."""
+
+    def __init__(self, action: str, run_id: str, text: str, error: bool = False,
+                 new_run_id: str | None = None) -> None:
+        super().__init__()
+        self.action = action
+        self.run_id = run_id
+        self.text = text
+        self.error = error
+        self.new_run_id = new_run_id

@@ -1,0 +1,153 @@
+"""The rows of the Runs screen, kept up to date incrementally. No Textual, no torch.
+
+:class:`RunsTracker.scan` lists the run store, derives each run's true status
+(:func:`engine.runs.run_status`: a dead process reads ``crashed``) and reads only what each
+``events.jsonl`` gained since the previous scan (an :class:`EventReader` per run, at most
+``max_bytes`` a scan, so a huge history fills in over a few scans instead of stalling one).
+It runs in a worker thread; the screen receives finished :class:`RunRow` tuples.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from canvas_tui.fmt import finite, num
+from engine.runs.reader import EventReader
+from engine.runs.status import run_status
+from engine.runs.store import RunDir, RunStoreError, list_runs
+
+#: Loss points kept per run for its sparkline (decimated by 2 whenever it doubles).
+SPARK_POINTS = 64
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    name: str
+    kind: str
+    status: str
+    message: str
+    verified: bool
+    pid: int | None
+    step: int | None
+    total_steps: int | None
+    loss: float | None
+    last_val: float | None
+    best_val: float | None
+    spark: tuple[float, ...]
+    tokens_per_s: float | None
+    created: float | None
+    path: str
+
+    def age(self, now: float) -> float | None:
+        return None if self.created is None else max(0.0, now - self.created)
+
+    def matches(self, text: str) -> bool:
+        """Case-insensitive substring match on id, name, kind and status (the filter)."""
+        needle = text.strip().lower()
+        return not needle or any(needle in s.lower() for s in (self.id, self.name, self.kind, self.status))
+
+
+class _Acc:
+    """What one run's events said so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.reader = EventReader(path)
+        self.step: int | None = None
+        self.loss: float | None = None
+        self.tps: float | None = None
+        self.last_val: float | None = None
+        self.best_val: float | None = None
+        self.total: int | None = None
+        self.spark: list[float] = []
+        self._stride = 1
+        self._seen = 0
+
+    def update(self, max_bytes: int) -> None:
+        for r in self.reader.read_new(max_bytes=max_bytes):
+            kind = r.get("type")
+            if kind == "metric":
+                if isinstance(r.get("step"), int):
+                    self.step = r["step"]
+                self.loss = num(r.get("loss"))
+                self.tps = finite(r.get("tokens_per_s"))
+                loss = finite(r.get("loss"))
+                if loss is not None:
+                    if self._seen % self._stride == 0:
+                        self.spark.append(loss)
+                        if len(self.spark) >= 2 * SPARK_POINTS:
+                            self.spark = self.spark[::2]
+                            self._stride *= 2
+                    self._seen += 1
+            elif kind == "eval":
+                v = finite(r.get("val_loss"))
+                if v is not None:
+                    self.last_val = v
+                    self.best_val = v if self.best_val is None else min(self.best_val, v)
+            elif kind == "run_info" and isinstance(r.get("total_steps"), int):
+                self.total = r["total_steps"]
+
+
+def _created(meta: dict[str, Any]) -> float | None:
+    created = meta.get("created")
+    if not created:
+        return None
+    try:
+        return datetime.fromisoformat(str(created)).timestamp()
+    except ValueError:
+        return None
+
+
+class RunsTracker:
+    """Incremental state of every run in the store; thread-safe (one scan at a time)."""
+
+    def __init__(self, root: Path | None = None, max_bytes: int = 8 << 20) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._accs: dict[str, _Acc] = {}
+        self._lock = threading.Lock()
+
+    def scan(self, cancelled: Callable[[], bool] = lambda: False) -> list[RunRow]:
+        """Rows for every run, newest first."""
+        with self._lock:
+            rows = []
+            runs = list(reversed(list_runs(self.root)))
+            live_ids = {run.id for run in runs}
+            for gone in set(self._accs) - live_ids:
+                del self._accs[gone]
+            for run in runs:
+                if cancelled():
+                    break
+                row = self._row(run)
+                if row is not None:
+                    rows.append(row)
+            return rows
+
+    def _row(self, run: RunDir) -> RunRow | None:
+        try:
+            meta = run.read_meta()
+        except RunStoreError:
+            return None  # deleted between listing and reading, or being created
+        status = run_status(run, meta, tail=0)
+        acc = self._accs.get(run.id)
+        if acc is None:
+            acc = self._accs[run.id] = _Acc(run.events_path)
+        acc.update(self.max_bytes)
+        total = meta.get("total_steps") if isinstance(meta.get("total_steps"), int) else acc.total
+        return RunRow(
+            id=run.id, name=str(meta.get("name") or ""), kind=str(meta.get("kind") or ""),
+            status=status.state, message=status.message, verified=status.verified, pid=status.pid,
+            step=acc.step, total_steps=total, loss=acc.loss, last_val=acc.last_val,
+            best_val=acc.best_val, spark=tuple(acc.spark), tokens_per_s=acc.tps,
+            created=_created(meta), path=str(run.path),
+        )
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,139 @@
+"""Real run directories for the console tests, written with the real run store and event writer.
+
+Everything is deterministic when asked: fixed run ids, creation times and event timestamps, so
+snapshot tests see the same screen every time. ``HOSTILE`` is the text every pane must show
+literally (STYLE.md §7).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from engine.runs import EventWriter, create_run, launch_detached, wait_for_end
+from engine.runs.store import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+STUB = REPO / "tests" / "engine_stub.py"
+
+#: The frozen "now" of the snapshot tests: 2026-11-27 12:00:00 UTC.
+FROZEN_NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+
+HOSTILE = "[bold red]not bold[/] [/INST] [@click=app.quit]x[/] [link=file:///etc]y[/link] [/"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def make_run(
+    name: str | None = None,
+    *,
+    kind: str = "pretrain",
+    status: str = "finished",
+    run_id: str | None = None,
+    created: float | None = None,
+    total_steps: int | None = None,
+    write: Callable[[EventWriter], None] | None = None,
+    log_lines: list[str] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> RunDir:
+    """A run directory as an engine that already ended would leave it."""
+    run = create_run(kind, name, {"preset": "tiny"})
+    if run_id is not None:
+        target = run.path.parent / run_id
+        os.rename(run.path, target)
+        run = RunDir(target)
+        run.update_meta(id=run_id)
+    fields: dict[str, Any] = {"status": status, "total_steps": total_steps, "host": "testhost"}
+    if created is not None:
+        fields.update(created=iso(created), started=iso(created), ended=iso(created + 600))
+    fields.update(meta or {})
+    run.update_meta(**fields)
+    if write is not None:
+        with EventWriter(run.events_path) as writer:
+            write(writer)
+    if log_lines:
+        with open(run.log_path, "a", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in log_lines))
+    return run
+
+
+def loss_at(step: int, total: int) -> float:
+    return 2.0 + 6.0 * math.exp(-4.0 * step / total)
+
+
+def training(steps: int = 100, *, t0: float = FROZEN_NOW - 3600, every: int = 1, eval_every: int = 25,
+             gpus: int = 1, telemetry_every: int = 10, final: str | None = "finished",
+             log_messages: list[str] | None = None) -> Callable[[EventWriter], None]:
+    """An event stream like the trainer's: run_info, metrics, evals, checkpoints, telemetry."""
+
+    def write(w: EventWriter) -> None:
+        dt = 1.0
+        w.emit("status", state="running", message="pid 4242 on testhost", t=t0)
+        w.emit("run_info", total_steps=steps, params=5_770_496, precision="bf16", device="cuda:0",
+               config={"preset": "tiny"}, t=t0)
+        for message in log_messages or []:
+            w.emit("log", message=message, level="warning", t=t0)
+        for step in range(1, steps + 1):
+            t = t0 + step * dt
+            if step % every == 0 or step == steps:
+                w.emit("metric", step=step, loss=loss_at(step, steps), lr=2e-3 * min(1.0, step / 10),
+                       tokens_per_s=8000.0 + step, step_time=0.25, tokens=step * 2048, t=t)
+            if eval_every and step % eval_every == 0:
+                w.emit("eval", step=step, val_loss=loss_at(step, steps) + 0.1,
+                       perplexity=math.exp(loss_at(step, steps) + 0.1), t=t)
+                w.emit("checkpoint", step=step, path=f"checkpoints/step-{step}.pt", kind="step",
+                       val_loss=loss_at(step, steps) + 0.1, t=t)
+            if telemetry_every and step % telemetry_every == 0:
+                for i in range(gpus):
+                    w.emit("gpu", index=i, util=80.0 + i, mem_used=(30 + i) * 2**30, mem_total=80 * 2**30,
+                           temp=65.0, power=250.0, power_limit=400.0, t=t)
+                w.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30, rss=3 * 2**30,
+                       disk_free=500 * 2**30, t=t)
+                w.emit("carbon", energy_kwh=0.01 * step, emissions_kg=0.002 * step, trees=0.001 * step, t=t)
+        if final:
+            w.emit("status", state=final, message="", t=t0 + steps * dt + 1)
+
+    return write
+
+
+def start_stub(name: str, steps: int = 400, step_time: float = 0.05, *extra: str) -> RunDir:
+    """A live engine process (tests/engine_stub.py), detached like a real run."""
+    run = create_run("train", name, {"stub": True, "steps": steps})
+    argv = [sys.executable, str(STUB), str(run.path), "--steps", str(steps), "--step-time", str(step_time),
+            *extra]
+    launch_detached(run, argv)
+    return run
+
+
+def wait_running(run: RunDir, timeout: float = 15.0) -> None:
+    from engine.runs import run_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run_status(run, tail=0).state == "running":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"run {run.id} did not start: {run_status(run).state}")
+
+
+def finish(run: RunDir) -> None:
+    """Make sure a stub engine is gone at the end of a test."""
+    from engine.runs import kill_run, run_status
+
+    if run_status(run, tail=0).is_live:
+        kill_run(run)
+        wait_for_end(run, 10)
+
+
+def screen_text(app) -> str:
+    """The current screen as plain text, one line per terminal row (what a user reads)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)

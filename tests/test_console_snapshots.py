@@ -1,0 +1,93 @@
+"""Snapshots of the console at 80x24 (an SSH terminal) and 120x40, from deterministic fixtures:
+fixed run ids and creation times, a frozen clock for ages, event timestamps in UTC, no cursor
+blink. Review a changed snapshot in the report before accepting it with ``--snapshot-update``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import Input
+
+from canvas_tui.app import CanvasApp
+from canvas_tui.screens.dashboard import DashboardScreen
+from tests.console_fixtures import FROZEN_NOW, make_run, training
+
+RUN_A = "20261127-100000-000-0000aaaa"
+RUN_B = "20261127-115900-000-0000bbbb"
+RUN_C = "20261124-120000-000-0000cccc"
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def store(utc):
+    a = make_run("tiny-owt", run_id=RUN_A, created=FROZEN_NOW - 7200, total_steps=200,
+                 write=training(200, t0=FROZEN_NOW - 7000, gpus=2,
+                                log_messages=["warming up the data cache"]),
+                 log_lines=["=== canvas: attempt 1", "step 10 loss 6.2", "step 20 loss 5.7"])
+    make_run("seed-base-c4", run_id=RUN_B, status="stopped", created=FROZEN_NOW - 60, total_steps=1000,
+             write=training(120, t0=FROZEN_NOW - 50, gpus=0, telemetry_every=0, final="stopped"))
+    make_run("data-prep", run_id=RUN_C, kind="data", status="failed", created=FROZEN_NOW - 3 * 86400)
+    return a
+
+
+def app() -> CanvasApp:
+    return CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)  # one scan: no refresh mid-shot
+
+
+async def runs_loaded(pilot) -> None:
+    while pilot.app.screen.scans < 1:
+        await pilot.pause(0.05)
+    await pilot.pause(0.1)
+
+
+async def dashboard_loaded(pilot) -> None:
+    await runs_loaded(pilot)
+    pilot.app.open_dashboard(_path(RUN_A))
+    while not (isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.view.resolution == "full"
+               and pilot.app.screen.status is not None and not pilot.app.screen._dirty):
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def _path(run_id: str):
+    from engine.locations import runs_dir
+
+    return runs_dir() / run_id
+
+
+async def new_run_loaded(pilot) -> None:
+    await runs_loaded(pilot)
+    await pilot.press("n")
+    await pilot.pause(0.3)
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False
+    await pilot.pause(0.1)
+
+
+def test_runs_80x24(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=runs_loaded)
+
+
+def test_runs_120x40(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 40), run_before=runs_loaded)
+
+
+def test_dashboard_120x40(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 40), run_before=dashboard_loaded)
+
+
+def test_dashboard_80x24(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=dashboard_loaded)
+
+
+def test_new_run_80x24(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=new_run_loaded)
