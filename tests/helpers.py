@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import pytest
 import torch
 
 from engine.config import ModelConfig
@@ -23,3 +27,14 @@ def small_config(**overrides) -> ModelConfig:
 def random_model(seed: int = 0, **overrides) -> CausalLM:
     torch.manual_seed(seed)
     return CausalLM(small_config(**overrides)).eval()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")

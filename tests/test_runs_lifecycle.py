@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from engine.runs import control
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, create_run, list_runs
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "engine_stub.py"
@@ -65,14 +65,6 @@ def canvas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           cwd=REPO, env=dict(os.environ), timeout=timeout)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def events(run: RunDir) -> list[dict]:

@@ -13,9 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -25,6 +23,7 @@ from engine.runs import control
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, resolve_run
+from tests.helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and quick on 2 CPU cores: the tiny preset at 4 x 64 tokens a step, an event every step.
@@ -53,14 +52,6 @@ def start(*sets: str, name: str) -> RunDir:
     return resolve_run(out.stdout.split()[0])
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def events(run: RunDir, kind: str | None = None) -> list[dict]:

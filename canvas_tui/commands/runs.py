@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from canvas_tui.cli import CliError
+from canvas_tui.fmt import fmt_age
 from engine import locations
 from engine.runs import control
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
@@ -104,16 +105,6 @@ def _resolve(ref: str) -> RunDir:
 
 
 # -- formatting -------------------------------------------------------------------------------
-
-def fmt_age(seconds: float | None) -> str:
-    """3s, 12m, 5h, 2d: enough to tell runs apart at a glance."""
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
 
 def fmt_num(value: Any, digits: int = 4) -> str:
     if value is None:

@@ -9,7 +9,6 @@ finishes the step and checkpoints); closing the terminal leaves it running
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
+from canvas_tui.fmt import fmt_duration
 from engine.config.presets import PRESETS
 from engine.config.train import TrainConfig, load_train_config
 
@@ -92,14 +92,6 @@ def _bar(fraction: float, width: int = 20) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
-
-
 class ProgressView:
     """One redrawn line on a terminal (plain lines when redirected), plus lines for notable events."""
 
@@ -127,7 +119,7 @@ class ProgressView:
         eta = (total - step) * (m.get("step_time") or 0) if total else None
         shown = f"{loss:.4f}" if isinstance(loss, (int, float)) else "?"
         text = f"step {step}/{total or '?'} [{_bar(step / total if total else 0)}] loss {shown}"
-        text += f"  {rate:,.0f} tok/s  ETA {_fmt_eta(eta)}"
+        text += f"  {rate:,.0f} tok/s  ETA {fmt_duration(eta)}"
         if self.val is not None:
             text += f"  val {self.val:.4f}"
         if self.tty:
