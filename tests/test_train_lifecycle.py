@@ -214,7 +214,10 @@ def _runs_named(name: str) -> list[RunDir]:
 def test_ctrl_c_in_the_foreground_stops_gracefully_with_a_checkpoint():
     proc = subprocess.Popen([sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", "max_steps=400",
                              "--set", "eval_every=1000", "--name", "ctrl-c"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ),
+                            # A foreground process in a terminal gets SIGINT; a test started from a
+                            # background job inherits it ignored (bash does that), so restore it.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run = resolve_run(proc.stdout.readline().strip())
     wait_until(lambda: last_step(run) >= 3, what="three steps")
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
