@@ -65,6 +65,7 @@ async def open_dashboard(app, pilot, run) -> DashboardScreen:
     screen = app.screen
     await wait_for(pilot, lambda: screen.view.resolution == "full", what="history")
     await wait_for(pilot, lambda: not screen._dirty, what="first paint")
+    await pilot.pause()  # let the layout catch up with what was just drawn
     return screen
 
 

@@ -39,8 +39,11 @@ def store(utc):
     return a
 
 
-def app() -> CanvasApp:
-    return CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)  # one scan: no refresh mid-shot
+def app(theme: str | None = None) -> CanvasApp:
+    made = CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)  # one scan: no refresh mid-shot
+    if theme is not None:
+        made.theme = theme  # before mount: not saved to the settings
+    return made
 
 
 async def runs_loaded(pilot) -> None:
@@ -91,3 +94,29 @@ def test_dashboard_80x24(store, snap_compare):
 
 def test_new_run_80x24(store, snap_compare):
     assert snap_compare(app(), terminal_size=(80, 24), run_before=new_run_loaded)
+
+
+async def help_loaded(pilot) -> None:
+    from canvas_tui.screens.help import HelpScreen
+
+    await runs_loaded(pilot)
+    await pilot.press("question_mark")
+    while not (isinstance(pilot.app.screen, HelpScreen) and pilot.app.screen.is_mounted):
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+def test_help_80x24(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=help_loaded)
+
+
+# Every screen in every theme at 120x40 (canvas-dark runs and dashboard at 120x40 are above).
+SCREENS = {"runs": runs_loaded, "dashboard": dashboard_loaded, "new_run": new_run_loaded, "help": help_loaded}
+THEMED = [(screen, theme) for theme in ("canvas-dark", "canvas-light", "canvas-high-contrast")
+          for screen in SCREENS
+          if not (theme == "canvas-dark" and screen in ("runs", "dashboard"))]
+
+
+@pytest.mark.parametrize(("screen", "theme"), THEMED, ids=[f"{s}-{t}" for s, t in THEMED])
+def test_screen_in_theme(store, snap_compare, screen, theme):
+    assert snap_compare(app(theme), terminal_size=(120, 40), run_before=SCREENS[screen])

@@ -42,6 +42,9 @@ from engine.runs.status import run_status
 from engine.runs.store import RunDir, RunStoreError
 
 REDRAW_HZ = 4
+#: The plots cost far more to draw than the text panes (plotext renders every cell), so a live run
+#: redraws them at most this often; numbers in the header still update at REDRAW_HZ.
+PLOT_REDRAW_S = 1.0
 POLL_S = 0.25
 STATUS_EVERY_S = 1.0
 LOG_BACKLOG = 64 << 10
@@ -59,6 +62,8 @@ class DashboardScreen(Screen[None]):
         self.view = RunView()
         self.meta: dict = {}
         self.status = None
+        self._plots_drawn = 0.0
+        self._plots_resolution = "empty"
         self.garbage = 0
         self.paints: list[tuple[str, int]] = []  # (resolution, points plotted) per loss redraw
         self._dirty: set[str] = set()
@@ -193,6 +198,8 @@ class DashboardScreen(Screen[None]):
 
     @on(RunStatusChanged)
     def _on_status(self, message: RunStatusChanged) -> None:
+        if (message.status, message.meta) == (self.status, self.meta):
+            return  # polled every second: redraw only what changed
         self.status, self.meta = message.status, message.meta
         self.sub_title = str(self.meta.get("name") or self.run.id)
         self._dirty.add("header")
@@ -202,12 +209,18 @@ class DashboardScreen(Screen[None]):
         if not self._dirty or not self.is_attached:
             return
         dirty, self._dirty = self._dirty, set()
+        now = time.monotonic()
+        if "plots" in dirty and now - self._plots_drawn < PLOT_REDRAW_S and v_resolution_same(self):
+            dirty.discard("plots")
+            self._dirty.add("plots")  # drawn at the next flush after the interval
         v = self.view
         with self.app.batch_update():
             if "plots" in dirty:
+                self._plots_drawn = now
                 plot = self.query_one(LossPlot)
                 plot.set_data(v.train, v.val, v.resolution)
                 self.paints.append((v.resolution, plot.plotted_points))
+                self._plots_resolution = v.resolution
                 self.query_one("#lr-plot", MetricPlot).set_data(v.lr)
                 self.query_one("#tps-plot", MetricPlot).set_data(v.tps)
             if "header" in dirty:
@@ -252,3 +265,8 @@ class DashboardScreen(Screen[None]):
     def action_toggle_follow(self) -> None:
         log = self.query_one(LogPane)
         log.set_follow(not log.follow)
+
+
+def v_resolution_same(screen: DashboardScreen) -> bool:
+    """A change of resolution (sketch -> full history) is drawn at once, not throttled."""
+    return screen.view.resolution == screen._plots_resolution
