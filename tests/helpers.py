@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -38,3 +43,26 @@ def wait_until(predicate: Callable[[], object], timeout: float = 120.0, what: st
             return value
         time.sleep(0.02)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def in_tmux_then_kill_it(cmd: list[str], tmp_path: Path, ready: Callable[[], object], cwd: Path) -> object:
+    """Run ``cmd`` in a private tmux server, wait until ``ready()`` is truthy, then kill the server
+    (the terminal and every process attached to it) and wait for its panes to die.
+
+    Returns what ``ready()`` returned. A private socket keeps the user's own tmux untouched.
+    """
+    tmux = ["tmux", "-S", str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}.sock")]
+    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", "canvas", "-x", "160", "-y", "40",
+                    "-e", f"CANVAS_HOME={os.environ['CANVAS_HOME']}", "-c", str(cwd), " ".join(cmd)],
+                   check=True, timeout=30)
+    try:
+        value = wait_until(ready, what="the run inside tmux")
+        panes = subprocess.run([*tmux, "list-panes", "-F", "#{pane_pid}"], capture_output=True, text=True,
+                               timeout=10).stdout.split()
+        subprocess.run([*tmux, "kill-server"], check=True, timeout=10)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+    for pid in map(int, panes):
+        wait_until(lambda pid=pid: not psutil.pid_exists(pid)
+                   or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, what="the tmux pane to die")
+    return value

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from engine.runs import control
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, create_run, list_runs
-from tests.helpers import wait_until
+from tests.helpers import in_tmux_then_kill_it, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "engine_stub.py"
@@ -114,24 +113,13 @@ def test_a_detached_run_finishes_with_all_its_events(engine):
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_run_started_in_tmux_survives_killing_the_tmux_server(engine, tmp_path):
-    # A private server on a socket of our own (kill-server leaves the socket file behind).
-    tmux = ["tmux", "-S", str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}.sock")]
     steps = 40
-    cmd = " ".join(engine.shell_start("in-tmux", steps))
-    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", "canvas", "-x", "160", "-y", "40",
-                    "-e", f"CANVAS_HOME={os.environ['CANVAS_HOME']}", cmd], check=True, timeout=30)
-    try:
-        run = wait_until(lambda: next(iter(list_runs()), None), what="the run to be created")
-        wait_until(lambda: last_step(run) >= 3, what="a few steps")
-        pane = subprocess.run([*tmux, "list-panes", "-F", "#{pane_pid}"], capture_output=True, text=True,
-                              timeout=10).stdout.split()
-        subprocess.run([*tmux, "kill-server"], check=True, timeout=10)
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
-    # The terminal and everything attached to it is gone...
-    for pid in map(int, pane):
-        wait_until(lambda pid=pid: not psutil.pid_exists(pid)
-                   or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, what="the tmux pane to die")
+
+    def ready():
+        run = next(iter(list_runs()), None)
+        return run if run is not None and last_step(run) >= 3 else None
+
+    run = in_tmux_then_kill_it(engine.shell_start("in-tmux", steps), tmp_path, ready, REPO)
     assert last_step(run) < steps, "the run ended before the terminal was killed: make it longer"
     assert run_status(run).state == "running"
     # ...and the run goes on to the end with every event.

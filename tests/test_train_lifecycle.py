@@ -13,17 +13,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from engine.runs import control
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, resolve_run
-from tests.helpers import wait_until
+from tests.helpers import in_tmux_then_kill_it, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and quick on 2 CPU cores: the tiny preset at 4 x 64 tokens a step, an event every step.
@@ -180,24 +178,15 @@ def test_checkpoint_now_then_stop_then_resume():
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_training_started_in_tmux_survives_killing_the_tmux_server(tmp_path):
-    tmux = ["tmux", "-S", str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}.sock")]
     steps = 60
-    cmd = " ".join([sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", f"max_steps={steps}",
-                    "--set", "eval_every=30", "--name", "in-tmux"])
-    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", "canvas", "-x", "160", "-y", "40",
-                    "-e", f"CANVAS_HOME={os.environ['CANVAS_HOME']}", "-c", str(REPO), cmd],
-                   check=True, timeout=30)
-    try:
-        run = wait_until(lambda: next((r for r in _runs_named("in-tmux")), None), what="the run")
-        wait_until(lambda: last_step(run) >= 3, what="a few steps")
-        pane = subprocess.run([*tmux, "list-panes", "-F", "#{pane_pid}"], capture_output=True, text=True,
-                              timeout=10).stdout.split()
-        subprocess.run([*tmux, "kill-server"], check=True, timeout=10)
-    finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
-    for pid in map(int, pane):
-        wait_until(lambda pid=pid: not psutil.pid_exists(pid)
-                   or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, what="the pane to die")
+    cmd = [sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", f"max_steps={steps}",
+           "--set", "eval_every=30", "--name", "in-tmux"]
+
+    def ready():
+        run = next(iter(_runs_named("in-tmux")), None)
+        return run if run is not None and last_step(run) >= 3 else None
+
+    run = in_tmux_then_kill_it(cmd, tmp_path, ready, REPO)
     assert last_step(run) < steps, "the run ended before the terminal was killed"
     assert run_status(run).state == "running"
     assert finish(run).state == "finished"
