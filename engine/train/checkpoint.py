@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,29 +55,48 @@ class TrainerState:
     skipped_steps: int
 
 
-def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState,
-                    weights: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``step-N/`` whole (temporary name, then rename) and point ``last`` at it.
+def write_checkpoint(checkpoints_dir: Path, step: int, write_files: Callable[[Path], None]) -> Path:
+    """Create ``step-N/`` whole: ``write_files`` fills a temporary directory, every file is synced,
+    then the directory is renamed into place and ``last`` points at it."""
+    final = Path(checkpoints_dir) / checkpoint_name(step)
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        write_files(tmp)
+        for name in os.listdir(tmp):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+    set_pointer(checkpoints_dir, "last", final, step)
+    return final
+
+
+def write_model_files(directory: Path, model: CausalLM, state: TrainerState,
+                      weights: dict[str, torch.Tensor] | None = None) -> None:
+    """A pre-training checkpoint's files: the weights folder format plus ``trainer.pt``.
 
     ``weights`` is the full (unsharded) state dict when the model is sharded across ranks.
     """
-    final = Path(checkpoints_dir) / checkpoint_name(state.step)
     if weights is None:
         tensors = export_state_dict(model)
     else:
         tied = model.config.tie_embeddings
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()
                    if not (tied and k == "lm_head.weight")}
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / MODEL_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        torch.save(state.__dict__, tmp / TRAINER_FILE)
-        for name in os.listdir(tmp):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
-    set_pointer(checkpoints_dir, "last", final, state.step)
-    return final
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / MODEL_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    torch.save(state.__dict__, directory / TRAINER_FILE)
+
+
+def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write a pre-training checkpoint ``step-N/`` whole and point ``last`` at it."""
+    return write_checkpoint(checkpoints_dir, state.step,
+                            lambda tmp: write_model_files(tmp, model, state, weights))
+
+
+def load_trainer_state(path: Path) -> TrainerState:
+    """``trainer.pt``, read with ``weights_only=True`` (no pickled code runs)."""
+    raw = torch.load(Path(path) / TRAINER_FILE, map_location="cpu", weights_only=True)
+    return TrainerState(**raw)
 
 
 def set_pointer(checkpoints_dir: Path, which: str, target: Path, step: int,
@@ -102,5 +122,4 @@ def load_checkpoint(path: Path, model: CausalLM) -> tuple[dict[str, torch.Tensor
     weights = load_file(str(Path(path) / WEIGHTS_FILE))
     if model.config.tie_embeddings:
         weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])
-    raw = torch.load(Path(path) / TRAINER_FILE, map_location="cpu", weights_only=True)
-    return weights, TrainerState(**raw)
+    return weights, load_trainer_state(path)

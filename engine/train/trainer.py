@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import time
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +29,18 @@ from engine.runs.session import EngineSession
 from engine.train.checkpoint import (
     TrainerState,
     load_checkpoint,
-    prune_checkpoints,
     rng_state,
-    save_checkpoint,
-    set_pointer,
     set_rng_state,
+    write_model_files,
 )
 from engine.train.flops import mfu, peak_flops
-from engine.train.layout import checkpoint_name, resolve_checkpoint
+from engine.train.layout import resolve_checkpoint
+from engine.train.loop import DistInfo, StepResult, TrainingLoop, TrainingStopped, pick_device
 from engine.train.optim import CosineSchedule, auto_warmup, build_optimizer
 from engine.train.parallel import full_state, gradient_sync, load_full_state, plain, shard_fsdp, wrap_ddp
 from engine.train.precision import Precision, choose_precision, enable_fast_matmul
 
-
-class TrainingStopped(Exception):
-    """The run cannot go on; the message says why and what to change."""
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @classmethod
-    def from_env(cls) -> DistInfo:
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def pick_device(requested: str, dist_info: DistInfo) -> torch.device:
-    if requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda", dist_info.local_rank)
-    return torch.device("cpu")
+__all__ = ["DistInfo", "Trainer", "TrainingStopped", "pick_device", "total_steps"]
 
 
 def total_steps(cfg: TrainConfig, batches_per_epoch: int, accum: int, world: int) -> int:
@@ -84,31 +55,12 @@ def total_steps(cfg: TrainConfig, batches_per_epoch: int, accum: int, world: int
     raise ConfigError("max_steps", "no run length: set one of max_steps, max_tokens or epochs.")
 
 
-def peak_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+class Trainer(TrainingLoop):
+    """Pre-training of our own Llama-style model (see :mod:`engine.train.loop` for the loop)."""
 
-
-class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, session: EngineSession | None, *,
                  resume: bool = False, dist_info: DistInfo | None = None) -> None:
-        self.cfg = cfg.validate()
-        self.run_dir = Path(run_dir)
-        self.session = session
-        self.resume = resume
-        self.dist = dist_info or DistInfo()
-        self.checkpoints = self.run_dir / "checkpoints"
-        self.tb = None
-
-    # ------------------------------------------------------------------------------ events
-    def emit(self, event_type: str, /, **fields: Any) -> None:
-        if self.session is not None:
-            self.session.emit(event_type, **fields)
-
-    def log(self, message: str, level: str = "info") -> None:
-        if self.session is not None:
-            self.session.log(message, level=level)  # also echoed to engine.log
+        super().__init__(cfg, run_dir, session, resume=resume, dist_info=dist_info)
 
     def _data_progress(self) -> Any:
         last = [0.0]
@@ -201,6 +153,7 @@ class Trainer:
         self.flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
         on_gpu = self.device.type == "cuda"
         self.peak = peak_flops(torch.cuda.get_device_name(self.device)) if on_gpu else None
+        self.model.train()
 
     def _restore(self) -> None:
         path = resolve_checkpoint(self.checkpoints, "last")
@@ -225,31 +178,29 @@ class Trainer:
                             loader=self.loader.state_dict(), rng=rng_state(), best_val=self.best_val,
                             nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
 
-    def checkpoint(self, reason: str) -> Path | None:
-        path = self.checkpoints / checkpoint_name(self.step)
+    def gather_checkpoint(self) -> tuple[dict | None, dict] | None:
         if self.fsdp:  # gathering the shards is collective: every rank takes part
-            weights, optim = full_state(self.model, self.optimizer, "fsdp", self.dist.world_size)
-        if not self.dist.is_main:
-            return None
-        if not path.is_dir():
-            if not self.fsdp:
-                weights, optim = None, self.optimizer.state_dict()
-            path = save_checkpoint(self.checkpoints, self.model, self._state(optim), weights)
-            self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="last")
-            self.log(f"checkpoint {path.name} ({reason})")
-        else:
-            set_pointer(self.checkpoints, "last", path, self.step)
-        for removed in prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints):
-            self.log(f"removed old checkpoint {removed.name} (keep_checkpoints={self.cfg.keep_checkpoints})")
-        return path
+            return full_state(self.model, self.optimizer, "fsdp", self.dist.world_size)
+        return None
 
-    def mark_best(self, path: Path) -> None:
-        set_pointer(self.checkpoints, "best", path, self.step, self.best_val)
-        self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="best",
-                  val_loss=self.best_val)
+    def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
+        weights, optim = gathered if gathered is not None else (None, self.optimizer.state_dict())
+        write_model_files(directory, self.model, self._state(optim), weights)
 
-    def train_step(self) -> tuple[float, float, bool]:
-        """One optimizer step over ``accum`` micro-batches: (loss, grad norm, applied?)."""
+    def oom_advice(self) -> str:
+        cfg = self.cfg
+        return (f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
+                f"grad_accum={self.accum * 2} keeps the tokens per step), lower seq_len, or set "
+                "activation_checkpointing=true.")
+
+    def epoch_progress(self) -> float:
+        return self.loader.epoch + self.loader.step / self.loader.batches_per_epoch
+
+    def mfu(self, tokens_per_s: float) -> float | None:
+        return mfu(self.flops_per_token, tokens_per_s, self.peak, self.dist.world_size)
+
+    def train_step(self) -> StepResult:
+        """One optimizer step over ``accum`` micro-batches."""
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(self.accum):
             x, y = self.loader.next_batch()
@@ -272,7 +223,9 @@ class Trainer:
             self.scaler.step(self.optimizer)  # skips by itself on an fp16 overflow
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_value, norm_value, applied and math.isfinite(norm_value)
+        samples = self.cfg.micro_batch * self.accum * self.dist.world_size
+        return StepResult(loss_value, norm_value, applied and math.isfinite(norm_value),
+                          self.tokens_per_step, samples)
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -299,106 +252,3 @@ class Trainer:
             total /= self.dist.world_size
         self.model.train()
         return (total / n).item()
-
-    def _control(self) -> tuple[bool, bool]:
-        """(stop?, checkpoint now?) as decided by rank 0, agreed by every rank."""
-        stop = bool(self.session and self.session.stop_requested)
-        ckpt = bool(self.session and self.session.checkpoint_requested())
-        if self.dist.world_size > 1:
-            flags = torch.tensor([float(stop), float(ckpt)], device=self.device)
-            dist.broadcast(flags, src=0)
-            stop, ckpt = bool(flags[0]), bool(flags[1])
-        return stop, ckpt
-
-    def telemetry(self) -> AbstractContextManager:
-        """GPU, system and emissions sampling on a background thread, rank 0 only, for the whole
-        run (data preparation included: it burns energy too)."""
-        if self.session is None:
-            return nullcontext()
-        from engine.telemetry import TelemetrySampler
-
-        device = pick_device(self.cfg.device, self.dist)
-        peak = (lambda: torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-        return TelemetrySampler(self.session, interval=self.cfg.telemetry_interval,
-                                country=self.cfg.carbon_country, output_dir=self.run_dir, cuda_peak=peak)
-
-    def run(self) -> None:
-        with self.telemetry():
-            self._run()
-
-    def _run(self) -> None:
-        self.setup()
-        cfg = self.cfg
-        eval_every = cfg.eval_every or max(1, self.total // 10)
-        self.model.train()
-        window_start, window_steps = time.perf_counter(), 0
-        while self.step < self.total:
-            lr = self.schedule.apply(self.optimizer, self.step)
-            try:
-                loss, norm, applied = self.train_step()
-            except torch.OutOfMemoryError as exc:
-                raise TrainingStopped(
-                    f"out of memory at step {self.step + 1} with micro_batch={cfg.micro_batch} and "
-                    f"seq_len={cfg.seq_len} (peak {peak_memory(self.device) / 2**30:.1f} GiB). Fix: lower "
-                    f"micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
-                    f"grad_accum={self.accum * 2} keeps the tokens per step), lower seq_len, or set "
-                    "activation_checkpointing=true. The last checkpoint is intact.") from exc
-            self.step += 1
-            self.tokens += self.tokens_per_step
-            window_steps += 1
-            if applied:
-                self.nonfinite_streak = 0
-            else:
-                self.nonfinite_streak += 1
-                self.skipped += 1
-                self.log(f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
-                         f"update skipped ({self.nonfinite_streak} in a row)", level="warning")
-            diverged = self.nonfinite_streak >= cfg.max_nonfinite
-            if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total or diverged):
-                elapsed = time.perf_counter() - window_start
-                rate = window_steps * self.tokens_per_step / elapsed
-                fields = dict(step=self.step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=rate,
-                              samples_per_s=rate / cfg.seq_len, step_time=elapsed / window_steps,
-                              tokens=self.tokens, peak_mem=peak_memory(self.device), skipped=self.skipped,
-                              epoch=self.loader.epoch + self.loader.step / self.loader.batches_per_epoch,
-                              mfu=mfu(self.flops_per_token, rate, self.peak, self.dist.world_size))
-                self.emit("metric", **fields)
-                for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time"):
-                    if fields[key] is not None and math.isfinite(fields[key]):
-                        self.tb.add_scalar(f"train/{key}", fields[key], self.step)
-                window_start, window_steps = time.perf_counter(), 0
-            if diverged:
-                raise TrainingStopped(
-                    f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
-                    f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
-                    "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
-                    "checkpoint, which is intact.")
-            reasons: list[str] = []
-            if self.step % eval_every == 0 or self.step == self.total:
-                val = self.evaluate()  # all-reduced: every rank sees the same value and decides alike
-                if val is not None and self.dist.is_main:
-                    ppl = math.exp(min(val, 50.0))
-                    self.emit("eval", step=self.step, val_loss=val, perplexity=ppl)
-                    self.tb.add_scalar("val/loss", val, self.step)
-                    self.tb.add_scalar("val/perplexity", ppl, self.step)
-                if val is not None and val < self.best_val:
-                    self.best_val = val
-                    reasons.append("best validation loss")
-            stop, ckpt_now = self._control()
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                reasons.append(f"every {cfg.checkpoint_every} steps")
-            if ckpt_now:
-                reasons.append("requested")
-            if stop:
-                reasons.append("stop requested")
-            if self.step == self.total:
-                reasons.append("end of training")
-            if reasons:
-                path = self.checkpoint(", ".join(reasons))
-                if path is not None and "best validation loss" in reasons:
-                    self.mark_best(path)
-            if stop:
-                self.log(f"stopped at step {self.step} of {self.total}")
-                break
-        if self.tb is not None:
-            self.tb.close()

@@ -1,0 +1,196 @@
+"""The run config of a QLoRA fine-tune: what ``canvas finetune``, its ``--config`` TOML and ``--set`` set.
+
+Torch-free, like :mod:`engine.config.train`, so the CLI and the console validate instantly. The
+defaults are the QLoRA paper's recipe (4-bit NF4, double quantisation, bf16 compute, LoRA on every
+attention and MLP projection, lr 2e-4, grad clip 0.3, no weight decay), sized for one GPU; the
+few knobs that only make sense for pre-training (model shape, distributed) are absent. A config
+saved into ``run.json`` is complete: :meth:`FinetuneConfig.from_dict` of it reproduces the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from engine.config.errors import ConfigError
+from engine.config.train import _check_keys, _coerce, load_toml, parse_sets
+
+QUANTIZATIONS = ("4bit", "8bit", "none")
+QUANT_TYPES = ("nf4", "fp4")
+COMPUTE_DTYPES = ("auto", "bf16", "fp16", "fp32")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "paged_adamw")
+CHAT_TEMPLATES = ("auto", "base", "chatml", "guanaco")
+
+#: Short names for common bases; the value is a Hugging Face Hub id (downloaded once, then cached).
+BASE_PRESETS: dict[str, str] = {
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.3",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
+    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M",
+}
+
+
+@dataclass
+class FinetuneConfig:
+    """Every knob of a fine-tune. ``0`` / ``"auto"`` / ``""`` mean "derive a sensible value"."""
+
+    # what to fine-tune
+    base: str = ""  # a folder, a Hub id, a BASE_PRESETS name, or one of our runs; "": the newest run
+    base_checkpoint: str = "best"  # for a run base: best | last | a step number
+    trust_remote_code: bool = False
+    # data
+    data: str = "embedded"
+    chat_template: str = "auto"  # auto: the base tokenizer's own, else chatml / guanaco
+    val_fraction: float = 0.05
+    seq_len: int = 512
+    packing: bool = False  # false: one conversation per row, padded to the batch's longest
+    # quantisation (bitsandbytes)
+    quantization: str = "4bit"
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "auto"  # auto: bf16 where the hardware has it, else fp16 on GPUs, fp32 on CPUs
+    gradient_checkpointing: bool = True
+    # LoRA (peft)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target: str = "all"  # all attention and MLP projections, or a comma list: q_proj,v_proj
+    # batch and length (the first of max_steps, epochs that is set wins)
+    micro_batch: int = 4
+    grad_accum: int = 4
+    max_steps: int = 0
+    epochs: float = 1.0
+    # optimiser and schedule
+    optimizer: str = "adamw"
+    lr: float = 2e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = -1  # -1: 3% of the steps (the QLoRA paper's warm-up ratio)
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.3
+    # execution and bookkeeping
+    device: str = "auto"
+    seed: int = 1337
+    log_every: int = 10
+    eval_every: int = 0  # 0: ten evaluations over the run
+    eval_batches: int = 20
+    checkpoint_every: int = 0  # 0: only best, last and on stop
+    keep_checkpoints: int = 3
+    max_nonfinite: int = 5
+    telemetry_interval: float = 5.0
+    carbon_country: str = "GBR"
+
+    # ----------------------------------------------------------------------------- validation
+    def validate(self) -> FinetuneConfig:
+        def bad(name: str, why: str, fix: str) -> ConfigError:
+            return ConfigError(name, f"{name} = {getattr(self, name)!r} {why}. Fix: {fix}.")
+
+        def one_of(name: str, allowed: tuple[str, ...], fix: str) -> None:
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"is not one of {', '.join(allowed)}", fix)
+
+        for name in ("micro_batch", "grad_accum", "log_every", "eval_batches", "keep_checkpoints",
+                     "max_nonfinite", "seq_len"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
+        for name in ("max_steps", "eval_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
+        if not isinstance(self.lora_r, int) or self.lora_r < 1:
+            raise bad("lora_r", "must be a whole number of at least 1 (rank 0 would train nothing)",
+                      "use 16 (the QLoRA paper used 64 for 7B; 8-16 is the common choice)")
+        if not isinstance(self.lora_alpha, int | float) or self.lora_alpha <= 0:
+            raise bad("lora_alpha", "must be positive", "use twice lora_r, e.g. lora_alpha=32")
+        if not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "must be in [0, 1)", "use 0.05 (0.1 for models of 13B or less "
+                      "in the QLoRA paper)")
+        if not self.target_modules():
+            raise bad("lora_target", "names no module", "use all, or a comma list such as q_proj,v_proj")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < -1:
+            raise bad("warmup_steps", "must be -1 (automatic) or a number of steps", "use -1 or 0+")
+        if self.epochs < 0 or not math.isfinite(self.epochs):
+            raise bad("epochs", "must be a non-negative number", "set epochs to e.g. 1 or 3")
+        if not self.max_steps and not self.epochs:
+            raise ConfigError("max_steps", "no run length: max_steps = 0 and epochs = 0. Fix: set one "
+                              "of them, e.g. --set epochs=1 or --set max_steps=500.")
+        if not 0 < self.lr <= 1:
+            raise bad("lr", "is not a usable learning rate", "use 2e-4 (the QLoRA paper's for 7B)")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise bad("min_lr_ratio", "must be between 0 and 1", "use 0.1 (decay to 10% of lr)")
+        if not 0 <= self.val_fraction < 0.5:
+            raise bad("val_fraction", "must be in [0, 0.5)", "use 0.05 (hold out 5% of conversations)")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "must be in [0, 1)", "use beta1 = 0.9, beta2 = 0.999")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            name = "weight_decay" if self.weight_decay < 0 else "grad_clip"
+            raise bad(name, "cannot be negative", f"use 0 to disable {name}")
+        one_of("quantization", QUANTIZATIONS, "use 4bit (QLoRA), 8bit, or none (plain LoRA in compute_dtype)")
+        one_of("quant_type", QUANT_TYPES, "use nf4 (the QLoRA data type) or fp4")
+        one_of("compute_dtype", COMPUTE_DTYPES, "use auto (bf16 where the hardware has it)")
+        one_of("optimizer", OPTIMIZERS, "use adamw, or paged_adamw_8bit to page optimizer state "
+               "to CPU memory on GPU memory spikes (bitsandbytes)")
+        one_of("chat_template", CHAT_TEMPLATES, "use auto (the base tokenizer's own template, else ours)")
+        base_checkpoint = self.base_checkpoint.removeprefix("step-")
+        if base_checkpoint not in ("best", "last") and not base_checkpoint.isdigit():
+            raise bad("base_checkpoint", "is not best, last or a step number", "use best")
+        if self.telemetry_interval <= 0:
+            raise bad("telemetry_interval", "must be positive", "use 5 (seconds)")
+        if len(self.carbon_country) != 3 or not self.carbon_country.isalpha():
+            raise bad("carbon_country", "is not an ISO 3166 alpha-3 country code",
+                      "use e.g. GBR, USA, FRA, DEU")
+        return self
+
+    # ----------------------------------------------------------------------------- derived values
+    def target_modules(self) -> list[str]:
+        """``lora_target`` as a list; ``["all"]`` means every attention and MLP projection."""
+        names = [n.strip() for n in self.lora_target.split(",") if n.strip()]
+        return ["all"] if names == ["all"] else names
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        _check_keys(data, {f.name for f in fields(cls)}, "")
+        return cls(**data).validate()
+
+
+def load_finetune_config(
+    base: str | None = None,
+    config_file: Path | None = None,
+    sets: list[str] | None = None,
+    data: str | None = None,
+) -> FinetuneConfig:
+    """Defaults, then the TOML file, then ``--base`` / ``--data``, then ``--set`` (last wins)."""
+    known = {f.name for f in fields(FinetuneConfig)}
+    cfg = FinetuneConfig()
+    settings: dict[str, Any] = load_toml(config_file) if config_file else {}
+    _check_keys(settings, known, "")
+    length_keys = {"max_steps", "epochs"}
+    if length_keys & set(settings):  # naming one length criterion replaces the default length
+        settings = {"max_steps": 0, "epochs": 0.0, **settings}
+    for key, value in settings.items():
+        expected = type(getattr(cfg, key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected):
+            raise ConfigError(key, f"{config_file}: {key} = {value!r} should be a {expected.__name__}. "
+                              f"Fix: e.g. {key} = {getattr(cfg, key)!r}.")
+        setattr(cfg, key, value)
+    if base is not None:
+        cfg.base = base
+    if data is not None:
+        cfg.data = data
+    raw = parse_sets(sets or [])
+    _check_keys(raw, known, "")
+    if length_keys & set(raw):
+        cfg.max_steps, cfg.epochs = 0, 0.0
+    for key, value in raw.items():
+        setattr(cfg, key, _coerce(key, value, getattr(cfg, key)))
+    return cfg.validate()
