@@ -18,7 +18,7 @@ from canvas_tui import __version__
 from engine.config.errors import ConfigError
 from engine.locations import HOME_ENV
 
-COMMAND_MODULES = ("info", "export", "demo", "data", "runs", "train", "console")
+COMMAND_MODULES = ("info", "export", "demo", "data", "runs", "train", "finetune", "console")
 
 
 class CliError(Exception):

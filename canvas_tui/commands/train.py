@@ -133,8 +133,13 @@ class ProgressView:
         kind = record.get("type")
         if kind == "run_info":
             self.total = record.get("total_steps") or self.total
-            self._line(f"{record.get('params', 0):,} parameters, {record.get('precision')} "
-                       f"({record.get('precision_reason')}), {self.total} steps on {record.get('device')}")
+            params = f"{record.get('params') or 0:,} parameters"
+            if record.get("trainable_params") is not None:  # a fine-tune: the base, and what trains
+                share = 100 * record["trainable_params"] / max(1, record.get("params") or 1)
+                params = (f"base {record.get('base')}: {params} ({record.get('quantization')}), "
+                          f"{record['trainable_params']:,} trainable ({share:.2f}%)")
+            self._line(f"{params}, {record.get('precision')} ({record.get('precision_reason')}), "
+                       f"{self.total} steps on {record.get('device')}")
         elif kind == "metric":
             self.last_metric = record
             self._redraw()

@@ -205,6 +205,12 @@ class RunInfo(Event):
     tokens_per_step: int | None = None
     compiled: bool | None = None
     resumed_from: int | None = None  # the step a resumed run continues from
+    # fine-tunes only
+    trainable_params: int | None = None  # the LoRA adapters' parameters (params: the whole model)
+    base: str | None = None  # the base model, as shown to people
+    quantization: str | None = None  # e.g. "4bit nf4 double-quant", "8bit", "none"
+    lora_targets: str | None = None  # comma list of wrapped modules
+    chat_template: str | None = None  # which template formats the conversations
 
 
 #: Every known type by its ``type`` string.

@@ -118,6 +118,9 @@ class TrainingLoop:
     def mfu(self, tokens_per_s: float) -> float | None:
         return None
 
+    def before_first_step(self) -> None:
+        """After set-up, before the first step of this process (a baseline evaluation, say)."""
+
     def on_finished(self) -> None:
         """After the last step (rank 0 writes its outputs here)."""
 
@@ -182,6 +185,7 @@ class TrainingLoop:
 
     def _run(self) -> None:
         self.setup()
+        self.before_first_step()
         cfg = self.cfg
         eval_every = cfg.eval_every or max(1, self.total // 10)
         window_start, window_tokens, window_samples, window_steps = time.perf_counter(), 0, 0, 0

@@ -1,0 +1,86 @@
+"""``canvas finetune``: QLoRA-fine-tune a pre-trained model on conversations (a detached run).
+
+Like ``canvas train``, the engine runs detached and the foreground is a follower: Ctrl-C stops
+the run gracefully with a checkpoint, closing the terminal leaves it running. Everything that
+can be checked without loading the model is checked here first (base, data fields, LoRA
+targets), so a mistake costs seconds, not the minutes a 7B base takes to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from canvas_tui.cli import CliError
+from engine.config.finetune import BASE_PRESETS, FinetuneConfig, load_finetune_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "finetune",
+        help="QLoRA-fine-tune a pre-trained model on conversations (4-bit base + LoRA adapters)",
+        description="Start a QLoRA fine-tune. The base is a transformers model folder, a Hub id (or one of "
+        f"{', '.join(BASE_PRESETS)}), or one of our pre-training runs (default: the newest one with a "
+        "checkpoint). Settings come from the defaults (the QLoRA recipe), then --config, then --base / "
+        "--data, then each --set KEY=VALUE (quantization, lora_r, lora_alpha, lora_dropout, lora_target, "
+        "seq_len, packing, micro_batch, grad_accum, epochs, max_steps, lr, optimizer, chat_template, …; "
+        "the README lists every key).",
+    )
+    p.add_argument("--base", metavar="PATH_OR_HUB_ID", help="the model to fine-tune (default: the newest "
+                   "pre-training run with a checkpoint)")
+    p.add_argument("--data", metavar="SPEC", help="conversations: embedded (default, offline), guanaco, "
+                   "oasst1, a .jsonl of {messages: [{role, content}]}, hf:NAME, with ?format=&limit=")
+    p.add_argument("--config", type=Path, metavar="FINETUNE.TOML", help="a TOML file of fine-tune keys")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key; repeatable")
+    p.add_argument("--name", help="a name for the run (default: finetune-<id suffix>)")
+    p.add_argument("--detach", action="store_true", help="print the run id and return at once")
+    p.add_argument("--dry-run", action="store_true", help="check everything and print the resolved config")
+    p.set_defaults(func=run)
+
+
+def check_hardware(cfg: FinetuneConfig) -> None:
+    """Refuse before launching what this machine's torch build cannot do (read without torch)."""
+    from engine.config.errors import ConfigError
+    from engine.sysinfo import torch_build
+
+    build = torch_build()
+    cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
+    if cpu_only and cfg.device in ("auto", "cpu") and cfg.compute_dtype == "fp16":
+        raise ConfigError("compute_dtype", "compute_dtype = fp16 needs a GPU, and this torch build is "
+                          f"CPU-only ({build['summary']}). Fix: use compute_dtype=auto (bf16 where the CPU "
+                          "has it) or fp32.")
+    if cpu_only and cfg.device.startswith("cuda"):
+        raise ConfigError("device", f"device = {cfg.device}, but this torch build is CPU-only "
+                          f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_finetune_config(args.base, args.config, args.sets, args.data)
+    check_hardware(cfg)
+    from engine.finetune.preflight import preflight
+
+    checked = preflight(cfg)
+    cfg = checked.config  # the base pinned to what was checked
+    print(checked.summary(), file=sys.stderr, flush=True)
+    if args.dry_run:
+        import json
+
+        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        return 0
+    from engine.finetune.launch import start_finetune_run
+    from engine.runs.store import RunStoreError
+
+    try:
+        run_dir = start_finetune_run(cfg, args.name)
+    except RunStoreError as exc:
+        raise CliError(str(exc)) from None
+    print(run_dir.id, flush=True)
+    if args.detach:
+        print(f"started fine-tune {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows "
+              f"it, `canvas stop {run_dir.id}` stops it.", file=sys.stderr)
+        return 0
+    from canvas_tui.commands.train import follow
+
+    return follow(run_dir)

@@ -1,0 +1,265 @@
+"""The QLoRA fine-tune: conversations in, an adapter out, on the loop pre-training uses.
+
+Everything a pre-training run has comes from :class:`engine.train.loop.TrainingLoop` (events,
+TensorBoard, validation, checkpoints, stop / checkpoint-now, NaN and OOM guard rails); this file
+supplies what differs: the base loaded quantised with LoRA adapters, batches of formatted
+conversations, and a loss over assistant tokens only, normalised by the assistant tokens of the
+whole optimizer step (not averaged per micro-batch, which would weigh a short reply as much as a
+long one when micro-batches differ in length).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.config.finetune import FinetuneConfig
+from engine.finetune.base import BaseModel, resolve_base
+from engine.finetune.batches import ChatBatches
+from engine.finetune.chat_format import ChatFormatter, encode_all
+from engine.finetune.conversations import load_conversations, parse_chat_spec, split_conversations
+from engine.finetune.qlora import (
+    ADAPTER_FILES,
+    add_lora,
+    build_optimizer,
+    copy_adapter,
+    evaluating,
+    hf_source,
+    load_adapter_weights,
+    load_base_model,
+    parameter_counts,
+    resolve_targets,
+    save_adapter,
+)
+from engine.runs.session import EngineSession
+from engine.train.checkpoint import TRAINER_FILE, TrainerState, load_trainer_state, rng_state, set_rng_state
+from engine.train.layout import read_pointer, resolve_checkpoint
+from engine.train.loop import DistInfo, StepResult, TrainingLoop, TrainingStopped, pick_device
+from engine.train.optim import CosineSchedule
+from engine.train.precision import Precision, choose_precision, enable_fast_matmul
+
+IGNORE = -100
+
+
+def finetune_steps(cfg: FinetuneConfig, batches_per_epoch: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
+
+
+def warmup_steps(cfg: FinetuneConfig, total: int) -> int:
+    """The QLoRA paper's 3% warm-up unless set."""
+    return max(1, round(0.03 * total)) if cfg.warmup_steps < 0 else cfg.warmup_steps
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over labelled positions (labels are aligned with inputs,
+    Hugging Face style: position t's label is predicted from position t - 1)."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                           ignore_index=IGNORE, reduction="sum")
+
+
+def labelled(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
+class FinetuneTrainer(TrainingLoop):
+    def __init__(self, cfg: FinetuneConfig, run_dir: Path, session: EngineSession | None, *,
+                 resume: bool = False, dist_info: DistInfo | None = None) -> None:
+        super().__init__(cfg, run_dir, session, resume=resume, dist_info=dist_info)
+        if self.dist.world_size > 1:
+            raise TrainingStopped("fine-tuning runs in one process (one GPU): QLoRA fits a 7B model on a "
+                                  "single GPU. Fix: run without --nproc / torchrun.")
+
+    # ------------------------------------------------------------------------------ set-up
+    def _data(self, tokenizer: Any) -> None:
+        cfg = self.cfg
+        conversations = load_conversations(parse_chat_spec(cfg.data))
+        train, val = split_conversations(conversations, cfg.val_fraction, cfg.seed)
+        self.formatter = ChatFormatter(tokenizer, cfg.chat_template)
+        self.train_examples, stats = encode_all(train, self.formatter, cfg.seq_len)
+        self.val_examples = encode_all(val, self.formatter, cfg.seq_len)[0] if val else []
+        self.data_stats = stats
+        self.log(f"data: {len(conversations):,} conversations ({len(train):,} train, {len(val):,} held out); "
+                 f"{stats.examples:,} training examples, {stats.assistant_tokens:,} of {stats.tokens:,} "
+                 f"tokens are the assistant's (the loss falls on those); {stats.truncated:,} truncated to "
+                 f"seq_len={cfg.seq_len}, {stats.dropped:,} dropped (no assistant token left); chat "
+                 f"template: {self.formatter.name}")
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+        self.batches = ChatBatches(self.train_examples, cfg.micro_batch, cfg.seq_len, packing=cfg.packing,
+                                   pad_id=self.pad_id, seed=cfg.seed, device=self.device)
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.device = pick_device(cfg.device, self.dist)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            enable_fast_matmul()
+        self.precision: Precision = choose_precision(cfg.compute_dtype, self.device)
+        self.base: BaseModel = resolve_base(cfg.base, cfg.base_checkpoint)
+        self.emit("progress", phase="loading base", done=0, total=None, unit="steps", rate=None, eta=None)
+        self.source = hf_source(self.base, self.run_dir)
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.source, trust_remote_code=cfg.trust_remote_code)
+        self._data(self.tokenizer)
+        targets = resolve_targets(cfg, self.source)
+        compute = self.precision.dtype or torch.float32
+        model = load_base_model(self.source, cfg, self.device, compute)
+        torch.manual_seed(cfg.seed)  # the adapters' initialisation
+        self.model = add_lora(model, cfg, targets)
+        self.trainable, self.n_params = parameter_counts(self.model)
+        self.total = finetune_steps(cfg, self.batches.batches_per_epoch)
+        self.schedule = CosineSchedule(cfg.lr, self.total, warmup_steps(cfg, self.total), cfg.min_lr_ratio)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scaler = self.precision.grad_scaler()
+        self.step, self.tokens, self.best_val = 0, 0, math.inf
+        self.nonfinite_streak, self.skipped = 0, 0
+        self.resumed_from: int | None = None
+        if self.resume:
+            self._restore()
+        else:
+            torch.manual_seed(cfg.seed)
+        if self.session is not None:
+            self.session.run.update_meta(total_steps=self.total, base_source=self.source,
+                                         base=self.base.describe())
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+        quant = cfg.quantization if cfg.quantization == "none" else (
+            f"{cfg.quantization} {cfg.quant_type if cfg.quantization == '4bit' else ''}"
+            f"{' double-quant' if cfg.double_quant and cfg.quantization == '4bit' else ''}").strip()
+        tokens_per_step = cfg.micro_batch * cfg.seq_len * cfg.grad_accum
+        self.emit("run_info", config=cfg.to_dict(), params=self.n_params, trainable_params=self.trainable,
+                  precision=self.precision.name, precision_reason=self.precision.reason,
+                  device=str(self.device), total_steps=self.total, tokens_per_step=tokens_per_step,
+                  compiled=False, resumed_from=self.resumed_from, base=self.base.describe(),
+                  quantization=quant, lora_targets=targets if isinstance(targets, str) else ",".join(targets),
+                  chat_template=self.formatter.name)
+        self.log(f"base {self.base.describe()}: {self.n_params:,} parameters ({quant}), LoRA r={cfg.lora_r} "
+                 f"alpha={cfg.lora_alpha} on {targets if isinstance(targets, str) else ', '.join(targets)}: "
+                 f"{self.trainable:,} trainable ({100 * self.trainable / max(1, self.n_params):.2f}%); "
+                 f"{self.precision.name} compute ({self.precision.reason}); {self.total} steps on "
+                 f"{self.device}")
+        self.model.train()
+
+    def _restore(self) -> None:
+        path = resolve_checkpoint(self.checkpoints, "last")
+        if path is None:
+            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
+                                  "a new run (the run stopped before its first checkpoint).")
+        load_adapter_weights(self.model, path)
+        state = load_trainer_state(path)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.scaler)
+        self.batches.load_state_dict(state.loader)
+        set_rng_state(state.rng)
+        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
+        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
+        self.resumed_from = state.step
+        self.log(f"resumed from {path.name} (step {state.step})")
+
+    def before_first_step(self) -> None:
+        """The base's own validation loss as step 0: the figure the fine-tune has to beat."""
+        if self.resumed_from is not None:
+            return
+        val = self.evaluate()
+        if val is not None:
+            self.emit("eval", step=0, val_loss=val, perplexity=math.exp(min(val, 50.0)))
+            self.tb.add_scalar("val/loss", val, 0)
+            self.log(f"validation loss of the base before fine-tuning: {val:.4f}")
+
+    # ------------------------------------------------------------------------------ steps
+    def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with self.precision.autocast():
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return token_loss_sum(logits, batch["labels"])
+
+    def train_step(self) -> StepResult:
+        batches = [self.batches.next_batch() for _ in range(self.cfg.grad_accum)]
+        n_labels = max(1, sum(labelled(b) for b in batches))
+        loss_sum = torch.zeros((), device=self.device)
+        for batch in batches:
+            loss = self._loss_sum(batch) / n_labels
+            self.scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        loss_value, norm_value = loss_sum.item(), norm.item()
+        fp16_overflow = self.precision.name == "fp16" and math.isfinite(loss_value)
+        applied = math.isfinite(loss_value) and (math.isfinite(norm_value) or fp16_overflow)
+        if applied:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = sum(self.batches.tokens_in(b) for b in batches)
+        samples = sum(int(b["input_ids"].shape[0]) for b in batches)
+        return StepResult(loss_value, norm_value, applied and math.isfinite(norm_value), tokens, samples)
+
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss per assistant token over the held-out conversations (at most eval_batches)."""
+        if not self.val_examples:
+            return None
+        cfg = self.cfg
+        # Padded, whatever the training layout: a packed handful of held-out conversations can
+        # fill fewer rows than one batch, and per-conversation rows make the figure comparable.
+        val = ChatBatches(self.val_examples, min(cfg.micro_batch, len(self.val_examples)), cfg.seq_len,
+                          packing=False, pad_id=self.pad_id, seed=cfg.seed, shuffle=False,
+                          device=self.device)
+        total, count = torch.zeros((), device=self.device), 0
+        with evaluating(self.model):
+            for _ in range(min(cfg.eval_batches, val.batches_per_epoch)):
+                batch = val.next_batch()
+                total += self._loss_sum(batch)
+                count += labelled(batch)
+        return (total / max(1, count)).item()
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
+        save_adapter(self.model, directory)
+        state = TrainerState(step=self.step, tokens=self.tokens, optimizer=self.optimizer.state_dict(),
+                             scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
+                             loader=self.batches.state_dict(), rng=rng_state(), best_val=self.best_val,
+                             nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
+        torch.save(state.__dict__, directory / TRAINER_FILE)
+
+    def oom_advice(self) -> str:
+        cfg = self.cfg
+        tips = [f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
+                f"grad_accum={cfg.grad_accum * 2} keeps the batch), lower seq_len"]
+        if not cfg.gradient_checkpointing:
+            tips.append("set gradient_checkpointing=true")
+        if cfg.quantization != "4bit":
+            tips.append("use quantization=4bit")
+        if cfg.optimizer != "paged_adamw_8bit":
+            tips.append("use optimizer=paged_adamw_8bit")
+        return ", ".join(tips[:-1]) + (", or " if len(tips) > 1 else "") + tips[-1] + "."
+
+    def epoch_progress(self) -> float:
+        return self.batches.epoch + self.batches.step / self.batches.batches_per_epoch
+
+    def on_finished(self) -> None:
+        """Publish the adapter: ``<run>/adapter/`` holds the best checkpoint's (the last without
+        validation) plus the tokenizer, the folder ``PeftModel.from_pretrained`` and chat load."""
+        which = "best" if read_pointer(self.checkpoints, "best") else "last"
+        src = resolve_checkpoint(self.checkpoints, which)
+        if src is None or not all((src / n).is_file() for n in ADAPTER_FILES):
+            return
+        from engine.runs.store import atomic_path
+
+        out = self.run_dir / "adapter"
+        with atomic_path(out) as tmp:
+            size = copy_adapter(src, tmp)
+            self.tokenizer.save_pretrained(str(tmp))
+        if self.session is not None:
+            self.session.run.update_meta(adapter="adapter", adapter_bytes=size, adapter_from=src.name)
+        self.log(f"adapter ({which} checkpoint, {src.name}): {size / 2**20:.1f} MiB in {out} "
+                 f"(`canvas export {self.run_dir.name} --merged OUT` writes a merged model)")
