@@ -113,12 +113,19 @@ def evaluating(model: Any) -> Iterator[None]:
     """
     model.eval()
     for module in model.modules():
-        if type(module).__name__ in ("Linear4bit", "LinearNF4", "LinearFP4"):
+        if _is_bnb_4bit(module):
             module.training = True
     try:
         yield
     finally:
         model.train()
+
+
+def _is_bnb_4bit(module: Any) -> bool:
+    """bitsandbytes' own 4-bit layer (not peft's LoRA wrapper of it, which shares the class name)."""
+    cls = type(module)
+    names = ("Linear4bit", "LinearNF4", "LinearFP4")
+    return cls.__module__.startswith("bitsandbytes") and cls.__name__ in names
 
 
 def resolve_targets(cfg: FinetuneConfig, source: str) -> list[str] | str:
@@ -166,9 +173,13 @@ def load_adapter_weights(model: Any, directory: Path) -> None:
 def load_with_adapter(source: str, adapter_dir: Path, cfg: FinetuneConfig, device: torch.device,
                       dtype: torch.dtype, *, quantize: bool = True) -> Any:
     """A base (quantised as trained, or not) with a saved adapter, ready for inference."""
-    from peft import PeftModel
+    from peft import PeftModel, prepare_model_for_kbit_training
 
     model = load_base_model(source, cfg, device, dtype, quantize=quantize)
+    if quantize and cfg.quantization != "none":
+        # As in training: norms, embeddings and head in fp32 around the 4-bit layers, so the
+        # reloaded model computes exactly what the trained one did.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     return model.eval()
 

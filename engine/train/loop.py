@@ -184,20 +184,32 @@ class TrainingLoop:
             self._run()
 
     def _run(self) -> None:
-        self.setup()
-        self.before_first_step()
+        phase = "setting up (loading the model)"
+        try:
+            self.setup()
+            phase = "the first evaluation"
+            self.before_first_step()
+            phase = "training"
+            self._steps()
+        except torch.OutOfMemoryError as exc:
+            cfg = self.cfg
+            where = f"at step {self.step + 1}" if phase == "training" else f"while {phase}"
+            device = getattr(self, "device", None)
+            peak = f" (peak {peak_memory(device) / 2**30:.1f} GiB)" if device is not None else ""
+            raise TrainingStopped(
+                f"out of memory {where} with micro_batch={cfg.micro_batch} and seq_len={cfg.seq_len}{peak}. "
+                f"Fix: {self.oom_advice()} The last checkpoint is intact.") from exc
+        finally:
+            if self.tb is not None:
+                self.tb.close()
+
+    def _steps(self) -> None:
         cfg = self.cfg
         eval_every = cfg.eval_every or max(1, self.total // 10)
         window_start, window_tokens, window_samples, window_steps = time.perf_counter(), 0, 0, 0
         while self.step < self.total:
             lr = self.schedule.apply(self.optimizer, self.step)
-            try:
-                result = self.train_step()
-            except torch.OutOfMemoryError as exc:
-                raise TrainingStopped(
-                    f"out of memory at step {self.step + 1} with micro_batch={cfg.micro_batch} and "
-                    f"seq_len={cfg.seq_len} (peak {peak_memory(self.device) / 2**30:.1f} GiB). Fix: "
-                    f"{self.oom_advice()} The last checkpoint is intact.") from exc
+            result = self.train_step()
             loss, norm = result.loss, result.grad_norm
             self.step += 1
             self.tokens += result.tokens
@@ -259,5 +271,3 @@ class TrainingLoop:
                 break
         if self.step == self.total and self.dist.is_main:
             self.on_finished()
-        if self.tb is not None:
-            self.tb.close()
