@@ -150,6 +150,13 @@ def test_kill_9_then_resume_gives_the_same_losses_and_weights():
     final_a = (straight.checkpoints_dir / "step-000040" / "model.safetensors").read_bytes()
     final_b = (broken.checkpoints_dir / "step-000040" / "model.safetensors").read_bytes()
     assert final_a == final_b
+    # TensorBoard dropped the redone steps' first values and kept the checkpointed step's.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(broken.path / "tb"))
+    acc.Reload()
+    tb = {s.step: s.value for s in acc.Scalars("train/loss")}
+    assert tb == pytest.approx(expected, rel=1e-6)
 
 
 def test_checkpoint_now_then_stop_then_resume():

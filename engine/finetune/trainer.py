@@ -130,7 +130,7 @@ class FinetuneTrainer(TrainingLoop):
                                          base=self.base.describe())
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
         quant = cfg.quantization if cfg.quantization == "none" else (
             f"{cfg.quantization} {cfg.quant_type if cfg.quantization == '4bit' else ''}"
             f"{' double-quant' if cfg.double_quant and cfg.quantization == '4bit' else ''}").strip()

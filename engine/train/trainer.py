@@ -139,7 +139,7 @@ class Trainer(TrainingLoop):
             self.session and self.session.run.update_meta(total_steps=self.total)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step or None)
+            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
             self.emit("run_info", config=cfg.to_dict(), params=self.n_params,
                       precision=self.precision.name, precision_reason=self.precision.reason,
                       device=str(self.device) + (f" x{d.world_size}" if d.world_size > 1 else ""),
