@@ -165,3 +165,21 @@ def test_out_of_memory_names_the_knobs(base_dir, tmp_path, monkeypatch):
     message = str(err.value)
     assert "micro_batch=2" in message and "grad_accum=2" in message
     assert "gradient_checkpointing=true" in message and "paged_adamw_8bit" in message
+
+
+@pytest.mark.parametrize(("quantization", "optimizer", "layer", "optimizer_class"), [
+    ("8bit", "adamw", "Linear8bitLt", "AdamW"),
+    ("none", "paged_adamw_8bit", "Linear", "PagedAdamW8bit"),
+])
+def test_the_other_quantisations_and_optimizers_train(base_dir, tmp_path, quantization, optimizer, layer,
+                                                      optimizer_class):
+    cfg = config(base_dir, f"quantization={quantization}", f"optimizer={optimizer}", "max_steps=6",
+                 "eval_every=6", "packing=true")
+    trainer = FinetuneTrainer(cfg, tmp_path / "run", None)
+    trainer.run()
+    assert type(trainer.optimizer).__name__ == optimizer_class
+    wrapped = trainer.model.get_submodule("base_model.model.model.layers.0.self_attn.q_proj.base_layer")
+    assert type(wrapped).__name__ == layer
+    assert trainer.trainable == 2 * 8 * 1024 and trainer.step == 6
+    assert math.isfinite(trainer.best_val)
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
