@@ -114,6 +114,31 @@ def fmt_step(step: Any, total: Any) -> str:
     return f"{step}/{total}" if total else str(step)
 
 
+def fmt_trainable(trainable: Any, total: Any) -> str:
+    """``32,768 trainable of 172,352 (19.0%)``: a fine-tune's adapter share of the whole model."""
+    t, n = finite(trainable), finite(total)
+    if t is None:
+        return "-"
+    if n is None or n <= 0:
+        return f"{t:,.0f} trainable"
+    share = 100 * t / n
+    return f"{t:,.0f} trainable of {n:,.0f} ({share:.1f}%)" if share >= 1 or share == 0 else (
+        f"{t:,.0f} trainable of {n:,.0f} ({share:.2g}%)")
+
+
+def clip(text: str, width: int, *, middle: bool = False) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis: at the end, or in the
+    ``middle`` (for paths and ids, whose end says the most: ``/home/me/…/llama-7b``)."""
+    if width <= 0:
+        return ""
+    if len(text) <= width:
+        return text
+    if not middle or width < 8:
+        return text[: width - 1] + "…"
+    tail = (width - 1) // 2
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
 def fmt_pct(value: Any) -> str:
     v = finite(value)
     return "-" if v is None else f"{v:.0f}%"

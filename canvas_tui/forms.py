@@ -3,8 +3,9 @@
 Pre-training values become ``--set``-style pairs handed to
 :func:`engine.config.train.load_train_config`, so the form, ``canvas train --set`` and TOML files
 share one validation that names the field (``ConfigError.field``). The form shows the error next
-to that field. Fine-tuning has its own local checks until the QLoRA engine lands.
-No Textual, no torch.
+to that field. Fine-tuning values go the same way through
+:func:`engine.config.finetune.load_finetune_config` (``canvas finetune --set``), with their defaults
+read from :class:`FinetuneConfig` itself. No Textual, no torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config.errors import ConfigError
+from engine.config.finetune import CHAT_TEMPLATES, QUANTIZATIONS, FinetuneConfig, load_finetune_config
 from engine.config.presets import PRESETS
 from engine.config.train import PRECISIONS, TrainConfig, load_train_config
 from engine.data.spec import parse_spec
@@ -124,60 +126,123 @@ def estimate(cfg: TrainConfig) -> Estimate:
 
 
 # ----------------------------------------------------------------------------------- fine-tuning
-FINETUNE_DEFAULTS = {
-    "ft-base": "",
-    "ft-data": "",
-    "ft-lora_r": "16",
-    "ft-lora_alpha": "32",
-    "ft-lora_dropout": "0.05",
-    "ft-target_modules": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-    "ft-quant": "4bit",
-    "ft-lr": "2e-4",
-    "ft-epochs": "3",
-}
-QUANT_CHOICES = (("4-bit NF4 (QLoRA)", "4bit"), ("8-bit", "8bit"), ("none (bf16 LoRA)", "none"))
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+#: Text inputs of the fine-tune tab: (key, label). The key is the :class:`FinetuneConfig` key.
+FINETUNE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("base", "base model"),
+    ("data", "conversations"),
+    ("lora_r", "LoRA rank"),
+    ("lora_alpha", "LoRA alpha"),
+    ("lora_dropout", "LoRA dropout"),
+    ("lora_target", "LoRA targets"),
+    ("seq_len", "sequence length"),
+    ("micro_batch", "micro-batch"),
+    ("grad_accum", "grad accum"),
+    ("lr", "learning rate"),
+)
+#: Choices of the fine-tune tab: (key, label), each a :class:`FinetuneConfig` key shown as a Select.
+FINETUNE_CHOICE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("quantization", "quantisation"),
+    ("chat_template", "chat template"),
+    ("packing", "packing"),
+)
+#: The order of the fine-tune tab's rows (the run name first and the run length last).
+FINETUNE_ORDER = ("base", "data", "chat_template", "quantization", "lora_r", "lora_alpha", "lora_dropout",
+                  "lora_target", "seq_len", "packing", "micro_batch", "grad_accum", "lr")
+#: The run-length criteria of a fine-tune, in the order the form offers them.
+FT_LENGTH_KEYS = ("epochs", "max_steps")
+FT_LENGTH_LABELS = {"epochs": "epochs", "max_steps": "steps"}
+_QUANT_LABELS = {"4bit": "4-bit (QLoRA)", "8bit": "8-bit", "none": "none (plain LoRA)"}
+QUANT_CHOICES = tuple((_QUANT_LABELS.get(q, q), q) for q in QUANTIZATIONS)
+_TEMPLATE_LABELS = {"auto": "auto (base's or ours)", "base": "base (tokenizer's)"}
+TEMPLATE_CHOICES = tuple((_TEMPLATE_LABELS.get(t, t), t) for t in CHAT_TEMPLATES)
+PACKING_CHOICES = (("off (one chat a row)", "false"), ("on (pack to seq_len)", "true"))
+FINETUNE_CHOICES = {"quantization": QUANT_CHOICES, "chat_template": TEMPLATE_CHOICES,
+                    "packing": PACKING_CHOICES}
 
 
-def finetune_errors(values: dict[str, str], path_exists=None) -> dict[str, str]:
-    """Field id → message for every problem in the fine-tuning values (empty when all is well).
+def ft_id(key: str) -> str:
+    """The widget id of a fine-tune field (``lora_r`` → ``ft-lora_r``)."""
+    return "ft-" + key
 
-    ``path_exists`` checks local base-model paths (a callable, so the UI can skip disk access).
+
+def finetune_values(cfg: FinetuneConfig | None = None) -> dict[str, str]:
+    """The fine-tune form's values for a config (the defaults: :class:`FinetuneConfig`'s own)."""
+    cfg = cfg or FinetuneConfig()
+    values = {key: _to_text(getattr(cfg, key)) for key, _ in FINETUNE_FIELDS}
+    kind = "max_steps" if cfg.max_steps else "epochs"
+    values.update(name="", quantization=cfg.quantization, chat_template=cfg.chat_template,
+                  packing="true" if cfg.packing else "false", length_kind=kind,
+                  length=_to_text(getattr(cfg, kind)))
+    return values
+
+
+def finetune_config(values: dict[str, str]) -> FinetuneConfig:
+    """A validated :class:`FinetuneConfig` from the fine-tune form; :class:`ConfigError` names the field.
+
+    The values go through :func:`load_finetune_config` as ``--base``, ``--data`` and ``--set`` pairs,
+    exactly as ``canvas finetune`` takes them. The data spec is checked for syntax only; the base,
+    the data's files and the LoRA targets are :func:`engine.finetune.preflight.preflight`'s job (it
+    reads the disk, so the form runs it in a worker).
     """
-    errors: dict[str, str] = {}
-    base = values.get("ft-base", "").strip()
-    if not base:
-        errors["ft-base"] = "base model: give a local folder or a Hub id such as meta-llama/Llama-3.2-1B."
-    elif not _HUB_ID.match(base) and path_exists is not None and not path_exists(base):
-        errors["ft-base"] = f"base model: {base!r} is neither an existing folder nor a Hub id (org/name)."
-    data = values.get("ft-data", "").strip()
-    if not data:
-        errors["ft-data"] = "dataset: give a data spec, e.g. hf:tatsu-lab/alpaca or train.jsonl#text."
-    else:
-        try:
-            parse_spec(data, field_name="dataset")
-        except ConfigError as exc:
-            errors["ft-data"] = str(exc)
-    for key, label, kind, lo, hi in (
-        ("ft-lora_r", "LoRA rank", int, 1, 4096), ("ft-lora_alpha", "LoRA alpha", float, 1e-9, 1e6),
-        ("ft-lora_dropout", "LoRA dropout", float, 0.0, 0.999), ("ft-lr", "learning rate", float, 1e-12, 1.0),
-        ("ft-epochs", "epochs", float, 1e-9, 1e4),
-    ):
-        raw = values.get(key, "").strip()
-        try:
-            value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
-        except ValueError:
-            errors[key] = f"{label}: {raw!r} is not a {'whole number' if kind is int else 'number'}."
+    from engine.finetune.conversations import parse_chat_spec
+
+    defaults = finetune_values()
+    sets = []
+    for key, label in FINETUNE_FIELDS:
+        if key in ("base", "data"):
             continue
-        if not lo <= value <= hi:
-            errors[key] = f"{label}: {raw} is out of range ({lo:g} to {hi:g})."
-    modules = [m.strip() for m in values.get("ft-target_modules", "").split(",")]
-    if not any(modules) or not all(re.fullmatch(r"[A-Za-z_][\w.]*", m) for m in modules):
-        errors["ft-target_modules"] = ("target modules: a comma-separated list of module names, "
-                                       "e.g. q_proj,v_proj.")
-    if values.get("ft-quant") not in {v for _, v in QUANT_CHOICES}:
-        errors["ft-quant"] = "quantisation: choose 4-bit, 8-bit or none."
+        raw = (values.get(key) or "").strip()
+        if not raw:
+            raise ConfigError(key, f"{label} ({key}) is empty. Fix: enter a value, e.g. {defaults[key]}.")
+        sets.append(f"{key}={raw}")
+    for key, _ in FINETUNE_CHOICE_FIELDS:
+        sets.append(f"{key}={values.get(key) or defaults[key]}")
+    kind = values.get("length_kind") or "epochs"
+    if kind not in FT_LENGTH_KEYS:
+        raise ConfigError("length", f"unknown length kind {kind!r}. Fix: epochs or steps.")
+    raw = (values.get("length") or "").strip()
+    if not raw:
+        raise ConfigError(kind, f"the run length ({FT_LENGTH_LABELS[kind]}) is empty. Fix: enter a number.")
+    sets.append(f"{kind}={raw}")
+    data = (values.get("data") or "").strip()
+    parse_chat_spec(data, field_name="data")
+    cfg = load_finetune_config((values.get("base") or "").strip(), None, sets, data)
+    if not getattr(cfg, kind) > 0:
+        raise ConfigError(kind, f"{kind} = {raw} must be more than 0. Fix: e.g. "
+                          f"{ {'epochs': 1, 'max_steps': 500}[kind] }.")
+    return cfg
+
+
+def finetune_slot(field: str) -> str:
+    """The form key an error about config ``field`` belongs under (both length keys: ``length``)."""
+    return "length" if field in FT_LENGTH_KEYS else field
+
+
+def finetune_errors(values: dict[str, str]) -> dict[str, str]:
+    """Form key → message for the fine-tune values (empty when :func:`finetune_config` accepts them).
+
+    :meth:`FinetuneConfig.validate` stops at the first problem, so each field is also tried on its
+    own (the other fields at their defaults): every bad field is highlighted at once.
+    """
+    try:
+        finetune_config(values)
+        return {}
+    except ConfigError as exc:
+        errors = {finetune_slot(exc.field): _plain(exc)}
+    defaults = finetune_values()
+    singles = [[key] for key, _ in FINETUNE_FIELDS if key != "base"] + [["length_kind", "length"]]
+    for keys in singles:
+        probe = dict(defaults, **{k: values.get(k, "") for k in keys})
+        try:
+            finetune_config(probe)
+        except ConfigError as exc:
+            errors.setdefault(finetune_slot(exc.field), _plain(exc))
     return errors
+
+
+def _plain(exc: ConfigError) -> str:
+    """The message without the command-line spelling (``--set lr=…`` → ``lr=…``)."""
+    return str(exc).replace("--set ", "")
 
 
 PRECISION_CHOICES = tuple((p, p) for p in PRECISIONS)

@@ -85,3 +85,25 @@ class ControlDone(Message):
         self.text = text
         self.error = error
         self.new_run_id = new_run_id
+
+
+class FinetuneChecked(Message):
+    """The fine-tune preflight of the form's config number ``generation`` finished: ``preflight`` (an
+    :class:`engine.finetune.preflight.Preflight`) on success, else the ``field`` and ``error`` to show."""
+
+    def __init__(self, generation: int, preflight: Any = None, field: str = "", error: str = "") -> None:
+        super().__init__()
+        self.generation = generation
+        self.preflight = preflight
+        self.field = field
+        self.error = error
+
+
+class BaseHint(Message):
+    """What an empty fine-tune base means here (the newest pre-training run with a checkpoint, or
+    ``None``), and names worth suggesting while the base is typed (run ids and names, presets)."""
+
+    def __init__(self, newest: str | None, suggestions: list[str]) -> None:
+        super().__init__()
+        self.newest = newest
+        self.suggestions = suggestions

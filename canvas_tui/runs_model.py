@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from canvas_tui.fmt import finite, num
+from canvas_tui.fmt import finite, fmt_si, num
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, RunStoreError, list_runs
@@ -44,14 +44,26 @@ class RunRow:
     tokens_per_s: float | None
     created: float | None
     path: str
+    params: int | None = None  # the whole model's (run_info)
+    trainable_params: int | None = None  # a fine-tune's LoRA adapters
+    base: str = ""  # a fine-tune's base, short: the run's name, a folder's name or a Hub id
+    quantization: str = ""  # a fine-tune's
 
     def age(self, now: float) -> float | None:
         return None if self.created is None else max(0.0, now - self.created)
 
     def matches(self, text: str) -> bool:
-        """Case-insensitive substring match on id, name, kind and status (the filter)."""
+        """Case-insensitive substring match on id, name, kind, status and base (the filter)."""
         needle = text.strip().lower()
-        return not needle or any(needle in s.lower() for s in (self.id, self.name, self.kind, self.status))
+        return not needle or any(needle in s.lower()
+                                 for s in (self.id, self.name, self.kind, self.status, self.base))
+
+    def model(self) -> str:
+        """What the run trains, in a few words: ``5.8M params``; a fine-tune ``LoRA 32.8k on tiny-owt``."""
+        if self.kind == "finetune" or self.trainable_params is not None:
+            base = f" on {self.base}" if self.base else ""
+            return f"LoRA {fmt_si(self.trainable_params)}{base}"
+        return "-" if self.params is None else f"{fmt_si(self.params)} params"
 
 
 class _Acc:
@@ -65,6 +77,9 @@ class _Acc:
         self.last_val: float | None = None
         self.best_val: float | None = None
         self.total: int | None = None
+        self.params: int | None = None
+        self.trainable: int | None = None
+        self.quantization = ""
         self.spark: list[float] = []
         self._stride = 1
         self._seen = 0
@@ -90,8 +105,14 @@ class _Acc:
                 if v is not None:
                     self.last_val = v
                     self.best_val = v if self.best_val is None else min(self.best_val, v)
-            elif kind == "run_info" and isinstance(r.get("total_steps"), int):
-                self.total = r["total_steps"]
+            elif kind == "run_info":
+                if isinstance(r.get("total_steps"), int):
+                    self.total = r["total_steps"]
+                for attr, key in (("params", "params"), ("trainable", "trainable_params")):
+                    if isinstance(r.get(key), int) and not isinstance(r.get(key), bool):
+                        setattr(self, attr, r[key])
+                if isinstance(r.get("quantization"), str):
+                    self.quantization = r["quantization"]
 
 
 def _created(meta: dict[str, Any]) -> float | None:
@@ -121,19 +142,21 @@ class RunsTracker:
             live_ids = {run.id for run in runs}
             for gone in set(self._accs) - live_ids:
                 del self._accs[gone]
+            metas: dict[str, dict[str, Any]] = {}
+            for run in runs:
+                try:
+                    metas[run.id] = run.read_meta()
+                except RunStoreError:
+                    continue  # deleted between listing and reading, or being created
+            names = {run_id: str(meta.get("name") or "") for run_id, meta in metas.items()}
             for run in runs:
                 if cancelled():
                     break
-                row = self._row(run)
-                if row is not None:
-                    rows.append(row)
+                if run.id in metas:
+                    rows.append(self._row(run, metas[run.id], names))
             return rows
 
-    def _row(self, run: RunDir) -> RunRow | None:
-        try:
-            meta = run.read_meta()
-        except RunStoreError:
-            return None  # deleted between listing and reading, or being created
+    def _row(self, run: RunDir, meta: dict[str, Any], names: dict[str, str]) -> RunRow:
         status = run_status(run, meta, tail=0)
         acc = self._accs.get(run.id)
         if acc is None:
@@ -145,8 +168,30 @@ class RunsTracker:
             status=status.state, message=status.message, verified=status.verified, pid=status.pid,
             step=acc.step, total_steps=total, loss=acc.loss, last_val=acc.last_val,
             best_val=acc.best_val, spark=tuple(acc.spark), tokens_per_s=acc.tps,
-            created=_created(meta), path=str(run.path),
+            created=_created(meta), path=str(run.path), params=acc.params, trainable_params=acc.trainable,
+            base=base_label(meta, names) if meta.get("kind") == "finetune" else "",
+            quantization=acc.quantization or str(_config(meta).get("quantization") or ""),
         )
+
+
+def _config(meta: dict[str, Any]) -> dict[str, Any]:
+    config = meta.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def base_label(meta: dict[str, Any], names: dict[str, str]) -> str:
+    """A fine-tune's base in a few characters: the name of one of our runs, a folder's name, a Hub id.
+
+    The config holds the base as preflight pinned it (a run id, an absolute folder or a Hub id).
+    """
+    base = str(_config(meta).get("base") or "").strip()
+    if not base:
+        return ""
+    if base in names:
+        return names[base] or base
+    if base.startswith(("/", "~", ".")) or "\\" in base:
+        return Path(base).name or base
+    return base
 
 
 def now() -> float:

@@ -7,8 +7,10 @@ literally (STYLE.md §7).
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -43,9 +45,10 @@ def make_run(
     write: Callable[[EventWriter], None] | None = None,
     log_lines: list[str] | None = None,
     meta: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> RunDir:
     """A run directory as an engine that already ended would leave it."""
-    run = create_run(kind, name, {"preset": "tiny"})
+    run = create_run(kind, name, {"preset": "tiny"} if config is None else config)
     if run_id is not None:
         target = run.path.parent / run_id
         os.rename(run.path, target)
@@ -137,3 +140,61 @@ def screen_text(app) -> str:
     """The current screen as plain text, one line per terminal row (what a user reads)."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
+
+
+def fake_checkpoint(run: RunDir, step: int, *, layers: int = 2, dim: int = 8) -> Path:
+    """A checkpoint folder of ours (``model_config.json`` + ``model.safetensors``) without torch.
+
+    The weights are zeros of a tiny Llama's shapes, written in the safetensors layout (an 8-byte
+    header size, the JSON header, the data): enough for the fine-tune preflight, which reads only
+    the header, to accept the run as a base and list its projections.
+    """
+    from engine.train.layout import checkpoint_name
+
+    folder = run.checkpoints_dir / checkpoint_name(step)
+    folder.mkdir(parents=True, exist_ok=True)
+    shapes = {"model.embed_tokens.weight": [64, dim], "lm_head.weight": [64, dim], "model.norm.weight": [dim]}
+    for i in range(layers):
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[f"model.layers.{i}.self_attn.{proj}.weight"] = [dim, dim]
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            shapes[f"model.layers.{i}.mlp.{proj}.weight"] = [dim, dim]
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(offset))
+    (folder / "model_config.json").write_text(json.dumps({"dim": dim, "n_layers": layers, "n_heads": 2,
+                                                           "vocab_size": 64}))
+    return folder
+
+
+#: A fine-tune's run_info as the engine writes it (engine/finetune/trainer.py).
+FINETUNE_INFO = {"params": 172_352, "trainable_params": 32_768, "base": "our model (run 20261127-100000-000-"
+                 "0000aaaa, step-000200)", "quantization": "4bit nf4 double-quant", "chat_template": "chatml",
+                 "lora_targets": "q_proj,k_proj,v_proj,o_proj", "precision": "bf16", "device": "cuda:0"}
+
+
+def finetuning(steps: int = 40, *, t0: float = FROZEN_NOW - 1800, eval_every: int = 10,
+               info: dict[str, Any] | None = None,
+               final: str | None = "finished") -> Callable[[EventWriter], None]:
+    """A fine-tune's event stream: run_info with the LoRA fields, metrics, evals, a checkpoint."""
+
+    def write(w: EventWriter) -> None:
+        w.emit("status", state="running", message="pid 4343 on testhost", t=t0)
+        w.emit("run_info", total_steps=steps, config={"lora_r": 16}, t=t0, **(info or FINETUNE_INFO))
+        for step in range(1, steps + 1):
+            t = t0 + step * 2.0
+            w.emit("metric", step=step, loss=1.0 + 2.0 * math.exp(-3.0 * step / steps), lr=2e-4,
+                   tokens_per_s=1500.0, step_time=2.0, tokens=step * 4096, t=t)
+            if eval_every and step % eval_every == 0:
+                val = 1.2 + 2.0 * math.exp(-3.0 * step / steps)
+                w.emit("eval", step=step, val_loss=val, perplexity=math.exp(val), t=t)
+        w.emit("checkpoint", step=steps, path=f"checkpoints/step-{steps:06d}", kind="last", t=t0 + 2 * steps)
+        if final:
+            w.emit("status", state=final, message="", t=t0 + 2 * steps + 1)
+
+    return write

@@ -7,6 +7,7 @@ hostile text literally; a 200k-event history paints a bounded sketch first and t
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from canvas_tui.app import CanvasApp
 from canvas_tui.screens.confirm import ConfirmScreen
 from canvas_tui.screens.dashboard import DashboardScreen
-from canvas_tui.screens.new_run import FINETUNE_LATER, NewRunScreen
+from canvas_tui.screens.new_run import NewRunScreen
 from canvas_tui.screens.runs import RunsScreen
 from canvas_tui.widgets.checkpoints import CheckpointList
 from canvas_tui.widgets.emissions_pane import EmissionsPane
@@ -24,11 +25,15 @@ from canvas_tui.widgets.log_pane import LogPane
 from canvas_tui.widgets.loss_plot import LossPlot, theme_rgb
 from canvas_tui.widgets.run_header import RunHeader
 from canvas_tui.widgets.system_pane import SystemPane
-from engine.runs import EventWriter, run_status
+from engine.config.finetune import FinetuneConfig
+from engine.runs import EventWriter, list_runs, run_status
 from tests.console_fixtures import (
+    FINETUNE_INFO,
     FROZEN_NOW,
     HOSTILE,
     REPO,
+    fake_checkpoint,
+    finetuning,
     finish,
     make_run,
     screen_text,
@@ -363,29 +368,172 @@ async def test_new_run_form_validates_inline_and_launches(monkeypatch):
         assert app.screen.run.read_meta()["name"] == "form-run"
 
 
-async def test_finetune_tab_validates_and_says_it_arrives_later():
+@pytest.fixture
+def launches(monkeypatch):
+    """Record fine-tune launches instead of starting an engine: ``start_finetune_run`` is looked up in
+    :mod:`engine.finetune.launch` at launch time, and the fake creates the real run directory."""
+    from engine.finetune.launch import create_finetune_run
+
+    calls: list[tuple] = []
+
+    def fake_start(cfg, name=None, **kw):
+        calls.append((cfg, name))
+        return create_finetune_run(cfg, name)
+
+    monkeypatch.setattr("engine.finetune.launch.start_finetune_run", fake_start)
+    return calls
+
+
+async def open_finetune_tab(app, pilot) -> NewRunScreen:
+    app.action_new_run()
+    await wait_for(pilot, lambda: on_screen(app, NewRunScreen))
+    form = app.screen
+    form.query_one("#new-tabs").active = "tab-finetune"
+    await wait_for(pilot, lambda: form.base_hint_loaded, what="the base hint")
+    return form
+
+
+def error_under(form, field: str) -> str:
+    box = form.query_one(f"#err-ft-{field}")
+    return str(box.content) if box.display else ""
+
+
+async def test_finetune_bad_value_shows_its_error_and_launches_nothing(launches):
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        app.action_new_run()
-        await wait_for(pilot, lambda: on_screen(app, NewRunScreen))
-        form = app.screen
-        form.query_one("#new-tabs").active = "tab-finetune"
-        await pilot.pause(0.1)
-        form.query_one("#ft-lora_r").value = "-3"
-        await wait_for(pilot, lambda: "ft-lora_r" in form.ft_errors)
+        form = await open_finetune_tab(app, pilot)
+        form.query_one("#ft-lora_r").value = "0"
+        form.query_one("#ft-lr").value = "fast"
+        await wait_for(pilot, lambda: "ft-lora_r" in form.ft_errors, what="the lora_r error")
+        # FinetuneConfig.validate's message, under the field it names; every bad field at once.
+        assert "lora_r = 0 must be a whole number of at least 1" in error_under(form, "lora_r")
+        assert form.query_one("#ft-lora_r").has_class("-invalid")
+        assert "expected a float" in error_under(form, "lr")
+        assert form.preflight_state == "invalid" and form.ft_config is None
+        assert "fix the highlighted field" in str(form.query_one("#ft-check").content)
         await pilot.press("ctrl+l")
-        status = str(form.query_one("#ft-status").content)
-        assert "later release" in status and "nothing was started" in status
-        assert "LoRA rank" in str(form.query_one("#err-ft-lora_r").content)
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, NewRunScreen) and not form.launching
+        assert launches == [] and list_runs() == []
         form.query_one("#ft-lora_r").value = "16"
-        form.query_one("#ft-base").value = "meta-llama/Llama-3.2-1B"
-        form.query_one("#ft-data").value = "hf:tatsu-lab/alpaca"
-        await pilot.pause(0.1)
-        await pilot.press("ctrl+l")
-        assert str(form.query_one("#ft-status").content) == "Values are valid. " + FINETUNE_LATER
-        from engine.runs import list_runs
+        form.query_one("#ft-lr").value = "2e-4"
+        await wait_for(pilot, lambda: "ft-lora_r" not in form.ft_errors and "ft-lr" not in form.ft_errors)
+        assert not error_under(form, "lora_r")
 
-        assert list_runs() == []
+
+async def test_finetune_base_that_is_not_a_model_shows_the_preflight_error(launches, tmp_path):
+    folder = tmp_path / "notes[b]"
+    folder.mkdir()
+    (folder / "[bold red]weights[@click=app.quit]x").write_text("not a model")
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_finetune_tab(app, pilot)
+        form.query_one("#ft-base").value = str(folder)
+        await pilot.pause()
+        await pilot.press("ctrl+l")  # at once: the launch's own preflight refuses it
+        await wait_for(pilot, lambda: "ft-base" in form.ft_errors and not form.launching,
+                       what="the launch refused")
+        assert "is not a model folder: it has no config.json" in error_under(form, "base")
+        assert "[bold red]weights[@click=app.quit]x" in error_under(form, "base")  # literally
+        assert launches == [] and list_runs() == [] and isinstance(app.screen, NewRunScreen)
+        # The background preflight says the same while the user is still typing.
+        form.query_one("#ft-lora_r").value = "8"
+        await wait_for(pilot, lambda: form.preflight_state == "error", what="the preflight")
+        assert "is not a model folder" in error_under(form, "base")
+        assert "not ready" in str(form.query_one("#ft-check").content)
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.3)
+        assert launches == [] and list_runs() == [] and app.is_running
+
+
+async def test_finetune_launch_records_the_typed_values_and_opens_the_dashboard(launches, tmp_path):
+    base_run = make_run("tiny-base", total_steps=10, write=training(10))
+    fake_checkpoint(base_run, 10)
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
+                                                      {"role": "assistant", "content": f"hello {i}"}]}) + "\n"
+                             for i in range(5)))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_finetune_tab(app, pilot)
+        # An empty base means the newest pre-training run with a checkpoint, and the form says which.
+        hint = str(form.query_one("#hint-ft-base").content)
+        assert "tiny-base (step-000010)" in hint and form.query_one("#hint-ft-base").display
+        typed = {"name": "ft-form", "data": str(chats), "lora_r": "8", "lora_alpha": "16",
+                 "lora_dropout": "0.1", "lora_target": "q_proj,v_proj", "seq_len": "256", "micro_batch": "2",
+                 "grad_accum": "3", "lr": "1e-4", "length": "30"}
+        for key, value in typed.items():
+            form.query_one(f"#ft-{key}").value = value
+        for key, value in (("quantization", "8bit"), ("chat_template", "chatml"), ("packing", "true"),
+                           ("length_kind", "max_steps")):
+            form.query_one(f"#ft-{key}").value = value
+        await wait_for(pilot, lambda: form.preflight_state == "ok", what="the preflight")
+        check = str(form.query_one("#ft-check").content)
+        assert "ready" in check and "5 conversations" in check and "LoRA r=8 on q_proj, v_proj" in check
+        assert f"run {base_run.id}" in check
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard")
+        assert len(launches) == 1
+        run = app.screen.run
+        meta = run.read_meta()
+        assert meta["kind"] == "finetune" and meta["name"] == "ft-form"
+        cfg = meta["config"]
+        assert {k: cfg[k] for k in ("data", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "seq_len",
+                                    "micro_batch", "grad_accum", "lr", "max_steps", "epochs", "quantization",
+                                    "chat_template", "packing")} == {
+            "data": str(chats), "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
+            "lora_target": "q_proj,v_proj", "seq_len": 256, "micro_batch": 2, "grad_accum": 3, "lr": 1e-4,
+            "max_steps": 30, "epochs": 0.0,
+            "quantization": "8bit", "chat_template": "chatml", "packing": True}
+        # The base is pinned to what preflight checked: that run and its checkpoint.
+        assert (cfg["base"], cfg["base_checkpoint"]) == (base_run.id, "step-000010")
+        assert FinetuneConfig.from_dict(cfg).lora_r == 8  # run.json reproduces the run
+        screen = app.screen
+        await wait_for(pilot, lambda: "finetune" in screen.query_one(RunHeader).text, what="header")
+        header = screen.query_one(RunHeader).text
+        # from run.json until the engine writes run_info
+        assert base_run.id in header and "8bit" in header and "chatml" in header
+
+
+# --------------------------------------------------------------------------- fine-tune dashboards
+
+
+async def test_finetune_dashboard_and_runs_list_show_what_it_trains():
+    base_run = make_run("tiny-owt", total_steps=10, write=training(10))
+    config = FinetuneConfig(base=base_run.id, data="embedded").to_dict()
+    run = make_run("chat-v1", kind="finetune", total_steps=40, config=config, write=finetuning(40))
+    app = make_app()
+    async with app.run_test(size=(150, 40)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scans >= 1, what="the runs list")
+        row = next(r for r in app.screen.rows if r.id == run.id)
+        assert (row.kind, row.trainable_params, row.params) == ("finetune", 32_768, 172_352)
+        assert row.base == "tiny-owt" and row.quantization == "4bit nf4 double-quant"
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "LoRA 32.8k on tiny-owt" in text and "5.8M params" in text  # the wide "model" column
+        screen = await open_dashboard(app, pilot, run)
+        header = screen.query_one(RunHeader).text
+        for shown in ("32,768 trainable of 172,352 (19.0%)", FINETUNE_INFO["base"], "4bit nf4 double-quant",
+                      "template chatml", "40/40", "best "):
+            assert shown in header, (shown, header)
+        assert "params" not in header  # a fine-tune shows what trains, not the pre-training count
+        assert len(screen.query_one(LossPlot).train) == 40
+
+
+async def test_finetune_header_shows_hostile_run_info_literally():
+    info = dict(FINETUNE_INFO, base=HOSTILE, chat_template=HOSTILE, quantization=HOSTILE)
+    run = make_run("hostile-ft", kind="finetune", total_steps=5, config={"base": HOSTILE},
+                   write=finetuning(5, info=info))
+    app = make_app()
+    async with app.run_test(size=(330, 40)) as pilot:
+        screen = await open_dashboard(app, pilot, run)
+        header = screen.query_one(RunHeader).text
+        assert header.count(HOSTILE) == 3, header
+        await pilot.resize_terminal(120, 40)  # a long base gives way (cut in the middle), literally still
+        text = lambda: screen.query_one(RunHeader).text  # noqa: E731
+        await wait_for(pilot, lambda: f"base {HOSTILE[:12]}" in text() and "…" in text())
+        assert HOSTILE in text()  # the template, whole
+        assert app.is_running
 
 
 @pytest.mark.skipif(not (REPO / "engine" / "train" / "worker.py").exists(),

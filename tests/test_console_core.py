@@ -12,14 +12,15 @@ import sys
 import pytest
 
 from canvas_tui import forms
-from canvas_tui.fmt import fmt_age, fmt_bytes_pair, fmt_loss, sparkline
+from canvas_tui.fmt import fmt_age, fmt_bytes_pair, fmt_loss, fmt_trainable, sparkline
 from canvas_tui.history import read_full, sketch_history
 from canvas_tui.runs_model import RunsTracker
 from canvas_tui.settings import Settings, load_settings, save_settings, settings_path
 from canvas_tui.viewmodel import RunView, Series, Smoother, build_view, thin
 from engine.config.errors import ConfigError
+from engine.config.finetune import CHAT_TEMPLATES, QUANTIZATIONS, FinetuneConfig
 from engine.runs import EventReader, EventWriter
-from tests.console_fixtures import FROZEN_NOW, REPO, make_run, training
+from tests.console_fixtures import FROZEN_NOW, REPO, finetuning, make_run, training
 
 
 def records_of(run):
@@ -151,14 +152,44 @@ def test_form_builds_a_validated_config_and_names_the_bad_field():
     assert (forms.pretrain_config(values).epochs, forms.pretrain_config(values).max_steps) == (2.0, 0)
 
 
-def test_finetune_checks_name_fields():
-    ok = dict(forms.FINETUNE_DEFAULTS,
-              **{"ft-base": "meta-llama/Llama-3.2-1B", "ft-data": "hf:tatsu-lab/alpaca"})
-    assert forms.finetune_errors(ok) == {}
-    bad = dict(ok, **{"ft-lora_r": "0", "ft-lora_dropout": "2", "ft-target_modules": "q proj", "ft-base": "x",
-                      "ft-data": ""})
-    errors = forms.finetune_errors(bad, path_exists=lambda p: False)
-    assert set(errors) == {"ft-lora_r", "ft-lora_dropout", "ft-target_modules", "ft-base", "ft-data"}
+def test_finetune_form_defaults_are_the_configs_and_errors_name_the_field():
+    values = forms.finetune_values()
+    assert forms.finetune_config(values) == FinetuneConfig()  # the defaults are derived, not copied
+    assert {v for _, v in forms.QUANT_CHOICES} == set(QUANTIZATIONS)
+    assert {v for _, v in forms.TEMPLATE_CHOICES} == set(CHAT_TEMPLATES)
+    shown = [k for k, _ in (*forms.FINETUNE_FIELDS, *forms.FINETUNE_CHOICE_FIELDS)]
+    assert sorted(forms.FINETUNE_ORDER) == sorted(shown) and set(shown) <= set(FinetuneConfig().to_dict())
+    for key, bad, slot in (("lora_r", "0", "lora_r"), ("lora_dropout", "2", "lora_dropout"),
+                           ("lora_target", " , ", "lora_target"), ("data", "", "data"), ("lr", "abc", "lr"),
+                           ("length", "0", "length"), ("seq_len", "", "seq_len"),
+                           ("micro_batch", "1.5", "micro_batch"), ("quantization", "3bit", "quantization"),
+                           ("data", "embedded?format=x", "data")):
+        with pytest.raises(ConfigError) as info:
+            forms.finetune_config(dict(values, **{key: bad}))
+        assert forms.finetune_slot(info.value.field) == slot, (key, info.value)
+    # validate() stops at the first problem; the form still names every bad field at once.
+    errors = forms.finetune_errors(dict(values, lora_r="0", lora_dropout="2", data=""))
+    assert set(errors) == {"lora_r", "lora_dropout", "data"} and "--set" not in "".join(errors.values())
+    assert forms.finetune_errors(values) == {}
+    cfg = forms.finetune_config(dict(values, length_kind="max_steps", length="30", packing="true",
+                                     base=" some/model "))
+    assert (cfg.max_steps, cfg.epochs, cfg.packing, cfg.base) == (30, 0.0, True, "some/model")
+
+
+def test_finetune_rows_and_trainable_share():
+    base = make_run("tiny-owt", write=training(5))
+    ft = make_run("chat", kind="finetune", config=FinetuneConfig(base=base.id).to_dict(),
+                  write=finetuning(10))
+    folder = make_run("chat2", kind="finetune", config=FinetuneConfig(base="/models/llama-7b").to_dict())
+    rows = {r.name: r for r in RunsTracker().scan()}
+    assert rows["chat"].model() == "LoRA 32.8k on tiny-owt" and rows["chat"].matches("owt")
+    assert rows["chat"].id == ft.id and rows["chat"].quantization == "4bit nf4 double-quant"
+    assert rows["chat2"].model() == "LoRA - on llama-7b" and rows["chat2"].quantization == "4bit"
+    assert folder.id == rows["chat2"].id
+    assert rows["tiny-owt"].model() == "5.8M params" and rows["tiny-owt"].base == ""
+    assert fmt_trainable(32_768, 172_352) == "32,768 trainable of 172,352 (19.0%)"
+    assert fmt_trainable(4_194_304, 6_742_609_920) == "4,194,304 trainable of 6,742,609,920 (0.062%)"
+    assert fmt_trainable(None, 10) == "-"
 
 
 def test_formatting_helpers():
@@ -177,3 +208,26 @@ def test_console_import_does_not_import_torch():
     bad, seconds = out.stdout.split("]")
     assert bad == "[", out.stdout
     assert float(seconds) < 2.0  # measured ~0.35 s on 2 cores
+
+
+def test_finetune_checks_and_launch_path_import_no_torch(tmp_path):
+    """What the console runs for a fine-tune (form, base hint, preflight, run creation) stays torch-free."""
+    code = f"""
+import os, sys
+os.environ["CANVAS_HOME"] = {str(tmp_path)!r}
+from tests.console_fixtures import fake_checkpoint, make_run
+import canvas_tui.screens.new_run, canvas_tui.launching
+from canvas_tui import forms
+from engine.finetune.base import resolve_base
+from engine.finetune.launch import create_finetune_run
+from engine.finetune.preflight import preflight
+fake_checkpoint(make_run("base"), 5)
+assert resolve_base("").run is not None
+checked = preflight(forms.finetune_config(forms.finetune_values()), read_data=True)
+run = create_finetune_run(checked.config, "ft")
+bad = sorted(m for m in ("torch", "transformers", "datasets", "peft", "bitsandbytes") if m in sys.modules)
+print(bad, checked.conversations > 0, run.read_meta()["kind"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "True", "finetune"], out.stdout

@@ -11,11 +11,15 @@ from textual.widgets import Input
 
 from canvas_tui.app import CanvasApp
 from canvas_tui.screens.dashboard import DashboardScreen
-from tests.console_fixtures import FROZEN_NOW, make_run, training
+from canvas_tui.screens.new_run import NewRunScreen
+from engine.config.finetune import FinetuneConfig
+from engine.runs.store import RunDir
+from tests.console_fixtures import FROZEN_NOW, fake_checkpoint, finetuning, make_run, training
 
 RUN_A = "20261127-100000-000-0000aaaa"
 RUN_B = "20261127-115900-000-0000bbbb"
 RUN_C = "20261124-120000-000-0000cccc"
+RUN_F = "20261127-113000-000-0000ffff"
 
 
 @pytest.fixture
@@ -120,3 +124,62 @@ THEMED = [(screen, theme) for theme in ("canvas-dark", "canvas-light", "canvas-h
 @pytest.mark.parametrize(("screen", "theme"), THEMED, ids=[f"{s}-{t}" for s, t in THEMED])
 def test_screen_in_theme(store, snap_compare, screen, theme):
     assert snap_compare(app(theme), terminal_size=(120, 40), run_before=SCREENS[screen])
+
+
+# The fine-tune tab, ready to launch: an empty base is the newest pre-training run with a checkpoint
+# (RUN_A, given one here), the data a Hub dataset (not read offline, so nothing depends on a count).
+async def finetune_tab_loaded(pilot) -> None:
+    await runs_loaded(pilot)
+    fake_checkpoint(RunDir(_path(RUN_A)), 200)
+    await pilot.press("n")
+    while not (isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.is_mounted):
+        await pilot.pause(0.05)
+    form = pilot.app.screen
+    form.query_one("#new-tabs").active = "tab-finetune"
+    form.query_one("#ft-data").value = "hf:tatsu-lab/alpaca"
+    await pilot.pause(0.1)
+    while form.preflight_state != "ok" or not form.base_hint_loaded:
+        await pilot.pause(0.05)
+    for field in form.query(Input):
+        field.cursor_blink = False
+    await pilot.pause(0.2)
+
+
+def test_new_run_finetune_80x24(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=finetune_tab_loaded)
+
+
+def test_new_run_finetune_120x40(store, snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 40), run_before=finetune_tab_loaded)
+
+
+@pytest.fixture
+def ft_store(utc):
+    make_run("tiny-owt", run_id=RUN_A, created=FROZEN_NOW - 7200, total_steps=200,
+             write=training(200, t0=FROZEN_NOW - 7000, gpus=1))
+    config = FinetuneConfig(base=RUN_A, base_checkpoint="step-000200", data="embedded",
+                            chat_template="chatml").to_dict()
+    return make_run("chat-v1", kind="finetune", run_id=RUN_F, created=FROZEN_NOW - 1900, total_steps=40,
+                    config=config, write=finetuning(40, t0=FROZEN_NOW - 1800))
+
+
+async def ft_dashboard_loaded(pilot) -> None:
+    await runs_loaded(pilot)
+    pilot.app.open_dashboard(_path(RUN_F))
+    while not (isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.view.resolution == "full"
+               and pilot.app.screen.status is not None and not pilot.app.screen._dirty):
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def test_finetune_dashboard_120x40(ft_store, snap_compare):
+    assert snap_compare(app(), terminal_size=(120, 40), run_before=ft_dashboard_loaded)
+
+
+def test_finetune_dashboard_80x24(ft_store, snap_compare):
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=ft_dashboard_loaded)
+
+
+def test_finetune_runs_150x30(ft_store, snap_compare):
+    """From 145 columns the runs list says what each run trains (the "model" column)."""
+    assert snap_compare(app(), terminal_size=(150, 30), run_before=runs_loaded)

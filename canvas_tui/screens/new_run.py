@@ -3,13 +3,21 @@
 Every change re-validates through the same code as ``canvas train --set`` (:mod:`canvas_tui.forms`),
 shows the live parameter count and memory estimate, and puts an error next to the field it names.
 Launch checks the data paths and starts the run detached in a thread worker
-(:func:`canvas_tui.launching.launch_pretraining`); the app then opens its dashboard. Fine-tuning
-validates its fields locally and says plainly that the engine for it arrives in a later release.
+(:func:`canvas_tui.launching.launch_pretraining`); the app then opens its dashboard.
+
+The fine-tune tab's fields are :class:`engine.config.finetune.FinetuneConfig` keys with its defaults,
+validated by the same code as ``canvas finetune --set``. Once they are valid, the torch-free preflight
+(:func:`engine.finetune.preflight.preflight`: is the base a model, are the LoRA targets in it, does
+the data have the fields) runs in a thread worker a moment after the last keystroke, and its summary
+(or the field it blames) is shown. Launch preflights again and starts the fine-tune detached with the
+base pinned (:func:`canvas_tui.launching.launch_finetune`), then opens its dashboard.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,20 +28,35 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from canvas_tui import actions, forms
 from canvas_tui.fmt import clean_text, fmt_bytes, fmt_si
-from canvas_tui.messages import ControlDone
+from canvas_tui.messages import BaseHint, ControlDone, FinetuneChecked
 from engine.config.errors import ConfigError
+from engine.config.finetune import FinetuneConfig
 from engine.config.presets import PRESETS
 
-FINETUNE_LATER = ("Fine-tuning (QLoRA) arrives with a later release: the form checks its values, "
-                  "but nothing was started.")
+#: Seconds after the last change before the fine-tune preflight runs (it reads the disk).
+PREFLIGHT_DELAY = 0.3
+FT_NOTE = ("QLoRA: the base model is loaded quantised and frozen, and small LoRA adapters learn from "
+           "the conversations. Everything that can be checked without loading the model is checked "
+           "as you type.")
+BASE_PLACEHOLDER = "a run id, a model folder or a Hub id (owner/name)"
 
 
-def _field(key: str, label: str, value: str, *, placeholder: str = "") -> ComposeResult:
+def _field(key: str, label: str, value: str, *, placeholder: str = "", hint: bool = False) -> ComposeResult:
     fid = forms.field_id(key) if not key.startswith("ft-") else key
     with Horizontal(classes="form-row", id=f"row-{fid}"):
         yield Label(label, classes="form-label")
         with Vertical(classes="form-input"):
             yield Input(value, id=fid, placeholder=placeholder, select_on_focus=False, compact=True)
+            if hint:
+                yield Static(Content(""), id=f"hint-{fid}", classes="form-hint", markup=False)
+            yield Static(Content(""), id=f"err-{fid}", classes="form-error", markup=False)
+
+
+def _choice(fid: str, label: str, options, value: str) -> ComposeResult:
+    with Horizontal(classes="form-row", id=f"row-{fid}"):
+        yield Label(label, classes="form-label")
+        with Vertical(classes="form-input"):
+            yield Select(list(options), value=value, allow_blank=False, id=fid, compact=True)
             yield Static(Content(""), id=f"err-{fid}", classes="form-error", markup=False)
 
 
@@ -43,12 +66,23 @@ class NewRunScreen(Screen[None]):
     def __init__(self, preset: str = "tiny") -> None:
         super().__init__()
         self.values = forms.preset_values(preset)
-        self.ft_values = dict(forms.FINETUNE_DEFAULTS)
         self.config = None
         self.errors: dict[str, str] = {}
-        self.ft_errors: dict[str, str] = {}
         self.launching = False
         self._filling = False
+        # fine-tune tab
+        self.ft_values = forms.finetune_values()
+        self.ft_config: FinetuneConfig | None = None
+        self.ft_errors: dict[str, str] = {}  # widget id → message, as shown
+        self.ft_preflight: Any = None  # the Preflight of the current config, once it passed
+        #: idle → checking → ok | error; invalid while a field is wrong; launching during a launch
+        self.preflight_state = "idle"
+        self.base_hint: str | None = None  # the run an empty base means, e.g. "tiny-owt (step-000200)"
+        self.base_hint_loaded = False
+        self._ft_key: dict | None = None
+        self._ft_generation = 0
+        self._ft_check_error: dict[str, str] = {}  # the preflight's (or the launch's) verdict
+        self._preflight_timer = None
 
     def compose(self) -> ComposeResult:
         v = self.values
@@ -82,32 +116,42 @@ class NewRunScreen(Screen[None]):
                     yield Static(Content(""), id="err-general", classes="form-error", markup=False)
                     yield Button("Launch (ctrl+l)", id="launch-pretrain", variant="primary")
                 yield Static(Content(""), id="estimate", markup=False)
-            with TabPane("Fine-tune", id="tab-finetune"), VerticalScroll(id="finetune-form", classes="form"):
-                f = self.ft_values
-                yield Static(Content.styled("QLoRA fine-tuning of a pre-trained model. " + FINETUNE_LATER,
-                                            "$text-muted"), markup=False, id="ft-note")
-                yield from _field("ft-base", "base model", f["ft-base"],
-                                  placeholder="local folder or Hub id, e.g. meta-llama/Llama-3.2-1B")
-                yield from _field("ft-data", "dataset", f["ft-data"], placeholder="hf:tatsu-lab/alpaca")
-                yield from _field("ft-lora_r", "LoRA rank", f["ft-lora_r"])
-                yield from _field("ft-lora_alpha", "LoRA alpha", f["ft-lora_alpha"])
-                yield from _field("ft-lora_dropout", "LoRA dropout", f["ft-lora_dropout"])
-                yield from _field("ft-target_modules", "target modules", f["ft-target_modules"])
-                with Horizontal(classes="form-row"):
-                    yield Label("quantisation", classes="form-label")
-                    with Vertical(classes="form-input"):
-                        yield Select(list(forms.QUANT_CHOICES), value=f["ft-quant"], allow_blank=False,
-                                     id="ft-quant", compact=True)
-                        yield Static(Content(""), id="err-ft-quant", classes="form-error", markup=False)
-                yield from _field("ft-lr", "learning rate", f["ft-lr"])
-                yield from _field("ft-epochs", "epochs", f["ft-epochs"])
-                yield Static(Content(""), id="ft-status", markup=False)
-                yield Button("Launch (ctrl+l)", id="launch-finetune", variant="primary")
+            with TabPane("Fine-tune", id="tab-finetune"), Horizontal(id="finetune"):
+                with VerticalScroll(id="finetune-form", classes="form"):
+                    yield from self._compose_finetune()
+                yield Static(Content(""), id="ft-check", markup=False)
         yield Footer()
+
+    def _compose_finetune(self) -> ComposeResult:
+        f, ft = self.ft_values, forms.ft_id
+        yield Static(Content.styled(FT_NOTE, "$text-muted"), markup=False, id="ft-note")
+        yield from _field(ft("name"), "run name", f["name"], placeholder="optional, e.g. chat-v1")
+        labels = dict(forms.FINETUNE_FIELDS) | dict(forms.FINETUNE_CHOICE_FIELDS)
+        for key in forms.FINETUNE_ORDER:
+            if key in forms.FINETUNE_CHOICES:
+                yield from _choice(ft(key), labels[key], forms.FINETUNE_CHOICES[key], f[key])
+            elif key == "base":
+                yield from _field(ft(key), labels[key], f[key], placeholder=BASE_PLACEHOLDER, hint=True)
+            elif key == "data":
+                yield from _field(ft(key), labels[key], f[key],
+                                  placeholder="embedded · guanaco · oasst1 · ./chats.jsonl · hf:NAME")
+            else:
+                yield from _field(ft(key), labels[key], f[key])
+        with Horizontal(classes="form-row"):
+            yield Select([(forms.FT_LENGTH_LABELS[k], k) for k in forms.FT_LENGTH_KEYS],
+                         value=f["length_kind"], allow_blank=False, id="ft-length_kind", compact=True,
+                         classes="form-label")
+            with Vertical(classes="form-input"):
+                yield Input(f["length"], id="ft-length", select_on_focus=False, compact=True)
+                yield Static(Content(""), id="err-ft-length", classes="form-error", markup=False)
+        yield Static(Content(""), id="err-ft-general", classes="form-error", markup=False)
+        yield Button("Launch (ctrl+l)", id="launch-finetune", variant="primary")
 
     def on_mount(self) -> None:
         self.sub_title = "New run"
         self.revalidate()
+        self._show_base_hint()
+        self._base_hint_worker()
 
     # ------------------------------------------------------------------------ values
     def _collect(self) -> None:
@@ -118,9 +162,10 @@ class NewRunScreen(Screen[None]):
             value = self.query_one(f"#{wid}", Select).value
             if isinstance(value, str):
                 self.values[key] = value
-        for key in forms.FINETUNE_DEFAULTS:
-            widget = self.query_one(f"#{key}")
-            value = widget.value
+        for key in ("name", *(k for k, _ in forms.FINETUNE_FIELDS), "length"):
+            self.ft_values[key] = self.query_one(f"#{forms.ft_id(key)}", Input).value
+        for key in (*(k for k, _ in forms.FINETUNE_CHOICE_FIELDS), "length_kind"):
+            value = self.query_one(f"#{forms.ft_id(key)}", Select).value
             if isinstance(value, str):
                 self.ft_values[key] = value
 
@@ -165,8 +210,7 @@ class NewRunScreen(Screen[None]):
         self._show_errors(self.errors, [forms.field_id(k) for k in (
             "preset", "name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length")] + ["general"])
         self._show_estimate()
-        self.ft_errors = forms.finetune_errors(self.ft_values)
-        self._show_errors(self.ft_errors, [k for k in forms.FINETUNE_DEFAULTS])
+        self._revalidate_finetune()
 
     def _error_slot(self, field: str) -> str:
         if field in forms.LENGTH_KEYS or field == "length":
@@ -233,15 +277,21 @@ class NewRunScreen(Screen[None]):
     def action_back(self) -> None:
         self.app.pop_screen()
 
+    def _refuse(self, config: object, errors: dict[str, str], general: str) -> bool:
+        """After revalidating: point at the first bad field (and say so) when the form cannot launch."""
+        if config is not None and not errors:
+            return False
+        slot = next(iter(errors), general)
+        self.notify("Fix the highlighted field first: " + next(iter(errors.values()), ""),
+                    severity="error", markup=False)
+        widget = self.query(f"#{slot}")
+        if widget and widget.first().focusable:
+            widget.first().focus()
+        return True
+
     def launch_pretrain(self) -> None:
         self.revalidate()
-        if self.config is None or self.errors:
-            slot = next(iter(self.errors), "general")
-            self.notify("Fix the highlighted field first: " + next(iter(self.errors.values()), ""),
-                        severity="error", markup=False)
-            widget = self.query(f"#{slot}")
-            if widget and widget.first().focusable:
-                widget.first().focus()
+        if self._refuse(self.config, self.errors, "general"):
             return
         if self.launching:
             return
@@ -266,28 +316,211 @@ class NewRunScreen(Screen[None]):
 
     @on(ControlDone)
     def _launched(self, message: ControlDone) -> None:
-        if message.action != "launch":
+        if message.action not in ("launch", "launch-finetune"):
             return
         message.stop()
         self.launching = False
-        self.query_one("#launch-pretrain", Button).disabled = False
+        finetune = message.action == "launch-finetune"
+        self.query_one("#launch-finetune" if finetune else "#launch-pretrain", Button).disabled = False
         if message.error:
-            slot = "f-data" if message.new_run_id == "data" else "general"
-            self._show_errors({slot: message.text}, [slot])
+            if finetune and message.new_run_id:  # the launch's preflight blames a field: shown there
+                self._ft_check_error = {self._ft_slot(message.new_run_id): message.text}  # until it changes
+                self.preflight_state = "error"
+                self._revalidate_finetune()
+            elif finetune:  # not the config's fault (the run store, the engine's start): try again
+                self.preflight_state = "ok" if self.ft_preflight is not None else "checking"
+                if self.ft_preflight is None:
+                    self._start_preflight()
+                self._revalidate_finetune()
+                self._show_errors({"ft-general": message.text}, ["ft-general"])
+            else:
+                slot = "f-data" if message.new_run_id == "data" else "general"
+                self._show_errors({slot: message.text}, [slot])
             self.notify(message.text, title="Not launched", severity="error", markup=False)
             return
         self.notify(message.text, markup=False)
         self.app.pop_screen()
         self.app.open_dashboard(Path(message.new_run_id or ""))
 
-    def launch_finetune(self) -> None:
-        self._collect()
-        self.ft_errors = forms.finetune_errors(self.ft_values,
-                                               path_exists=lambda p: Path(p).expanduser().is_dir())
-        self._show_errors(self.ft_errors, list(forms.FINETUNE_DEFAULTS))
-        status = self.query_one("#ft-status", Static)
-        if self.ft_errors:
-            status.update(Content.styled("Fix the highlighted fields. " + FINETUNE_LATER, "$error"))
+    # ------------------------------------------------------------------------ fine-tune
+    FT_SLOTS = tuple(forms.ft_id(k) for k in (
+        "name", *(k for k, _ in forms.FINETUNE_FIELDS), *(k for k, _ in forms.FINETUNE_CHOICE_FIELDS),
+        "length", "general"))
+
+    def _revalidate_finetune(self) -> None:
+        """Field checks now (FinetuneConfig.validate); the preflight a moment later, in a worker."""
+        try:
+            cfg: FinetuneConfig | None = forms.finetune_config(self.ft_values)
+            errors: dict[str, str] = {}
+        except ConfigError:
+            cfg, errors = None, forms.finetune_errors(self.ft_values)
+        name_problem = forms.check_name(self.ft_values.get("name", ""))
+        if name_problem:
+            errors["name"] = name_problem
+        key = cfg.to_dict() if cfg is not None else None
+        self.ft_config = cfg
+        if key != self._ft_key:  # a different config: what was checked no longer applies
+            self._ft_key = key
+            self._ft_generation += 1
+            self._ft_check_error = {}
+            self.ft_preflight = None
+            if self._preflight_timer is not None:
+                self._preflight_timer.stop()
+                self._preflight_timer = None
+            if cfg is not None:
+                self.preflight_state = "checking"
+                self._preflight_timer = self.set_timer(PREFLIGHT_DELAY, self._start_preflight)
+            else:
+                self.preflight_state = "invalid"
+        shown = {self._ft_slot(field): message for field, message in errors.items()}
+        if cfg is not None:
+            shown.update(self._ft_check_error)
+        self.ft_errors = shown
+        self._show_errors(shown, list(self.FT_SLOTS))
+        # the hint says what an empty base means; an error under the field says more
+        hint = self.query_one("#hint-ft-base")
+        hint.display = not self.ft_values.get("base", "").strip() and "ft-base" not in shown
+        self._show_check()
+
+    def _ft_slot(self, field: str) -> str:
+        slot = forms.ft_id(forms.finetune_slot(field))
+        return slot if slot in self.FT_SLOTS else "ft-general"
+
+    def _start_preflight(self) -> None:
+        self._preflight_timer = None
+        if self.ft_config is not None and not self.launching:
+            self._preflight_worker(replace(self.ft_config), self._ft_generation)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ft-preflight")
+    def _preflight_worker(self, cfg: FinetuneConfig, generation: int) -> None:
+        from textual.worker import get_current_worker
+
+        from engine.finetune.preflight import preflight
+
+        worker = get_current_worker()
+        try:
+            checked = preflight(cfg, read_data=True)
+        except ConfigError as exc:
+            message = FinetuneChecked(generation, field=exc.field, error=str(exc))
+        except Exception as exc:  # an unreadable file, a broken cache: shown, never a crash
+            message = FinetuneChecked(generation, field="", error=f"{type(exc).__name__}: {exc}")
         else:
-            status.update(Content.styled("Values are valid. " + FINETUNE_LATER, "$warning"))
-        self.notify(FINETUNE_LATER, title="Fine-tuning", severity="warning", markup=False)
+            message = FinetuneChecked(generation, checked)
+        if not worker.is_cancelled:
+            self.post_message(message)
+
+    @on(FinetuneChecked)
+    def _preflight_done(self, message: FinetuneChecked) -> None:
+        if message.generation != self._ft_generation or self.launching:
+            return  # the form changed meanwhile (a newer check is on its way), or a launch took over
+        if message.preflight is not None:
+            self.ft_preflight = message.preflight
+            self._ft_check_error = {}
+            self.preflight_state = "ok"
+        else:
+            self._ft_check_error = {self._ft_slot(message.field): message.error}
+            self.preflight_state = "error"
+        self._revalidate_finetune()
+
+    def _show_check(self) -> None:
+        box = self.query_one("#ft-check", Static)
+        title: tuple[str, str] = ("Preflight", "bold")
+        state = self.preflight_state
+        muted = "$text-muted"
+        if state == "invalid" or self.ft_config is None:
+            body = Content.styled("fix the highlighted field to check the base and the data", "$error")
+        elif state == "checking":
+            body = Content.styled("checking the base, the data and the LoRA targets…", muted)
+        elif state == "launching":
+            body = Content.styled("checking again and launching…", "$accent")
+        elif state == "error":
+            field = next(iter(self._ft_check_error), "ft-general").removeprefix("ft-")
+            body = Content.assemble(("not ready", "bold $error"), ": the ",
+                                    (field if field != "general" else "run", "bold"),
+                                    " check failed; its message is under the field.")
+        elif state == "ok" and self.ft_preflight is not None:
+            cfg = self.ft_config
+            per_step = cfg.micro_batch * cfg.grad_accum * cfg.seq_len
+            length = (f"{cfg.max_steps:,} steps" if cfg.max_steps
+                      else f"{cfg.epochs:g} epoch{'' if cfg.epochs == 1 else 's'}")
+            body = Content.assemble(
+                ("ready", "bold $success"), ": ", clean_text(self.ft_preflight.summary()), "\n\n",
+                ("length         ", muted), length, "\n",
+                ("rows per step  ", muted), f"{cfg.micro_batch * cfg.grad_accum:,}", "\n",
+                ("tokens/step    ", muted), f"up to {per_step:,}", "\n\n",
+                ("checked without loading the model; the engine checks again before it loads the base",
+                 muted),
+            )
+        else:
+            body = Content("")
+        box.update(Content.assemble(title, "\n\n", body))
+
+    def _show_base_hint(self) -> None:
+        hint = self.query_one("#hint-ft-base", Static)
+        if self.base_hint:
+            hint.update(Content.assemble(("empty: the newest pre-training run, ", "$text-muted"),
+                                         (clean_text(self.base_hint), "bold")))
+        elif self.base_hint_loaded:
+            hint.update(Content.styled("no pre-training run with a checkpoint yet: give a model folder or "
+                                       "a Hub id (owner/name)", "$text-muted"))
+        else:
+            hint.update(Content.styled("empty: the newest pre-training run with a checkpoint", "$text-muted"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ft-base-hint")
+    def _base_hint_worker(self) -> None:
+        from engine.config.finetune import BASE_PRESETS
+        from engine.finetune.base import resolve_base
+        from engine.runs.store import list_runs
+
+        newest = None
+        try:
+            base = resolve_base("", "best")
+            if base.run is not None:  # "tiny-owt (step-000200)"; the run id when it has no name
+                checkpoint = f" ({base.path.name})" if base.path is not None else ""
+                newest = f"{base.name}{checkpoint}"
+        except Exception:  # no such run (ConfigError) or an unreadable store: no hint, no crash
+            newest = None
+        suggestions: list[str] = []
+        try:
+            for run in reversed(list_runs()):
+                meta = run.read_meta()
+                if meta.get("kind") == "pretrain":
+                    suggestions += [run.id, *([str(meta["name"])] if meta.get("name") else [])]
+        except Exception:
+            pass
+        self.post_message(BaseHint(newest, [*suggestions, *BASE_PRESETS]))
+
+    @on(BaseHint)
+    def _base_hint_found(self, message: BaseHint) -> None:
+        from textual.suggester import SuggestFromList
+
+        self.base_hint, self.base_hint_loaded = message.newest, True
+        self.query_one("#ft-base", Input).suggester = SuggestFromList(message.suggestions)
+        self._show_base_hint()
+
+    def launch_finetune(self) -> None:
+        self.revalidate()
+        if self._refuse(self.ft_config, self.ft_errors, "ft-general"):
+            return
+        if self.launching:
+            return
+        self.launching = True
+        self.preflight_state = "launching"
+        self._show_check()
+        name = self.ft_values.get("name", "").strip() or None
+        self.query_one("#launch-finetune", Button).disabled = True
+        self._ft_launch_worker(replace(self.ft_config), name)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
+    def _ft_launch_worker(self, cfg: FinetuneConfig, name: str | None) -> None:
+        from canvas_tui.launching import launch_finetune
+
+        try:
+            run = launch_finetune(cfg, name)
+        except Exception as exc:  # shown next to the field it names, never a crash
+            field = getattr(exc, "field", "")
+            self.post_message(ControlDone("launch-finetune", "", str(exc), error=True,
+                                          new_run_id=field or None))
+            return
+        self.post_message(ControlDone("launch-finetune", run.id, f"Launched fine-tune {run.id}.",
+                                      new_run_id=str(run.path)))

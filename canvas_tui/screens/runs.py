@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from canvas_tui import actions
-from canvas_tui.fmt import clean_text, fmt_age, fmt_loss, fmt_si, fmt_step, sparkline
+from canvas_tui.fmt import clean_text, clip, fmt_age, fmt_loss, fmt_si, fmt_step, sparkline
 from canvas_tui.messages import RunsScanned
 from canvas_tui.runs_model import RunRow, RunsTracker
 
@@ -28,6 +28,11 @@ STATUS_COLOR = {
     "failed": "error", "crashed": "error",
 }
 COLUMNS = ("id", "name", "kind", "status", "step", "loss", "val", "best", "curve", "tok/s", "age")
+#: From this width on, a "model" column says what each run trains: its parameter count, or for a
+#: fine-tune its LoRA adapters and base.
+WIDE = 145
+WIDE_COLUMNS = (*COLUMNS[:3], "model", *COLUMNS[3:])
+MODEL_WIDTH = 26
 #: Below this width (an 80-column SSH terminal) id, kind and the training loss are left out and the
 #: sparkline is shorter, so every remaining column is readable without scrolling sideways.
 NARROW = 110
@@ -47,6 +52,7 @@ class RunsScreen(Screen[None]):
         self.filter_text = ""
         self.scans = 0
         self.narrow: bool | None = None
+        self.wide = False
         self._scan_pending = False
 
     def compose(self) -> ComposeResult:
@@ -69,15 +75,18 @@ class RunsScreen(Screen[None]):
             self._render_rows()
 
     def _set_columns(self, width: int) -> bool:
-        narrow = 0 < width < NARROW
-        if narrow == self.narrow:
+        narrow, wide = 0 < width < NARROW, width >= WIDE
+        if (narrow, wide) == (self.narrow, self.wide):
             return False
-        self.narrow = narrow
+        self.narrow, self.wide = narrow, wide
         table = self.query_one("#runs-table", DataTable)
         table.clear(columns=True)
-        for name in NARROW_COLUMNS if narrow else COLUMNS:
+        for name in self._columns():
             table.add_column(name, key=name)
         return True
+
+    def _columns(self) -> tuple[str, ...]:
+        return NARROW_COLUMNS if self.narrow else (WIDE_COLUMNS if self.wide else COLUMNS)
 
     def _style(self, variable: str | None, bold: bool = False) -> str:
         color = self.app.theme_variables.get(variable or "", "") if variable else ""
@@ -156,6 +165,7 @@ class RunsScreen(Screen[None]):
             "id": Text(short, style="dim"),
             "name": Text(clean_text(row.name[:24] + "…" if self.narrow and len(row.name) > 25 else row.name)),
             "kind": Text(clean_text(row.kind)),
+            "model": Text(clip(clean_text(row.model()), MODEL_WIDTH)),
             "status": Text(status, style=self._style(STATUS_COLOR.get(row.status), bold=True)),
             "step": Text(fmt_step(row.step, row.total_steps), justify="right"),
             "loss": Text(fmt_loss(row.loss), justify="right"),
@@ -166,7 +176,7 @@ class RunsScreen(Screen[None]):
             "tok/s": Text(fmt_si(row.tokens_per_s), justify="right"),
             "age": Text(fmt_age(row.age(now)), justify="right"),
         }
-        return [cells[name] for name in (NARROW_COLUMNS if self.narrow else COLUMNS)]
+        return [cells[name] for name in self._columns()]
 
     # ------------------------------------------------------------------------ selection
     def selected_id(self) -> str | None:

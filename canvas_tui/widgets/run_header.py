@@ -1,4 +1,9 @@
-"""The dashboard's top lines: who the run is, its true status, progress with ETA, latest numbers."""
+"""The dashboard's top lines: who the run is, its true status, progress with ETA, latest numbers.
+
+A pre-training run shows its parameter count; a fine-tune shows what it trains instead: its base,
+the quantisation, the LoRA adapters' share of the parameters and the chat template, from its
+``run_info`` (or, before the engine wrote one, from the config in ``run.json``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 from textual.content import Content
 from textual.widgets import Static
 
-from canvas_tui.fmt import clean_text, fmt_duration, fmt_loss, fmt_num, fmt_si, fmt_step
+from canvas_tui.fmt import clean_text, clip, fmt_duration, fmt_loss, fmt_num, fmt_si, fmt_step, fmt_trainable
 from canvas_tui.viewmodel import RunView
 from engine.runs.status import RunStatus
 
@@ -85,17 +90,20 @@ class RunHeader(Static):
             step, kind = v.nonfinite[-1]
             nonfinite = f"  loss {kind} at step {step} ({len(v.nonfinite)}x)"
         info = v.run_info or {}
+        finetune = is_finetune(m, info)
         line3 = Content.assemble(
             ("loss ", "$text-muted"), fmt_loss(metric.get("loss")),
             ("  val ", "$text-muted"), fmt_loss((v.last_eval or {}).get("val_loss")),
             ("  best ", "$text-muted"), "-" if best is None else f"{fmt_loss(best[1])} @ {best[0]}",
             ("  lr ", "$text-muted"), fmt_num(metric.get("lr"), 3),
-            ("  params ", "$text-muted"), fmt_si(info.get("params")),
+            ("" if finetune else "  params ", "$text-muted"), "" if finetune else fmt_si(info.get("params")),
             ("  ", ""), clean_text(info.get("precision") or ""), " ", clean_text(info.get("device") or ""),
             (nonfinite, "bold $error"),
         )
         progress = v.progress
         lines = [line1, line2, line3]
+        if finetune:
+            lines += self._finetune_lines(m, info)
         if progress and state in ("running", "starting") and not v.step:
             total_p = progress.get("total")
             lines.append(Content.assemble(
@@ -105,3 +113,49 @@ class RunHeader(Static):
                 ("  ETA ", "$text-muted"), fmt_duration(progress.get("eta")),
             ))
         return Content("\n").join(lines)
+
+    def _finetune_lines(self, meta: dict[str, Any], info: dict[str, Any]) -> list[Content]:
+        """Trainable share, base, quantisation and chat template of a fine-tune: one line where they
+        fit, else two, a long base (a path, a run id) cut in the middle to fit."""
+        facts = finetune_facts(meta, info)
+        width = (self.size.width or 120) - 2
+        lora = [("LoRA ", "$text-muted"), (facts["trainable"], "bold")]
+        template = [("  template ", "$text-muted"), (facts["chat_template"], "")]
+        quant = [("  ", ""), (facts["quantization"], "")]
+
+        def base(room: int) -> list[tuple[str, str]]:
+            return [("base ", "$text-muted"), (clip(facts["base"], max(12, room), middle=True), "")]
+
+        def length(parts: list[tuple[str, str]]) -> int:
+            return sum(len(text) for text, _ in parts)
+
+        one = [*lora, ("  ", ""), *base(10**6), *quant, *template]
+        if length(one) <= width:
+            return [Content.assemble(*one)]
+        room = width - length(quant) - len("base ")
+        return [Content.assemble(*lora, *template), Content.assemble(*base(room), *quant)]
+
+
+def is_finetune(meta: dict[str, Any], info: dict[str, Any] | None = None) -> bool:
+    return meta.get("kind") == "finetune" or (info or {}).get("trainable_params") is not None
+
+
+def finetune_facts(meta: dict[str, Any], info: dict[str, Any]) -> dict[str, str]:
+    """What a fine-tune trains, as display strings: ``run_info`` first, the run's config before it."""
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+
+    def pick(key: str) -> str:
+        value = info.get(key)
+        if value in (None, ""):
+            value = config.get(key)
+        return clean_text(value) if value not in (None, "") else "-"
+
+    base = pick("base")
+    if base == "-" and "base" in config and not config["base"]:
+        base = "newest pre-training run"
+    return {
+        "trainable": fmt_trainable(info.get("trainable_params"), info.get("params")),
+        "base": base,
+        "quantization": pick("quantization"),
+        "chat_template": pick("chat_template"),
+    }
