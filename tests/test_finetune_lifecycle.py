@@ -180,3 +180,11 @@ def test_the_embedded_default_end_to_end(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits,
                                    atol=1e-4, rtol=1e-4)
+    # The published adapter names its base, so peft's auto class loads the pair in one call.
+    from peft import AutoPeftModelForCausalLM
+
+    auto = AutoPeftModelForCausalLM.from_pretrained(str(run.path / "adapter")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(auto(input_ids=ids).logits, reference(input_ids=ids).logits)
+    status = canvas("status", run.id)
+    assert f"our model (run {scratch.id}" in status.stdout and "MiB, from step-" in status.stdout

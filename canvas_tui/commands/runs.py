@@ -237,6 +237,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("checkpoint", info["last_checkpoint"] or "none yet"),
         ("directory", info["path"]),
     ]
+    meta = run.read_meta()
+    if info["kind"] == "finetune":  # what it trains on, and what it produced
+        rows.insert(-2, ("base", meta.get("base") or (info.get("config") or {}).get("base") or "-"))
+        if meta.get("adapter_bytes"):
+            size = meta["adapter_bytes"] / 2**20
+            where = run.path / meta.get("adapter", "adapter")
+            rows.insert(-2, ("adapter", f"{where} ({size:.1f} MiB, from {meta.get('adapter_from')})"))
     for label, value in rows:
         print(f"{label:<11} {value}")
     if status.log_tail:

@@ -145,14 +145,15 @@ def adapter_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
 
 
-def save_adapter(model: Any, directory: Path) -> None:
-    """``adapter_model.safetensors`` + ``adapter_config.json``: what ``PeftModel.from_pretrained`` reads."""
+def save_adapter(model: Any, directory: Path, base_name: str | None = None) -> None:
+    """``adapter_model.safetensors`` + ``adapter_config.json``: what ``PeftModel.from_pretrained``
+    reads; with ``base_name`` (a Hub id or a folder) ``AutoPeftModelForCausalLM`` finds the base too."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     save_file(adapter_state(model), str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config = model.peft_config["default"].to_dict()
-    config["base_model_name_or_path"] = None  # the run records its base; a path here would go stale
+    config["base_model_name_or_path"] = base_name
     for key, value in list(config.items()):
         if isinstance(value, set):
             config[key] = sorted(value)

@@ -224,12 +224,18 @@ class FinetuneTrainer(TrainingLoop):
 
     # ------------------------------------------------------------------------------ checkpoints
     def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
-        save_adapter(self.model, directory)
+        save_adapter(self.model, directory, self.base_name())
         state = TrainerState(step=self.step, tokens=self.tokens, optimizer=self.optimizer.state_dict(),
                              scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
                              loader=self.batches.state_dict(), rng=rng_state(), best_val=self.best_val,
                              nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
         torch.save(state.__dict__, directory / TRAINER_FILE)
+
+    def base_name(self) -> str:
+        """How the adapter names its base: the Hub id for Hub models (portable), else the folder."""
+        if self.base.kind == "hub" or (self.base.kind == "folder" and not Path(self.base.name).exists()):
+            return self.base.name
+        return str(Path(self.source).resolve())
 
     def oom_advice(self) -> str:
         cfg = self.cfg

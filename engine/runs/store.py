@@ -130,10 +130,12 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         """The most recently completed checkpoint (file or directory), or None.
 
-        Temporary names (leading ``.``, ``.tmp`` suffix) are in-progress writes and never count.
+        Temporary names (leading ``.``, ``.tmp`` suffix) are in-progress writes and never count,
+        nor do the ``best.json`` / ``last.json`` pointer files, which only name a checkpoint.
         """
         try:
-            entries = [p for p in self.checkpoints_dir.iterdir() if not _is_temporary(p.name)]
+            entries = [p for p in self.checkpoints_dir.iterdir()
+                       if not _is_temporary(p.name) and p.suffix != ".json"]
         except FileNotFoundError:
             return None
         if not entries:
