@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parents[1]))  # run as a script from anywhere: find 
 
 from engine.runs import atomic_path, create_run, launch_detached, run_context  # noqa: E402
 
-CHECKPOINT = "last.json"
+CHECKPOINT = "stub-state.ckpt"  # a file checkpoint (not the real layout's pointer names)
 
 
 def engine_argv(run_dir: str | Path, steps: int, step_time: float, *extra: str) -> list[str]:

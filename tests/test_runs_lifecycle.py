@@ -139,7 +139,7 @@ def test_sighup_is_ignored_sigusr1_checkpoints_and_sigterm_stops(engine):
     status = control.stop_run(run, wait=True, timeout=30)
     assert status.state == "stopped" and "SIGTERM" in status.message
     assert step_before <= last_step(run) < 400
-    saved = json.loads((run.checkpoints_dir / "last.json").read_text())["step"]
+    saved = json.loads((run.checkpoints_dir / "stub-state.ckpt").read_text())["step"]
     assert saved == last_step(run)  # the engine checkpointed the step it stopped at
 
 
@@ -179,7 +179,7 @@ def test_kill_9_reads_as_crashed_with_the_log_tail_and_resume_continues(engine):
     assert out.returncode == 0 and "crashed" in out.stdout and "Last " in out.stdout
     assert f"canvas resume {run.id}" in out.stdout
     crashed_at = last_step(run)
-    checkpointed = json.loads((run.checkpoints_dir / "last.json").read_text())["step"]
+    checkpointed = json.loads((run.checkpoints_dir / "stub-state.ckpt").read_text())["step"]
     assert 5 <= checkpointed <= crashed_at < steps
 
     out = canvas("resume", run.id)
