@@ -164,6 +164,12 @@ def test_the_embedded_default_end_to_end(tmp_path):
     adapter = canvas("export", run.id[:-3], "--adapter", str(tmp_path / "adapter"))
     assert adapter.returncode == 0, adapter.stderr
     assert "MiB" in adapter.stdout
+    half = canvas("export", run.id, "--adapter", str(tmp_path / "adapter16"), "--dtype", "bfloat16")
+    assert half.returncode == 0, half.stderr
+    full_w = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    half_w = load_file(str(tmp_path / "adapter16" / "adapter_model.safetensors"))
+    assert {v.dtype for v in half_w.values()} == {torch.bfloat16} and half_w.keys() == full_w.keys()
+    assert all(torch.equal(half_w[k], full_w[k].bfloat16()) for k in full_w)
     wrong = canvas("export", run.id, "--hf", str(tmp_path / "hf"))
     assert wrong.returncode == 2 and "--merged" in wrong.stderr
 

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
                    help="which checkpoint of the run (default: best)")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="precision of the exported weights (default: float32)")
+                   help="precision of the exported weights or adapter (default: float32; bfloat16 "
+                   "halves an adapter)")
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     p.set_defaults(func=run)
 
@@ -130,10 +131,14 @@ def export_finetune(run_dir, args: argparse.Namespace) -> int:
                        "model. Fix: use --merged OUT_DIR (adapter merged into the base) or --adapter "
                        "OUT_DIR.")
     if args.adapter is not None:
+        import torch
+
         from engine.finetune.export import export_adapter
 
-        size = export_adapter(run_dir, found, args.adapter, overwrite=args.force)
-        print(f"exported the adapter of {found.name} -> {args.adapter} ({size / 2**20:.2f} MiB)")
+        size = export_adapter(run_dir, found, args.adapter, dtype=getattr(torch, args.dtype),
+                              overwrite=args.force)
+        print(f"exported the adapter of {found.name} -> {args.adapter} ({size / 2**20:.2f} MiB, "
+              f"{args.dtype})")
         print(f"load it with: PeftModel.from_pretrained(base_model, {str(args.adapter)!r})")
         return 0
     import torch

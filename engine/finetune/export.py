@@ -15,7 +15,7 @@ import torch
 
 from engine.config.finetune import FinetuneConfig
 from engine.finetune.base import resolve_base
-from engine.finetune.qlora import ADAPTER_FILES, hf_source, load_with_adapter
+from engine.finetune.qlora import ADAPTER_CONFIG, ADAPTER_FILES, ADAPTER_WEIGHTS, hf_source, load_with_adapter
 from engine.model.weights import atomic_dir
 from engine.runs.store import RunDir
 
@@ -40,11 +40,17 @@ def _tokenizer_dir(run: RunDir, source: str) -> Path | None:
     return None
 
 
-def export_adapter(run: RunDir, checkpoint: Path, out: Path, *, overwrite: bool = False) -> int:
-    """Copy the adapter (and the tokenizer it was trained with); returns the adapter's bytes."""
+def export_adapter(run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32,
+                   overwrite: bool = False) -> int:
+    """Copy the adapter (cast to ``dtype``: bfloat16 halves it) and the tokenizer it was trained
+    with; returns the adapter's bytes."""
+    from safetensors.torch import load_file, save_file
+
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for name in ADAPTER_FILES:
-            shutil.copy2(checkpoint / name, tmp / name)
+        shutil.copy2(checkpoint / ADAPTER_CONFIG, tmp / ADAPTER_CONFIG)
+        weights = load_file(str(checkpoint / ADAPTER_WEIGHTS))
+        save_file({k: v.to(dtype) for k, v in weights.items()}, str(tmp / ADAPTER_WEIGHTS),
+                  metadata={"format": "pt"})
         tokenizer = _tokenizer_dir(run, base_source(run))
         for name in TOKENIZER_FILES if tokenizer else ():
             if (tokenizer / name).is_file():
