@@ -48,6 +48,11 @@ class BaseModel:
         return self.name if self.kind == "hub" else f"{self.name} ({self.path})"
 
 
+def is_hub_id(name: str) -> bool:
+    """``owner/name`` that is not a folder here."""
+    return bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
+
+
 def resolve_base(spec: str, checkpoint: str = "best", *, field_name: str = "base") -> BaseModel:
     """Find the base a user named; a :class:`ConfigError` that says what was tried otherwise."""
     spec = spec.strip()

@@ -11,14 +11,16 @@ long one when micro-batches differ in length).
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
-from engine.finetune.base import BaseModel, resolve_base
+from engine.finetune.base import BaseModel, is_hub_id, resolve_base
 from engine.finetune.batches import ChatBatches
 from engine.finetune.chat_format import ChatFormatter, encode_all
 from engine.finetune.conversations import load_conversations, parse_chat_spec, split_conversations
@@ -94,6 +96,17 @@ class FinetuneTrainer(TrainingLoop):
         self.batches = ChatBatches(self.train_examples, cfg.micro_batch, cfg.seq_len, packing=cfg.packing,
                                    pad_id=self.pad_id, seed=cfg.seed, device=self.device)
 
+    def _resolve_base(self) -> BaseModel:
+        """The base as checked at launch; on resume, the copy exported into ``base/`` stands in
+        for a pre-training checkpoint that has since been pruned."""
+        try:
+            return resolve_base(self.cfg.base, self.cfg.base_checkpoint)
+        except ConfigError:
+            exported = self.run_dir / "base"
+            if self.resume and (exported / "config.json").is_file():
+                return BaseModel("folder", f"{self.cfg.base} (exported)", exported)
+            raise
+
     def setup(self) -> None:
         cfg = self.cfg
         self.device = pick_device(cfg.device, self.dist)
@@ -101,8 +114,7 @@ class FinetuneTrainer(TrainingLoop):
             torch.cuda.set_device(self.device)
             enable_fast_matmul()
         self.precision: Precision = choose_precision(cfg.compute_dtype, self.device)
-        self.base: BaseModel = resolve_base(cfg.base, cfg.base_checkpoint)
-        self.emit("progress", phase="loading base", done=0, total=None, unit="steps", rate=None, eta=None)
+        self.base = self._resolve_base()
         self.source = hf_source(self.base, self.run_dir)
         from transformers import AutoTokenizer
 
@@ -110,7 +122,12 @@ class FinetuneTrainer(TrainingLoop):
         self._data(self.tokenizer)
         targets = resolve_targets(cfg, self.source)
         compute = self.precision.dtype or torch.float32
+        self.emit("progress", phase="loading the base", done=0, total=None, unit="steps", rate=None, eta=None)
+        self.log(f"loading base {self.base.describe()} ({cfg.quantization}); a 7B model takes minutes, and "
+                 "a Hub model is downloaded into the Hugging Face cache first")
+        started = time.perf_counter()
         model = load_base_model(self.source, cfg, self.device, compute)
+        self.log(f"base loaded in {time.perf_counter() - started:.1f} s")
         torch.manual_seed(cfg.seed)  # the adapters' initialisation
         self.model = add_lora(model, cfg, targets)
         self.trainable, self.n_params = parameter_counts(self.model)
@@ -233,7 +250,7 @@ class FinetuneTrainer(TrainingLoop):
 
     def base_name(self) -> str:
         """How the adapter names its base: the Hub id for Hub models (portable), else the folder."""
-        if self.base.kind == "hub" or (self.base.kind == "folder" and not Path(self.base.name).exists()):
+        if self.base.kind in ("hub", "folder") and is_hub_id(self.base.name):
             return self.base.name
         return str(Path(self.source).resolve())
 
