@@ -142,6 +142,8 @@ def test_the_embedded_default_end_to_end(tmp_path):
     assert stopped.state == "stopped", stopped
     stop_step = last_step(run)
     assert json.loads((run.checkpoints_dir / "last.json").read_text())["step"] == stop_step
+    # The scratch run may go away: the fine-tune resumes from the base it exported at its start.
+    assert canvas("rm", scratch.id).returncode == 0
     assert canvas("resume", run.id).returncode == 0
     assert finish(run).state == "finished", run.log_path.read_text()[-2000:]
     assert last_step(run) == 16
@@ -193,4 +195,4 @@ def test_the_embedded_default_end_to_end(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(auto(input_ids=ids).logits, reference(input_ids=ids).logits)
     status = canvas("status", run.id)
-    assert f"our model (run {scratch.id}" in status.stdout and "MiB, from step-" in status.stdout
+    assert f"{scratch.id} (exported)" in status.stdout and "MiB, from step-" in status.stdout
