@@ -14,7 +14,7 @@ from engine.config.finetune import load_finetune_config
 from engine.finetune.export import export_merged
 from engine.finetune.launch import create_finetune_run
 from engine.finetune.qlora import add_lora, evaluating, load_base_model, load_with_adapter
-from engine.finetune.trainer import FinetuneTrainer, labelled, token_loss_sum
+from engine.finetune.trainer import FinetuneTrainer, labelled, labelled_loss_sum, token_loss_sum
 from engine.train.loop import TrainingStopped
 from tests.finetune_fixtures import tiny_base, tiny_tokenizer
 
@@ -183,3 +183,16 @@ def test_the_other_quantisations_and_optimizers_train(base_dir, tmp_path, quanti
     assert trainer.trainable == 2 * 8 * 1024 and trainer.step == 6
     assert math.isfinite(trainer.best_val)
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_the_labelled_rows_head_gives_the_full_logits_loss(trained):
+    """The fast path (vocabulary projection on labelled positions only) is the same loss."""
+    _, trainer = trained
+    assert trainer.plain_head  # a Llama: the fast path is the one that trained
+    batch = trainer.batches.next_batch()
+    assert 0 < labelled(batch) < batch["input_ids"].numel()  # some positions are not the assistant's
+    with torch.no_grad(), evaluating(trainer.model):
+        full = token_loss_sum(trainer.model(input_ids=batch["input_ids"],
+                                            attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        fast = labelled_loss_sum(trainer.model.get_base_model(), batch)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-4)
