@@ -9,13 +9,12 @@ saved into ``run.json`` is complete: :meth:`FinetuneConfig.from_dict` of it repr
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from engine.config.errors import ConfigError
-from engine.config.train import _check_keys, _coerce, load_toml, parse_sets
+from engine.config.train import _check_keys, _coerce, load_toml, parse_sets, validate_shared
 
 QUANTIZATIONS = ("4bit", "8bit", "none")
 QUANT_TYPES = ("nf4", "fp4")
@@ -94,13 +93,10 @@ class FinetuneConfig:
             if getattr(self, name) not in allowed:
                 raise bad(name, f"is not one of {', '.join(allowed)}", fix)
 
-        for name in ("micro_batch", "grad_accum", "log_every", "eval_batches", "keep_checkpoints",
-                     "max_nonfinite", "seq_len"):
+        validate_shared(self, beta2=0.999)
+        for name in ("micro_batch", "seq_len"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
-        for name in ("max_steps", "eval_every", "checkpoint_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
         if not isinstance(self.lora_r, int) or self.lora_r < 1:
             raise bad("lora_r", "must be a whole number of at least 1 (rank 0 would train nothing)",
                       "use 16 (the QLoRA paper used 64 for 7B; 8-16 is the common choice)")
@@ -111,25 +107,13 @@ class FinetuneConfig:
                       "in the QLoRA paper)")
         if not self.target_modules():
             raise bad("lora_target", "names no module", "use all, or a comma list such as q_proj,v_proj")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < -1:
-            raise bad("warmup_steps", "must be -1 (automatic) or a number of steps", "use -1 or 0+")
-        if self.epochs < 0 or not math.isfinite(self.epochs):
-            raise bad("epochs", "must be a non-negative number", "set epochs to e.g. 1 or 3")
         if not self.max_steps and not self.epochs:
             raise ConfigError("max_steps", "no run length: max_steps = 0 and epochs = 0. Fix: set one "
                               "of them, e.g. --set epochs=1 or --set max_steps=500.")
         if not 0 < self.lr <= 1:
             raise bad("lr", "is not a usable learning rate", "use 2e-4 (the QLoRA paper's for 7B)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", "must be between 0 and 1", "use 0.1 (decay to 10% of lr)")
         if not 0 <= self.val_fraction < 0.5:
             raise bad("val_fraction", "must be in [0, 0.5)", "use 0.05 (hold out 5% of conversations)")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise bad(name, "must be in [0, 1)", "use beta1 = 0.9, beta2 = 0.999")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            name = "weight_decay" if self.weight_decay < 0 else "grad_clip"
-            raise bad(name, "cannot be negative", f"use 0 to disable {name}")
         one_of("quantization", QUANTIZATIONS, "use 4bit (QLoRA), 8bit, or none (plain LoRA in compute_dtype)")
         one_of("quant_type", QUANT_TYPES, "use nf4 (the QLoRA data type) or fp4")
         one_of("compute_dtype", COMPUTE_DTYPES, "use auto (bf16 where the hardware has it)")
@@ -139,11 +123,6 @@ class FinetuneConfig:
         base_checkpoint = self.base_checkpoint.removeprefix("step-")
         if base_checkpoint not in ("best", "last") and not base_checkpoint.isdigit():
             raise bad("base_checkpoint", "is not best, last or a step number", "use best")
-        if self.telemetry_interval <= 0:
-            raise bad("telemetry_interval", "must be positive", "use 5 (seconds)")
-        if len(self.carbon_country) != 3 or not self.carbon_country.isalpha():
-            raise bad("carbon_country", "is not an ISO 3166 alpha-3 country code",
-                      "use e.g. GBR, USA, FRA, DEU")
         return self
 
     # ----------------------------------------------------------------------------- derived values

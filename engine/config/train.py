@@ -23,6 +23,37 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
+def validate_shared(cfg: Any, beta2: float) -> None:
+    """The checks every run kind's config shares: schedule, AdamW, clipping and bookkeeping fields
+    (``beta2`` is the kind's usual value, named in the fix)."""
+
+    def bad(name: str, why: str, fix: str) -> ConfigError:
+        return ConfigError(name, f"{name} = {getattr(cfg, name)!r} {why}. Fix: {fix}.")
+
+    for name in ("grad_accum", "log_every", "eval_batches", "keep_checkpoints", "max_nonfinite"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
+    for name in ("max_steps", "eval_every", "checkpoint_every"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 0:
+            raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
+    if not isinstance(cfg.warmup_steps, int) or cfg.warmup_steps < -1:
+        raise bad("warmup_steps", "must be -1 (automatic) or a number of steps", "use -1 or 0+")
+    if cfg.epochs < 0 or not math.isfinite(cfg.epochs):
+        raise bad("epochs", "must be a non-negative number", "set epochs to e.g. 1 or 3")
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        raise bad("min_lr_ratio", "must be between 0 and 1", "use 0.1 (decay to 10% of lr)")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise bad(name, "must be in [0, 1)", f"use beta1 = 0.9, beta2 = {beta2}")
+    if cfg.weight_decay < 0 or cfg.grad_clip < 0:
+        name = "weight_decay" if cfg.weight_decay < 0 else "grad_clip"
+        raise bad(name, "cannot be negative", f"use 0 to disable {name}")
+    if cfg.telemetry_interval <= 0:
+        raise bad("telemetry_interval", "must be positive", "use 5 (seconds)")
+    if len(cfg.carbon_country) != 3 or not cfg.carbon_country.isalpha():
+        raise bad("carbon_country", "is not an ISO 3166 alpha-3 country code", "use e.g. GBR, USA, FRA, DEU")
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a pre-training run. ``0`` / ``"auto"`` mean "derive a sensible value"."""
@@ -76,29 +107,14 @@ class TrainConfig:
 
         get_preset(self.preset)
         self.model.validate()
-        for name in ("grad_accum", "log_every", "eval_batches", "keep_checkpoints", "max_nonfinite"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
-        for name in ("vocab_size", "seq_len", "micro_batch", "tokens_per_step", "max_steps", "max_tokens",
-                     "eval_every", "checkpoint_every"):
+        validate_shared(self, beta2=0.95)
+        for name in ("vocab_size", "seq_len", "micro_batch", "tokens_per_step", "max_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < -1:
-            raise bad("warmup_steps", "must be -1 (automatic) or a number of steps", "use -1 or 0+")
-        if self.epochs < 0 or not math.isfinite(self.epochs):
-            raise bad("epochs", "must be a non-negative number", "set epochs to e.g. 1 or 30")
         if self.lr < 0 or self.lr > 1:
             raise bad("lr", "is not a usable learning rate", "use a value such as 3e-4 (0 = the preset's)")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise bad("min_lr_ratio", "must be between 0 and 1", "use 0.1 (decay to 10% of lr)")
         if not 0 <= self.val_fraction < 0.5:
             raise bad("val_fraction", "must be in [0, 0.5)", "use 0.02 (hold out 2% of documents)")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise bad(name, "must be in [0, 1)", "use beta1 = 0.9, beta2 = 0.95")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            name = "weight_decay" if self.weight_decay < 0 else "grad_clip"
-            raise bad(name, "cannot be negative", f"use 0 to disable {name}")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"is not one of {', '.join(PRECISIONS)}",
                       "use auto (bf16 where the hardware has it, else fp16 on GPUs, fp32 on CPUs)")
@@ -107,11 +123,6 @@ class TrainConfig:
                       "models that do not fit on one GPU)")
         if str(self.compile).lower() not in ("auto", *TRUE, *FALSE):
             raise bad("compile", "must be auto, true or false", "use compile=auto")
-        if self.telemetry_interval <= 0:
-            raise bad("telemetry_interval", "must be positive", "use 5 (seconds)")
-        if len(self.carbon_country) != 3 or not self.carbon_country.isalpha():
-            raise bad("carbon_country", "is not an ISO 3166 alpha-3 country code",
-                      "use e.g. GBR, USA, FRA, DEU")
         self.model.check_seq_len(self.seq_len, "seq_len")
         if self.tokens_per_step and self.tokens_per_step % (self.micro_batch * self.seq_len):
             raise bad("tokens_per_step", f"is not a multiple of micro_batch x seq_len = "

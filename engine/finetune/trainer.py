@@ -38,7 +38,7 @@ from engine.finetune.qlora import (
     save_adapter,
 )
 from engine.runs.session import EngineSession
-from engine.train.checkpoint import TRAINER_FILE, TrainerState, load_trainer_state, rng_state, set_rng_state
+from engine.train.checkpoint import TRAINER_FILE, load_trainer_state
 from engine.train.layout import read_pointer, resolve_checkpoint
 from engine.train.loop import DistInfo, StepResult, TrainingLoop, TrainingStopped, pick_device
 from engine.train.optim import CosineSchedule
@@ -156,9 +156,7 @@ class FinetuneTrainer(TrainingLoop):
         self.schedule = CosineSchedule(cfg.lr, self.total, warmup_steps(cfg, self.total), cfg.min_lr_ratio)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = self.precision.grad_scaler()
-        self.step, self.tokens, self.best_val = 0, 0, math.inf
-        self.nonfinite_streak, self.skipped = 0, 0
-        self.resumed_from: int | None = None
+        self.start_progress()
         if self.resume:
             self._restore()
         else:
@@ -187,20 +185,11 @@ class FinetuneTrainer(TrainingLoop):
         self.model.train()
 
     def _restore(self) -> None:
-        path = resolve_checkpoint(self.checkpoints, "last")
-        if path is None:
-            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
-                                  "a new run (the run stopped before its first checkpoint).")
+        path = self.last_checkpoint()
         load_adapter_weights(self.model, path)
         state = load_trainer_state(path)
         self.optimizer.load_state_dict(state.optimizer)
-        self.scaler.load_state_dict(state.scaler)
-        self.batches.load_state_dict(state.loader)
-        set_rng_state(state.rng)
-        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
-        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
-        self.resumed_from = state.step
-        self.log(f"resumed from {path.name} (step {state.step})")
+        self.restore_progress(path, state, self.batches)
 
     def before_first_step(self) -> None:
         """The base's own validation loss as step 0: the figure the fine-tune has to beat."""
@@ -265,10 +254,7 @@ class FinetuneTrainer(TrainingLoop):
     # ------------------------------------------------------------------------------ checkpoints
     def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
         save_adapter(self.model, directory, self.base_name())
-        state = TrainerState(step=self.step, tokens=self.tokens, optimizer=self.optimizer.state_dict(),
-                             scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
-                             loader=self.batches.state_dict(), rng=rng_state(), best_val=self.best_val,
-                             nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
+        state = self.progress_state(self.optimizer.state_dict(), self.batches)
         torch.save(state.__dict__, directory / TRAINER_FILE)
 
     def base_name(self) -> str:

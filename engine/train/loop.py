@@ -24,8 +24,15 @@ import torch
 import torch.distributed as dist
 
 from engine.runs.session import EngineSession
-from engine.train.checkpoint import prune_checkpoints, set_pointer, write_checkpoint
-from engine.train.layout import checkpoint_name
+from engine.train.checkpoint import (
+    TrainerState,
+    prune_checkpoints,
+    rng_state,
+    set_pointer,
+    set_rng_state,
+    write_checkpoint,
+)
+from engine.train.layout import checkpoint_name, resolve_checkpoint
 
 
 class TrainingStopped(Exception):
@@ -123,6 +130,37 @@ class TrainingLoop:
 
     def on_finished(self) -> None:
         """After the last step (rank 0 writes its outputs here)."""
+
+    # ------------------------------------------------------------------------------ progress
+    def start_progress(self) -> None:
+        """The counters a fresh run starts from (a resume overwrites them from its checkpoint)."""
+        self.step, self.tokens, self.best_val = 0, 0, math.inf
+        self.nonfinite_streak, self.skipped = 0, 0
+        self.resumed_from: int | None = None
+
+    def last_checkpoint(self) -> Path:
+        path = resolve_checkpoint(self.checkpoints, "last")
+        if path is None:
+            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
+                                  "a new run (the run stopped before its first checkpoint).")
+        return path
+
+    def restore_progress(self, path: Path, state: TrainerState, loader: Any) -> None:
+        """Everything but the weights and optimizer back as they were at the checkpoint."""
+        self.scaler.load_state_dict(state.scaler)
+        loader.load_state_dict(state.loader)
+        set_rng_state(state.rng)
+        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
+        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
+        self.resumed_from = state.step
+        self.log(f"resumed from {path.name} (step {state.step})")
+
+    def progress_state(self, optimizer_state: dict, loader: Any) -> TrainerState:
+        """What a checkpoint needs besides the weights for the next step to be exactly the same."""
+        return TrainerState(step=self.step, tokens=self.tokens, optimizer=optimizer_state,
+                            scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
+                            loader=loader.state_dict(), rng=rng_state(), best_val=self.best_val,
+                            nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
 
     # ------------------------------------------------------------------------------ events
     def emit(self, event_type: str, /, **fields: Any) -> None:

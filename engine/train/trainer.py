@@ -27,14 +27,10 @@ from engine.data.tokenizer import export_tokenizer
 from engine.model.llama import CausalLM
 from engine.runs.session import EngineSession
 from engine.train.checkpoint import (
-    TrainerState,
     load_checkpoint,
-    rng_state,
-    set_rng_state,
     write_model_files,
 )
 from engine.train.flops import mfu, peak_flops
-from engine.train.layout import resolve_checkpoint
 from engine.train.loop import DistInfo, StepResult, TrainingLoop, TrainingStopped, pick_device
 from engine.train.optim import CosineSchedule, auto_warmup, build_optimizer
 from engine.train.parallel import full_state, gradient_sync, load_full_state, plain, shard_fsdp, wrap_ddp
@@ -121,9 +117,7 @@ class Trainer(TrainingLoop):
         self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
                                          self.device.type)
         self.scaler = self.precision.grad_scaler()
-        self.step, self.tokens, self.best_val = 0, 0, math.inf
-        self.nonfinite_streak, self.skipped = 0, 0
-        self.resumed_from: int | None = None
+        self.start_progress()
         if self.resume:
             self._restore()
         else:
@@ -156,28 +150,13 @@ class Trainer(TrainingLoop):
         self.model.train()
 
     def _restore(self) -> None:
-        path = resolve_checkpoint(self.checkpoints, "last")
-        if path is None:
-            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
-                                  "a new run (the run stopped before its first checkpoint).")
+        path = self.last_checkpoint()
         weights, state = load_checkpoint(path, self.model)
         load_full_state(self.model, self.optimizer, weights, state.optimizer, self.cfg.distributed,
                         self.dist.world_size)
-        self.scaler.load_state_dict(state.scaler)
-        self.loader.load_state_dict(state.loader)
-        set_rng_state(state.rng)
-        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
-        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
-        self.resumed_from = state.step
-        self.log(f"resumed from {path.name} (step {state.step})")
+        self.restore_progress(path, state, self.loader)
 
     # ------------------------------------------------------------------------------ the loop
-    def _state(self, optimizer_state: dict) -> TrainerState:
-        return TrainerState(step=self.step, tokens=self.tokens, optimizer=optimizer_state,
-                            scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
-                            loader=self.loader.state_dict(), rng=rng_state(), best_val=self.best_val,
-                            nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
-
     def gather_checkpoint(self) -> tuple[dict | None, dict] | None:
         if self.fsdp:  # gathering the shards is collective: every rank takes part
             return full_state(self.model, self.optimizer, "fsdp", self.dist.world_size)
@@ -185,7 +164,7 @@ class Trainer(TrainingLoop):
 
     def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
         weights, optim = gathered if gathered is not None else (None, self.optimizer.state_dict())
-        write_model_files(directory, self.model, self._state(optim), weights)
+        write_model_files(directory, self.model, self.progress_state(optim, self.loader), weights)
 
     def oom_advice(self) -> str:
         cfg = self.cfg
