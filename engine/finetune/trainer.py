@@ -105,7 +105,6 @@ class FinetuneTrainer(TrainingLoop):
         self.formatter = ChatFormatter(tokenizer, cfg.chat_template)
         self.train_examples, stats = encode_all(train, self.formatter, cfg.seq_len)
         self.val_examples = encode_all(val, self.formatter, cfg.seq_len)[0] if val else []
-        self.data_stats = stats
         self.log(f"data: {len(conversations):,} conversations ({len(train):,} train, {len(val):,} held out); "
                  f"{stats.examples:,} training examples, {stats.assistant_tokens:,} of {stats.tokens:,} "
                  f"tokens are the assistant's (the loss falls on those); {stats.truncated:,} truncated to "
@@ -147,7 +146,9 @@ class FinetuneTrainer(TrainingLoop):
                  "a Hub model is downloaded into the Hugging Face cache first")
         started = time.perf_counter()
         model = load_base_model(self.source, cfg, self.device, compute)
-        self.log(f"base loaded in {time.perf_counter() - started:.1f} s")
+        elapsed = time.perf_counter() - started
+        self.emit("progress", phase="loading the base", done=1, total=1, unit="steps", rate=None, eta=0.0)
+        self.log(f"base loaded in {elapsed:.1f} s")
         torch.manual_seed(cfg.seed)  # the adapters' initialisation
         self.model = add_lora(model, cfg, targets)
         self.trainable, self.n_params = parameter_counts(self.model)
