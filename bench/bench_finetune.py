@@ -52,7 +52,8 @@ def save_base(folder: Path, dim: int, layers: int, vocab: int, ffn: int, heads: 
         torch_dtype="bfloat16",
     )
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+        # Built in bf16 directly: a 7B model never exists in fp32 (27 GB) on the way.
+        model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)
     model.save_pretrained(str(folder))
     del model
     return folder
