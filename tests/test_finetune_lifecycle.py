@@ -113,6 +113,7 @@ def test_bad_input_fails_fast_before_anything_loads(base_dir, tmp_path):
         (["--base", str(base_dir), "--set", "lora_r=0"], "lora_r"),
         (["--base", str(base_dir), "--set", "lora_target=c_attn"], "q_proj"),
         (["--base", "meta-llama/Llama-2-7b-hf"], "cache"),
+        (["--base", str(base_dir), "--data", "guanaco"], "not in the local Hugging Face cache"),
     ]
     before = {r.id for r in list_runs()}
     for args, needle in cases:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_hardware(cfg)
     from engine.finetune.preflight import preflight
 
-    checked = preflight(cfg)
+    checked = preflight(cfg, read_hub_cache=True)
     cfg = checked.config  # the base pinned to what was checked
     print(checked.summary(), file=sys.stderr, flush=True)
     if args.dry_run:

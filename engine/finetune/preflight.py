@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from engine.config.finetune import FinetuneConfig
+from engine.data.sources import offline_by_env
 from engine.finetune.base import BaseModel, lora_targets, resolve_base, weight_shapes
 from engine.finetune.conversations import check_chat_spec, load_conversations, parse_chat_spec
 
@@ -39,8 +40,13 @@ def pinned_base(base: BaseModel) -> str:
     return str(base.path) if base.path is not None else base.name
 
 
-def preflight(cfg: FinetuneConfig, *, read_data: bool = True) -> Preflight:
-    """Check ``cfg`` against the base and the data; a :class:`ConfigError` names what is wrong."""
+def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bool = False) -> Preflight:
+    """Check ``cfg`` against the base and the data; a :class:`ConfigError` names what is wrong.
+
+    ``read_hub_cache``: with ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, Hub data can only
+    come from the local cache, so read it now (the CLI does; it imports ``datasets``, which the
+    console avoids) and a cache miss is refused before a run exists.
+    """
     cfg.validate()
     spec = parse_chat_spec(cfg.data)
     check_chat_spec(spec)
@@ -48,7 +54,7 @@ def preflight(cfg: FinetuneConfig, *, read_data: bool = True) -> Preflight:
     shapes = weight_shapes(base.path) if base.path is not None else None
     targets = lora_targets(cfg.target_modules(), shapes)
     count = None
-    if read_data and spec.kind != "hf":
+    if read_data and (spec.kind != "hf" or (read_hub_cache and offline_by_env())):
         count = len(load_conversations(spec))
     pinned = replace(cfg, base=pinned_base(base),
                      base_checkpoint=base.path.name if base.run and base.path else cfg.base_checkpoint)
