@@ -70,23 +70,27 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     return ok
 
 
-def offline_message(what: str) -> str:
+#: The local alternative an offline error suggests (fine-tuning data names its own).
+LOCAL_EXAMPLE = "`--data ./corpus.jsonl#text` or a folder of .txt files"
+
+
+def offline_message(what: str, local_example: str = LOCAL_EXAMPLE) -> str:
     return (
         f"{what} is on the Hugging Face Hub, but this machine is offline (cannot reach {hub_host()}). "
-        "Fix: point --data at local files instead (e.g. `--data ./corpus.jsonl#text` or a folder of "
-        ".txt files), use `--data embedded` (the built-in corpus, no network), or, if it is already "
-        "in the Hugging Face cache, set HF_HUB_OFFLINE=1 to use the cached copy."
+        f"Fix: point --data at local files instead (e.g. {local_example}), use `--data embedded` "
+        "(built in, no network), or, if it is already in the Hugging Face cache, set "
+        "HF_HUB_OFFLINE=1 to use the cached copy."
     )
 
 
-def ensure_hub_reachable(what: str, field_name: str) -> None:
+def ensure_hub_reachable(what: str, field_name: str, local_example: str = LOCAL_EXAMPLE) -> None:
     """Raise the offline :class:`ConfigError` in ~1.5 s instead of letting ``datasets`` hang.
 
     With ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, libraries use their cache without
     touching the network, so there is nothing to check here; a cache miss is translated later.
     """
     if not offline_by_env() and not hub_reachable():
-        raise ConfigError(field_name, offline_message(what))
+        raise ConfigError(field_name, offline_message(what, local_example))
 
 
 # --- scanning local files ------------------------------------------------------------------------
@@ -483,7 +487,8 @@ def find_bad_json(path: Path) -> str | None:
     return None
 
 
-def _explain_hub_error(exc: Exception, source: SourceSpec, what: str, field_name: str) -> ConfigError:
+def _explain_hub_error(exc: Exception, source: SourceSpec, what: str, field_name: str,
+                       local_example: str = LOCAL_EXAMPLE) -> ConfigError:
     text = f"{type(exc).__name__}: {exc}"
     if offline_by_env() and any(
         s in text
@@ -500,9 +505,9 @@ def _explain_hub_error(exc: Exception, source: SourceSpec, what: str, field_name
         return ConfigError(
             field_name,
             f"{what} is not in the local Hugging Face cache, and this machine is set "
-            "offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). Fix: point --data at local files "
-            "instead (e.g. `--data ./corpus.jsonl#text`), use `--data embedded` (the built-in "
-            "corpus), or go online once to download it.",
+            f"offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). Fix: point --data at local files "
+            f"instead (e.g. {local_example}), use `--data embedded` (built in, no network), or go "
+            "online once to download it.",
         )
     if "DatasetNotFound" in text or "doesn't exist on the Hub" in text:
         return ConfigError(

@@ -56,6 +56,8 @@ from engine.data import spec as data_spec
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
 
+#: The local alternative offline errors suggest.
+LOCAL_EXAMPLE = '`--data ./chats.jsonl`, one {"messages": [{"role", "content"}, …]} object a line'
 Message = dict[str, str]
 Conversation = list[Message]
 #: Where a row or conversation came from, as a phrase: "line 7 of chats.jsonl".
@@ -288,7 +290,7 @@ def check_chat_spec(spec: ChatDataSpec, *, field_name: str = "data") -> None:
 
 def _checked_files(spec: ChatDataSpec, field_name: str) -> list[Path]:
     if spec.kind == "hf":
-        data_sources.ensure_hub_reachable(f"dataset {spec.target!r}", field_name)
+        data_sources.ensure_hub_reachable(f"dataset {spec.target!r}", field_name, LOCAL_EXAMPLE)
         return []
     if spec.kind != "local":
         return []
@@ -477,7 +479,8 @@ def _hub_rows(spec: ChatDataSpec, field_name: str) -> Iterator[Located]:
     try:
         ds = datasets.load_dataset(spec.target, name=spec.config, split=spec.split)
     except Exception as exc:
-        raise data_sources._explain_hub_error(exc, source, f"dataset {spec.target!r}", field_name) from None
+        raise data_sources._explain_hub_error(exc, source, f"dataset {spec.target!r}", field_name,
+                                              LOCAL_EXAMPLE) from None
     yield from _dataset_rows(ds, f"{spec.target} ({spec.split})", spec)
 
 
