@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from canvas_tui.cli import CliError
-from engine.config.finetune import BASE_PRESETS, FinetuneConfig, load_finetune_config
+from canvas_tui.commands.train import check_device, launch
+from engine.config.finetune import BASE_PRESETS, load_finetune_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,25 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_hardware(cfg: FinetuneConfig) -> None:
-    """Refuse before launching what this machine's torch build cannot do (read without torch)."""
-    from engine.config.errors import ConfigError
-    from engine.sysinfo import torch_build
-
-    build = torch_build()
-    cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
-    if cpu_only and cfg.device in ("auto", "cpu") and cfg.compute_dtype == "fp16":
-        raise ConfigError("compute_dtype", "compute_dtype = fp16 needs a GPU, and this torch build is "
-                          f"CPU-only ({build['summary']}). Fix: use compute_dtype=auto (bf16 where the CPU "
-                          "has it) or fp32.")
-    if cpu_only and cfg.device.startswith("cuda"):
-        raise ConfigError("device", f"device = {cfg.device}, but this torch build is CPU-only "
-                          f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.")
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = load_finetune_config(args.base, args.config, args.sets, args.data)
-    check_hardware(cfg)
+    check_device(cfg.device, "compute_dtype", cfg.compute_dtype)
     from engine.finetune.preflight import preflight
 
     checked = preflight(cfg, read_hub_cache=True)
@@ -70,17 +54,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
     from engine.finetune.launch import start_finetune_run
-    from engine.runs.store import RunStoreError
 
-    try:
-        run_dir = start_finetune_run(cfg, args.name)
-    except RunStoreError as exc:
-        raise CliError(str(exc)) from None
-    print(run_dir.id, flush=True)
-    if args.detach:
-        print(f"started fine-tune {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows "
-              f"it, `canvas stop {run_dir.id}` stops it.", file=sys.stderr)
-        return 0
-    from canvas_tui.commands.train import follow
-
-    return follow(run_dir)
+    return launch(lambda: start_finetune_run(cfg, args.name), "fine-tune", args.detach)

@@ -12,6 +12,7 @@ import argparse
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -57,33 +58,44 @@ def run(args: argparse.Namespace) -> int:
 
         print(config_json(cfg))
         return 0
-    from engine.runs.store import RunStoreError
     from engine.train.launch import start_training_run
 
+    return launch(lambda: start_training_run(cfg, args.name, nproc=args.nproc), "run", args.detach)
+
+
+def launch(start: Callable[[], Any], what: str, detach: bool) -> int:
+    """Start a run (``start`` creates and launches it), print its id, then follow it or not."""
+    from engine.runs.store import RunStoreError
+
     try:
-        run_dir = start_training_run(cfg, args.name, nproc=args.nproc)
+        run_dir = start()
     except RunStoreError as exc:
         raise CliError(str(exc)) from None
     print(run_dir.id, flush=True)
-    if args.detach:
-        print(f"started run {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows it, "
+    if detach:
+        print(f"started {what} {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows it, "
               f"`canvas stop {run_dir.id}` stops it.", file=sys.stderr)
         return 0
     return follow(run_dir)
 
 
 def check_hardware(cfg: TrainConfig) -> None:
+    check_device(cfg.device, "precision", cfg.precision)
+
+
+def check_device(device: str, precision_key: str, precision: str) -> None:
     """Refuse before launching what this machine's torch build cannot do (read without torch)."""
     from engine.config.errors import ConfigError
     from engine.sysinfo import torch_build
 
     build = torch_build()
     cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
-    if cpu_only and cfg.device in ("auto", "cpu") and cfg.precision == "fp16":
-        raise ConfigError("precision", "precision = fp16 needs a GPU, and this torch build is CPU-only "
-                          f"({build['summary']}). Fix: use precision=auto (bf16 where the CPU has it).")
-    if cpu_only and cfg.device.startswith("cuda"):
-        raise ConfigError("device", f"device = {cfg.device}, but this torch build is CPU-only "
+    if cpu_only and device in ("auto", "cpu") and precision == "fp16":
+        raise ConfigError(precision_key, f"{precision_key} = fp16 needs a GPU, and this torch build is "
+                          f"CPU-only ({build['summary']}). Fix: use {precision_key}=auto (bf16 where the "
+                          "CPU has it).")
+    if cpu_only and device.startswith("cuda"):
+        raise ConfigError("device", f"device = {device}, but this torch build is CPU-only "
                           f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.")
 
 

@@ -29,6 +29,19 @@ from engine.config.errors import ConfigError
 STATE_VERSION = 1
 
 
+def check_resume_state(saved: dict[str, Any], mine: dict[str, Any], keys: tuple[str, ...], what: str,
+                       also: str) -> None:
+    """Refuse a loader position saved under other settings or data: its batches would differ."""
+    for key in keys:
+        if key in saved and int(saved[key]) != int(mine[key]):
+            raise ConfigError(
+                f"data.{key}",
+                f"cannot resume {what}: the checkpoint was taken with {key} = {saved[key]}, this run "
+                f"has {mine[key]}; the batches would not be the ones the checkpoint expects. Fix: "
+                f"resume with the same {key} {also}, or start a new run.",
+            )
+
+
 class TokenLoader:
     """Batches ``(x, y)`` of shape ``(micro_batch, seq_len)`` (int64 tensors; ``y`` is ``x`` shifted)."""
 
@@ -104,18 +117,9 @@ class TokenLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (see the module docstring)."""
-        for key in ("seq_len", "micro_batch", "world_size", "n_tokens", "seed", "shuffle"):
-            mine = int(self.state_dict()[key])
-            if key in state and int(state[key]) != mine:
-                raise ConfigError(
-                    f"data.{key}",
-                    (
-                        f"cannot resume the data loader: the checkpoint was taken with {key} = "
-                        f"{state[key]}, this run has {mine}; the batches would not be the ones the "
-                        f"checkpoint expects. Fix: resume with the same {key} (and the same prepared "
-                        "data), or start a new run."
-                    ),
-                )
+        check_resume_state(state, self.state_dict(), ("seq_len", "micro_batch", "world_size", "n_tokens",
+                                                       "seed", "shuffle"), "the data loader",
+                           "(and the same prepared data)")
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from engine.config.errors import ConfigError
+from engine.data.loader import check_resume_state
 from engine.finetune.chat_format import IGNORE_INDEX, Example
 
 STATE_VERSION = 1
@@ -166,26 +167,9 @@ class ChatBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (see the module docstring)."""
-        mine = self.state_dict()
-        for key in (
-            "seq_len",
-            "micro_batch",
-            "packing",
-            "shuffle",
-            "seed",
-            "n_examples",
-            "n_tokens",
-            "fingerprint",
-        ):
-            if key in state and int(state[key]) != mine[key]:
-                what = "examples" if key in ("n_examples", "n_tokens", "fingerprint") else key
-                raise ConfigError(
-                    f"data.{key}",
-                    f"cannot resume the fine-tuning batches: the checkpoint was taken with {key} = "
-                    f"{state[key]}, this run has {mine[key]}; the batches would not be the ones the "
-                    f"checkpoint expects. Fix: resume with the same {what} (the same data, template, "
-                    "tokenizer and seq_len), or start a new run.",
-                )
+        check_resume_state(state, self.state_dict(), ("seq_len", "micro_batch", "packing", "shuffle", "seed",
+                                                      "n_examples", "n_tokens", "fingerprint"),
+                           "the fine-tuning batches", "(the same data, template, tokenizer and seq_len)")
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 
