@@ -7,21 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.runs import control
-from engine.runs.reader import EventReader
 from engine.runs.store import RunDir, list_runs, resolve_run
 from tests.finetune_fixtures import tiny_base, tiny_tokenizer
 from tests.helpers import wait_until
+from tests.lifecycle_helpers import canvas, events, finish, last_step
 
-REPO = Path(__file__).resolve().parents[1]
 FAST = ["--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=2", "--set", "log_every=1",
         "--set", "eval_batches=2", "--set", "lora_r=4", "--set", "lr=5e-3"]
 
@@ -43,9 +39,6 @@ def base_dir(tmp_path_factory) -> Path:
     return tiny_base(root / "llama", tiny_tokenizer(root / "tok"))
 
 
-def canvas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canvas_tui", *args], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ), timeout=timeout)
 
 
 def start(*args: str, name: str) -> RunDir:
@@ -54,18 +47,10 @@ def start(*args: str, name: str) -> RunDir:
     return resolve_run(out.stdout.split()[0])
 
 
-def events(run: RunDir, kind: str) -> list[dict]:
-    return [r for r in EventReader(run.events_path).read_new() if r["type"] == kind]
 
 
-def last_step(run: RunDir) -> int:
-    return max((m["step"] for m in events(run, "metric")), default=0)
 
 
-def finish(run: RunDir, timeout: float = 240):
-    status = control.wait_for_end(run, timeout)
-    assert not status.is_live, f"run still {status.state} after {timeout} s"
-    return status
 
 
 def test_kill_9_then_resume_gives_the_same_losses_and_adapter(base_dir):

@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 
 from engine.runs import control
-from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, resolve_run
 from tests.helpers import in_tmux_then_kill_it, wait_until
+from tests.lifecycle_helpers import REPO, canvas, events, finish, last_step
 
-REPO = Path(__file__).resolve().parents[1]
 # Small and quick on 2 CPU cores: the tiny preset at 4 x 64 tokens a step, an event every step.
 FAST = ["--set", "micro_batch=4", "--set", "seq_len=64", "--set", "log_every=1", "--set", "eval_batches=2"]
 
@@ -39,9 +38,6 @@ def canvas_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return shared_home
 
 
-def canvas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canvas_tui", *args], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ), timeout=timeout)
 
 
 def start(*sets: str, name: str) -> RunDir:
@@ -52,11 +48,6 @@ def start(*sets: str, name: str) -> RunDir:
 
 
 
-def events(run: RunDir, kind: str | None = None) -> list[dict]:
-    reader = EventReader(run.events_path)
-    records = reader.read_new()
-    assert reader.garbage == 0
-    return [r for r in records if kind is None or r["type"] == kind]
 
 
 def losses_by_step(run: RunDir) -> dict[int, float]:
@@ -64,15 +55,8 @@ def losses_by_step(run: RunDir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in events(run, "metric")}
 
 
-def last_step(run: RunDir) -> int:
-    metrics = events(run, "metric")
-    return metrics[-1]["step"] if metrics else 0
 
 
-def finish(run: RunDir, timeout: float = 240.0):
-    status = control.wait_for_end(run, timeout)
-    assert not status.is_live, f"run still {status.state} after {timeout} s"
-    return status
 
 
 def test_foreground_train_shows_progress_and_finishes(tmp_path):
