@@ -45,19 +45,46 @@ def stream(run_dir: str, seconds: float) -> None:
 
     with run_context(run_dir) as session:
         total = int(seconds * 10) + 1000
-        session.emit("run_info", total_steps=total, params=5_770_496, precision="bf16", device="cpu",
-                     config={"bench": True})
+        session.emit(
+            "run_info",
+            total_steps=total,
+            params=5_770_496,
+            precision="bf16",
+            device="cpu",
+            config={"bench": True},
+        )
         start = time.monotonic()
         step = 0
         while not session.stop_requested and time.monotonic() - start < seconds:
             step += 1
-            session.emit("metric", step=step, loss=2.0 + 6.0 / (1 + step / 50), lr=2e-3,
-                         tokens_per_s=8000.0 + step % 100, step_time=0.1, tokens=step * 2048)
+            session.emit(
+                "metric",
+                step=step,
+                loss=2.0 + 6.0 / (1 + step / 50),
+                lr=2e-3,
+                tokens_per_s=8000.0 + step % 100,
+                step_time=0.1,
+                tokens=step * 2048,
+            )
             if step % 10 == 0:
-                session.emit("gpu", index=0, util=80.0, mem_used=30 * 2**30, mem_total=80 * 2**30, temp=65.0,
-                             power=250.0, power_limit=400.0)
-                session.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30,
-                             rss=3 * 2**30, disk_free=500 * 2**30)
+                session.emit(
+                    "gpu",
+                    index=0,
+                    util=80.0,
+                    mem_used=30 * 2**30,
+                    mem_total=80 * 2**30,
+                    temp=65.0,
+                    power=250.0,
+                    power_limit=400.0,
+                )
+                session.emit(
+                    "system",
+                    cpu_pct=42.0,
+                    ram_used=12 * 2**30,
+                    ram_total=64 * 2**30,
+                    rss=3 * 2**30,
+                    disk_free=500 * 2**30,
+                )
                 session.emit("carbon", energy_kwh=1e-4 * step, emissions_kg=2e-5 * step, trees=1e-5 * step)
             if step % 50 == 0:
                 session.log(f"step {step} loss {2.0 + 6.0 / (1 + step / 50):.4f}")
@@ -81,8 +108,17 @@ async def measure_cpu(seconds: float) -> tuple[float, int]:
     from engine.runs.control import kill_run, stop_run
 
     run = create_run("train", "bench-stream", {"bench": True})
-    launch_detached(run, [sys.executable, str(Path(__file__).resolve()), "--stream", str(run.path),
-                          "--seconds", str(seconds + 60)])
+    launch_detached(
+        run,
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--stream",
+            str(run.path),
+            "--seconds",
+            str(seconds + 60),
+        ],
+    )
     try:
         deadline = time.monotonic() + 30
         while run_status(run, tail=0).state != "running":
@@ -94,8 +130,9 @@ async def measure_cpu(seconds: float) -> tuple[float, int]:
             app.open_dashboard(run.path)
             await wait_until(lambda: isinstance(app.screen, DashboardScreen), 10, "the dashboard")
             screen = app.screen
-            await wait_until(lambda: screen.view.resolution == "full" and len(screen.view.train.xs) >= 5,
-                             30, "the history")
+            await wait_until(
+                lambda: screen.view.resolution == "full" and len(screen.view.train.xs) >= 5, 30, "the history"
+            )
             await asyncio.sleep(2.0)  # past start-up work (first layout, first status read)
             points = len(screen.view.train.xs)
             cpu0, wall0 = time.process_time(), time.monotonic()
@@ -166,8 +203,10 @@ def main() -> None:
     try:
         if args.only in (None, "cpu"):
             pct, gained = asyncio.run(measure_cpu(args.seconds))
-            print(f"(a) following a run at ~10 events/s for {args.seconds:g} s ({gained} new metric points): "
-                  f"console CPU {pct:.2f}% of one core (goal < 3%)")
+            print(
+                f"(a) following a run at ~10 events/s for {args.seconds:g} s ({gained} new metric points): "
+                f"console CPU {pct:.2f}% of one core (goal < 3%)"
+            )
         if args.only in (None, "paint"):
             from engine.runs import create_run
 
@@ -176,16 +215,22 @@ def main() -> None:
             t = time.perf_counter()
             write_history(run.events_path, args.events)
             size = run.events_path.stat().st_size
-            print(f"(b) history: {args.events:,} metric events, {size / 2**20:.1f} MiB, "
-                  f"written in {time.perf_counter() - t:.1f} s")
+            print(
+                f"(b) history: {args.events:,} metric events, {size / 2**20:.1f} MiB, "
+                f"written in {time.perf_counter() - t:.1f} s"
+            )
             firsts = []
             for i in range(args.repeats):
                 first, resolution, full = asyncio.run(first_paint(run.path))
                 firsts.append(first)
-                print(f"    run {i + 1}: first paint with data {first:.3f} s ({resolution}), "
-                      f"full history {full:.2f} s")
-            print(f"(b) first paint with data: median {statistics.median(firsts):.3f} s over {args.repeats} "
-                  f"(goal < 1 s)")
+                print(
+                    f"    run {i + 1}: first paint with data {first:.3f} s ({resolution}), "
+                    f"full history {full:.2f} s"
+                )
+            print(
+                f"(b) first paint with data: median {statistics.median(firsts):.3f} s over {args.repeats} "
+                f"(goal < 1 s)"
+            )
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -37,8 +37,9 @@ def sync(device: str) -> None:
 def train_rate(model, loss_fn, batches, steps: int, precision: str, device: str) -> float:
     """Tokens per second of forward + backward + AdamW over ``steps`` steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
-    autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16"
-                else nullcontext())
+    autocast = (
+        torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    )
     x, y = batches
     sync(device)
     start = time.perf_counter()
@@ -89,16 +90,19 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM
 
-    cfg = replace(get_preset(args.preset).model, max_seq_len=max(args.seq_len,
-                                                                  args.prompt_len + args.new_tokens))
+    cfg = replace(
+        get_preset(args.preset).model, max_seq_len=max(args.seq_len, args.prompt_len + args.new_tokens)
+    )
     torch.manual_seed(0)
     ours = CausalLM(cfg).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         export_hf(ours, f"{tmp}/hf")
         theirs = AutoModelForCausalLM.from_pretrained(f"{tmp}/hf").to(device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, preset "
-          f"{args.preset} ({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
-          f"transformers attention: {theirs.config._attn_implementation}")
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, preset "
+        f"{args.preset} ({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
+        f"transformers attention: {theirs.config._attn_implementation}"
+    )
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len), generator=g).to(device)
@@ -112,8 +116,10 @@ def main() -> None:
             a.append(train_rate(ours, ours_loss, (x, y), args.steps, precision, device))
             b.append(train_rate(theirs, hf_loss, (x, y), args.steps, precision, device))
         ma, mb = statistics.median(a), statistics.median(b)
-        print(f"train {precision:>4}: ours {ma:10,.0f} tok/s | transformers {mb:10,.0f} tok/s | "
-              f"ratio {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best  (target >= 1.0x)")
+        print(
+            f"train {precision:>4}: ours {ma:10,.0f} tok/s | transformers {mb:10,.0f} tok/s | "
+            f"ratio {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best  (target >= 1.0x)"
+        )
 
     ours.eval(), theirs.eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, args.prompt_len), generator=g).tolist()[0]
@@ -127,10 +133,15 @@ def main() -> None:
 
     def run_theirs():
         with torch.inference_mode():
-            return theirs.generate(ids, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                   do_sample=False, pad_token_id=0)
+            return theirs.generate(
+                ids,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
 
-    same = run_ours()()[0] == run_theirs()[0, args.prompt_len:].tolist()
+    same = run_ours()()[0] == run_theirs()[0, args.prompt_len :].tolist()
     precision = str(dtype).split(".")[-1]
     label = f"generate batch 1 ({precision}, {args.prompt_len}+{args.new_tokens} tokens, greedy)"
     print(f"{label}: same tokens as transformers: {same}")
@@ -149,8 +160,10 @@ def main() -> None:
     for name in variants:
         ma, ba = statistics.median(rates[name]), max(rates[name])
         note = f", compile {compile_s:.0f} s once, not counted" if name == "compiled" else ""
-        print(f"  ours {name:<8} (preallocated cache{note}): {ma:8,.0f} tok/s median, {ba:8,.0f} best | "
-              f"ratio {ma / mb:.2f}x median, {ba / bb:.2f}x best (target >= 1.5x)")
+        print(
+            f"  ours {name:<8} (preallocated cache{note}): {ma:8,.0f} tok/s median, {ba:8,.0f} best | "
+            f"ratio {ma / mb:.2f}x median, {ba / bb:.2f}x best (target >= 1.5x)"
+        )
 
 
 if __name__ == "__main__":

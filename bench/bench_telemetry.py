@@ -46,8 +46,9 @@ def make_step(device: str, precision: str):
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), fused=device == "cuda")
     x = torch.randint(0, preset.model.vocab_size, (8, 256), device=device)
     y = torch.roll(x, -1, dims=1)
-    autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16"
-                else nullcontext())
+    autocast = (
+        torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    )
 
     def step() -> float:
         sync(device)
@@ -94,9 +95,11 @@ def main() -> int:
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
     home = tempfile.mkdtemp(prefix="bench-telemetry-")
     run = create_run("train", "bench-telemetry", {}, root=Path(home) / "runs")
-    print(f"tiny model ({params:,} parameters), batch 8 x 256, {precision} on {device}, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; sampler interval "
-          f"{args.interval} s, GPU + system + CodeCarbon on; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"tiny model ({params:,} parameters), batch 8 x 256, {precision} on {device}, "
+        f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; sampler interval "
+        f"{args.interval} s, GPU + system + CodeCarbon on; load average {os.getloadavg()[0]:.2f}"
+    )
     timed(step, 5)  # warm-up
     off: list[float] = []
     on: list[float] = []
@@ -106,7 +109,7 @@ def main() -> int:
         cost = sampler_cpu_cost(session, args.interval, 10.0)
         for r in range(args.rounds):
             medians = {}
-            for condition in (("off", "on") if r % 2 == 0 else ("on", "off")):
+            for condition in ("off", "on") if r % 2 == 0 else ("on", "off"):
                 if condition == "off":
                     times = timed(step, args.steps)
                     off += times
@@ -114,8 +117,9 @@ def main() -> int:
                     continue
                 reader = EventReader(run.events_path, run.events_path.stat().st_size)
                 began = time.perf_counter()
-                with TelemetrySampler(session, interval=args.interval, country="GBR",
-                                      output_dir=session.run.path):
+                with TelemetrySampler(
+                    session, interval=args.interval, country="GBR", output_dir=session.run.path
+                ):
                     while not any(e["type"] == "carbon" for e in reader.read_new()):
                         step()  # keep training while CodeCarbon starts, as a real run does
                     startups.append(time.perf_counter() - began)
@@ -123,20 +127,29 @@ def main() -> int:
                 on += times
                 medians["on"] = statistics.median(times)
             ratios.append(medians["on"] / medians["off"])
-            print(f"round {r + 1}: off {medians['off'] * 1e3:.1f} ms, on {medians['on'] * 1e3:.1f} ms, "
-                  f"ratio {ratios[-1]:.3f}", flush=True)
+            print(
+                f"round {r + 1}: off {medians['off'] * 1e3:.1f} ms, on {medians['on'] * 1e3:.1f} ms, "
+                f"ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
     counts: dict[str, int] = {}
     for e in EventReader(run.events_path).read_new():
         counts[e["type"]] = counts.get(e["type"], 0) + 1
     m_off, m_on = statistics.median(off), statistics.median(on)
     print(f"step time without sampler: median {m_off * 1e3:.1f} ms ({len(off)} steps)")
     print(f"step time with sampler:    median {m_on * 1e3:.1f} ms ({len(on)} steps)")
-    print(f"ratio with/without: {m_on / m_off:.3f} (medians of all steps), "
-          f"{statistics.median(ratios):.3f} (median of the paired rounds)")
-    print(f"sampler's own CPU use, main thread idle: {cost * 1e3:.2f} ms per second "
-          f"({cost * 100:.3f}% of one core)")
-    print(f"sampler start to first carbon event: median {statistics.median(startups):.2f} s "
-          f"(training continued meanwhile)")
+    print(
+        f"ratio with/without: {m_on / m_off:.3f} (medians of all steps), "
+        f"{statistics.median(ratios):.3f} (median of the paired rounds)"
+    )
+    print(
+        f"sampler's own CPU use, main thread idle: {cost * 1e3:.2f} ms per second "
+        f"({cost * 100:.3f}% of one core)"
+    )
+    print(
+        f"sampler start to first carbon event: median {statistics.median(startups):.2f} s "
+        f"(training continued meanwhile)"
+    )
     print("events written: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     print(f"load average at the end {os.getloadavg()[0]:.2f} (other processes' load makes step times noisy)")
     return 0

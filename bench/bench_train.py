@@ -91,6 +91,7 @@ def main() -> None:
         def fn(x, y):
             logits = model(input_ids=x).logits
             return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
+
         return fn
 
     g = torch.Generator().manual_seed(0)
@@ -100,23 +101,29 @@ def main() -> None:
     ours_fn = torch.compile(ours) if compile_default else ours
     variants = {
         "transformers fp32 eager": make_step(theirs_fp32, hf_loss(theirs_fp32), fp32, device, False),
-        f"ours default ({recipe.name}{', compiled' if compile_default else ''})":
-            make_step(ours, ours_fn, recipe, device, True),
-        f"transformers {recipe.name} eager":
-            make_step(theirs_same, hf_loss(theirs_same), recipe, device, False),
+        f"ours default ({recipe.name}{', compiled' if compile_default else ''})": make_step(
+            ours, ours_fn, recipe, device, True
+        ),
+        f"transformers {recipe.name} eager": make_step(
+            theirs_same, hf_loss(theirs_same), recipe, device, False
+        ),
     }
     compile_s = {}
     if args.compile:
-        for name, model, fn in (("ours", ours, torch.compile(ours)),
-                                ("transformers", theirs_same, hf_loss(torch.compile(theirs_same)))):
+        for name, model, fn in (
+            ("ours", ours, torch.compile(ours)),
+            ("transformers", theirs_same, hf_loss(torch.compile(theirs_same))),
+        ):
             step = make_step(model, fn, recipe, device, name == "ours")
             start = time.perf_counter()
             step(x, y)
             compile_s[name] = time.perf_counter() - start
             variants[f"{name} {recipe.name} compiled"] = step
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, preset "
-          f"{args.preset} ({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
-          f"recipe precision {recipe.name} ({recipe.reason})")
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, preset "
+        f"{args.preset} ({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
+        f"recipe precision {recipe.name} ({recipe.reason})"
+    )
     for step in variants.values():
         step(x, y)  # warm-up
     rates: dict[str, list[float]] = {k: [] for k in variants}
@@ -127,14 +134,19 @@ def main() -> None:
     for name, value in med.items():
         print(f"  {name:<36} {value:10,.0f} tok/s")
     names = list(med)
-    print(f"ratio ours default / transformers fp32 eager:  {med[names[1]] / med[names[0]]:.2f}x "
-          "(goal >= 1.5x)")
-    print(f"ratio ours default / transformers {recipe.name} eager: {med[names[1]] / med[names[2]]:.2f}x "
-          "(goal >= 1.0x)")
+    print(
+        f"ratio ours default / transformers fp32 eager:  {med[names[1]] / med[names[0]]:.2f}x (goal >= 1.5x)"
+    )
+    print(
+        f"ratio ours default / transformers {recipe.name} eager: {med[names[1]] / med[names[2]]:.2f}x "
+        "(goal >= 1.0x)"
+    )
     if args.compile:
         a, b = med[f"ours {recipe.name} compiled"], med[f"transformers {recipe.name} compiled"]
-        print(f"ratio compiled ours / compiled transformers:  {a / b:.2f}x (goal >= 1.0x; cold compile "
-              f"ours {compile_s['ours']:.0f} s, transformers {compile_s['transformers']:.0f} s)")
+        print(
+            f"ratio compiled ours / compiled transformers:  {a / b:.2f}x (goal >= 1.0x; cold compile "
+            f"ours {compile_s['ours']:.0f} s, transformers {compile_s['transformers']:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,62 +38,154 @@ ACTIONS: tuple[CanvasAction, ...] = (
     # -- everywhere
     # ``q`` is not a priority binding, so it types a q into a focused input; ctrl+q (Textual's own
     # priority binding) quits from anywhere.
-    CanvasAction("app.quit", "q", "quit", "Quit",
-                 "Leave the console; runs keep going (open it again to re-attach). ctrl+q works anywhere",
-                 "app"),
-    CanvasAction("app.help", "question_mark,f1", "help", "Help", "Show every key", "app",
-                 key_display="?"),
+    CanvasAction(
+        "app.quit",
+        "q",
+        "quit",
+        "Quit",
+        "Leave the console; runs keep going (open it again to re-attach). ctrl+q works anywhere",
+        "app",
+    ),
+    CanvasAction("app.help", "question_mark,f1", "help", "Help", "Show every key", "app", key_display="?"),
     CanvasAction("app.runs", "R", "go_runs", "Runs", "Go to the runs list", "app", show=False),
     CanvasAction("app.new_run", "N", "new_run", "New run", "Open the New-run form", "app", show=False),
-    CanvasAction("app.evaluation", "E", "evaluation", "Evaluation",
-                 "Evaluation screen (arrives with its own issue)", "app", show=False),
-    CanvasAction("app.chat", "C", "chat", "Chat", "Chat screen (arrives with its own issue)", "app",
-                 show=False),
+    CanvasAction(
+        "app.evaluation",
+        "E",
+        "evaluation",
+        "Evaluation",
+        "Evaluation screen (arrives with its own issue)",
+        "app",
+        show=False,
+    ),
+    CanvasAction(
+        "app.chat", "C", "chat", "Chat", "Chat screen (arrives with its own issue)", "app", show=False
+    ),
     # -- runs list
-    CanvasAction("runs.open", "enter,o", "open_run", "Open", "Open the selected run's dashboard", "runs",
-                 key_display="⏎"),
+    CanvasAction(
+        "runs.open",
+        "enter,o",
+        "open_run",
+        "Open",
+        "Open the selected run's dashboard",
+        "runs",
+        key_display="⏎",
+    ),
     CanvasAction("runs.new", "n", "new_run", "New", "Start a new run", "runs"),
-    CanvasAction("runs.stop", "s", "stop_run", "Stop", "Stop the selected run gracefully (it checkpoints)",
-                 "runs"),
-    CanvasAction("runs.resume", "r", "resume_run", "Resume",
-                 "Resume the selected stopped/crashed/failed run from its last checkpoint", "runs"),
-    CanvasAction("runs.checkpoint", "c", "checkpoint_run", "Checkpoint",
-                 "Ask the selected running run to checkpoint now", "runs", show=False),
-    CanvasAction("runs.delete", "d,delete", "delete_run", "Delete",
-                 "Delete the selected run (asks first)", "runs"),
-    CanvasAction("runs.filter", "slash", "filter", "Filter", "Filter runs by id, name, kind or status",
-                 "runs", key_display="/"),
-    CanvasAction("runs.clear_filter", "escape", "clear_filter", "Clear filter", "Clear the filter",
-                 "runs", show=False),
+    CanvasAction(
+        "runs.stop", "s", "stop_run", "Stop", "Stop the selected run gracefully (it checkpoints)", "runs"
+    ),
+    CanvasAction(
+        "runs.resume",
+        "r",
+        "resume_run",
+        "Resume",
+        "Resume the selected stopped/crashed/failed run from its last checkpoint",
+        "runs",
+    ),
+    CanvasAction(
+        "runs.checkpoint",
+        "c",
+        "checkpoint_run",
+        "Checkpoint",
+        "Ask the selected running run to checkpoint now",
+        "runs",
+        show=False,
+    ),
+    CanvasAction(
+        "runs.delete", "d,delete", "delete_run", "Delete", "Delete the selected run (asks first)", "runs"
+    ),
+    CanvasAction(
+        "runs.filter",
+        "slash",
+        "filter",
+        "Filter",
+        "Filter runs by id, name, kind or status",
+        "runs",
+        key_display="/",
+    ),
+    CanvasAction(
+        "runs.clear_filter", "escape", "clear_filter", "Clear filter", "Clear the filter", "runs", show=False
+    ),
     # -- dashboard
-    CanvasAction("dashboard.back", "escape,backspace", "back", "Back", "Back to the runs list",
-                 "dashboard", key_display="esc"),
-    CanvasAction("dashboard.stop", "s", "stop_run", "Stop", "Stop this run gracefully (it checkpoints)",
-                 "dashboard"),
-    CanvasAction("dashboard.checkpoint", "c", "checkpoint_run", "Checkpoint now",
-                 "Write a checkpoint at the next step and go on", "dashboard"),
-    CanvasAction("dashboard.resume", "r", "resume_run", "Resume",
-                 "Resume this run from its last checkpoint", "dashboard"),
-    CanvasAction("dashboard.log_scale", "l", "toggle_log_scale", "Log scale",
-                 "Toggle a logarithmic loss axis", "dashboard"),
-    CanvasAction("dashboard.smoothing", "m", "cycle_smoothing", "Smoothing",
-                 "Cycle loss smoothing (0, 0.6, 0.9, 0.99)", "dashboard"),
-    CanvasAction("dashboard.follow", "f", "toggle_follow", "Follow log",
-                 "Follow the log tail / stop following", "dashboard", show=False),
+    CanvasAction(
+        "dashboard.back",
+        "escape,backspace",
+        "back",
+        "Back",
+        "Back to the runs list",
+        "dashboard",
+        key_display="esc",
+    ),
+    CanvasAction(
+        "dashboard.stop", "s", "stop_run", "Stop", "Stop this run gracefully (it checkpoints)", "dashboard"
+    ),
+    CanvasAction(
+        "dashboard.checkpoint",
+        "c",
+        "checkpoint_run",
+        "Checkpoint now",
+        "Write a checkpoint at the next step and go on",
+        "dashboard",
+    ),
+    CanvasAction(
+        "dashboard.resume",
+        "r",
+        "resume_run",
+        "Resume",
+        "Resume this run from its last checkpoint",
+        "dashboard",
+    ),
+    CanvasAction(
+        "dashboard.log_scale",
+        "l",
+        "toggle_log_scale",
+        "Log scale",
+        "Toggle a logarithmic loss axis",
+        "dashboard",
+    ),
+    CanvasAction(
+        "dashboard.smoothing",
+        "m",
+        "cycle_smoothing",
+        "Smoothing",
+        "Cycle loss smoothing (0, 0.6, 0.9, 0.99)",
+        "dashboard",
+    ),
+    CanvasAction(
+        "dashboard.follow",
+        "f",
+        "toggle_follow",
+        "Follow log",
+        "Follow the log tail / stop following",
+        "dashboard",
+        show=False,
+    ),
     # -- new run form
-    CanvasAction("new_run.launch", "ctrl+l", "launch", "Launch", "Validate and launch the run detached",
-                 "new_run"),
-    CanvasAction("new_run.back", "escape", "back", "Cancel", "Back without launching", "new_run",
-                 key_display="esc"),
+    CanvasAction(
+        "new_run.launch", "ctrl+l", "launch", "Launch", "Validate and launch the run detached", "new_run"
+    ),
+    CanvasAction(
+        "new_run.back", "escape", "back", "Cancel", "Back without launching", "new_run", key_display="esc"
+    ),
 )
 
 
 def bindings(scope: str) -> list[Binding]:
     """The Textual bindings of one scope, each with the action's id and tooltip."""
     return [
-        Binding(a.key, a.action, a.title, show=a.show, priority=a.priority, tooltip=a.help, id=a.id,
-                key_display=a.key_display)
-        for a in ACTIONS if a.scope == scope
+        Binding(
+            a.key,
+            a.action,
+            a.title,
+            show=a.show,
+            priority=a.priority,
+            tooltip=a.help,
+            id=a.id,
+            key_display=a.key_display,
+        )
+        for a in ACTIONS
+        if a.scope == scope
     ]
 
 

@@ -39,8 +39,13 @@ class CanvasApp(App[None]):
     TITLE = "Neural Canvas"
     BINDINGS = actions.bindings("app")
 
-    def __init__(self, run_ref: str | None = None, *, clock: Callable[[], float] = time.time,
-                 poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        run_ref: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 1.0,
+    ) -> None:
         super().__init__()
         self.run_ref = run_ref
         self.clock = clock
@@ -106,8 +111,9 @@ class CanvasApp(App[None]):
     def _placeholder(self, title: str) -> None:
         from canvas_tui.screens.placeholder import PlaceholderScreen
 
-        self.push_screen(PlaceholderScreen(title, f"The {title} screen arrives with its own issue. "
-                                           "Press esc to go back."))
+        self.push_screen(
+            PlaceholderScreen(title, f"The {title} screen arrives with its own issue. Press esc to go back.")
+        )
 
     def action_evaluation(self) -> None:
         self._placeholder("Evaluation")
@@ -121,13 +127,20 @@ class CanvasApp(App[None]):
         from canvas_tui.screens.confirm import ConfirmScreen
 
         if action == "delete":
-            question = Content.assemble("Delete run ", (name, "bold"), " with its checkpoints and logs? ",
-                                        "It is running: it will be stopped first. " if live else "",
-                                        "This cannot be undone.")
+            question = Content.assemble(
+                "Delete run ",
+                (name, "bold"),
+                " with its checkpoints and logs? ",
+                "It is running: it will be stopped first. " if live else "",
+                "This cannot be undone.",
+            )
             title, yes = "Delete run", "Delete"
         else:
-            question = Content.assemble("Stop run ", (name, "bold"), "? It finishes its step, writes a "
-                                        "checkpoint and exits; resume it later with r.")
+            question = Content.assemble(
+                "Stop run ",
+                (name, "bold"),
+                "? It finishes its step, writes a checkpoint and exits; resume it later with r.",
+            )
             title, yes = "Stop run", "Stop"
 
         def answered(ok: bool | None) -> None:
@@ -153,8 +166,13 @@ class CanvasApp(App[None]):
 
     @on(ControlDone)
     def _control_done(self, message: ControlDone) -> None:
-        self.notify(message.text, title=message.action.capitalize(),
-                    severity="error" if message.error else "information", markup=False, timeout=6)
+        self.notify(
+            message.text,
+            title=message.action.capitalize(),
+            severity="error" if message.error else "information",
+            markup=False,
+            timeout=6,
+        )
         if message.action == "delete" and not message.error:
             from canvas_tui.screens.dashboard import DashboardScreen
 
@@ -168,8 +186,13 @@ class CanvasApp(App[None]):
         """One place for worker failures: a notification, never a crash."""
         if event.state == WorkerState.ERROR:
             error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.name} failed",
-                        severity="error", markup=False, timeout=10)
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=f"{event.worker.name} failed",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
 
     # ------------------------------------------------------------------------ command palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -180,12 +203,15 @@ class CanvasApp(App[None]):
                 continue
             target = self if action.scope == "app" else screen
             key = actions.display_key(action, self.keymap)
-            yield SystemCommand(f"{SCOPE_PREFIX.get(action.scope, '')}{action.title}",
-                                f"{action.help}  [{key}]",
-                                _runner(target, action.action))
+            yield SystemCommand(
+                f"{SCOPE_PREFIX.get(action.scope, '')}{action.title}",
+                f"{action.help}  [{key}]",
+                _runner(target, action.action),
+            )
         for name in THEMES:
-            yield SystemCommand(f"theme: {name}", "Switch to this theme (remembered)",
-                                _theme_setter(self, name))
+            yield SystemCommand(
+                f"theme: {name}", "Switch to this theme (remembered)", _theme_setter(self, name)
+            )
 
 
 SCOPE_PREFIX = {"app": "go: ", "runs": "runs: ", "dashboard": "run: ", "new_run": "new run: "}
@@ -193,7 +219,8 @@ SCOPE_PREFIX = {"app": "go: ", "runs": "runs: ", "dashboard": "run: ", "new_run"
 
 def _scope_of(screen: Screen) -> str:
     return {"RunsScreen": "runs", "DashboardScreen": "dashboard", "NewRunScreen": "new_run"}.get(
-        type(screen).__name__, "")
+        type(screen).__name__, ""
+    )
 
 
 def _runner(target, action: str) -> Callable[[], object]:

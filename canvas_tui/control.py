@@ -18,8 +18,10 @@ def perform(action: str, run_path: str | Path) -> str:
     run = RunDir(Path(run_path))
     if action == "stop":
         control.stop_run(run)
-        return (f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits "
-                f"(resume it later with r).")
+        return (
+            f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits "
+            f"(resume it later with r)."
+        )
     if action == "checkpoint":
         control.request_checkpoint(run)
         return f"Asked run {run.id} to write a checkpoint at its next step."

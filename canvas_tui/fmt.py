@@ -122,8 +122,11 @@ def fmt_trainable(trainable: Any, total: Any) -> str:
     if n is None or n <= 0:
         return f"{t:,.0f} trainable"
     share = 100 * t / n
-    return f"{t:,.0f} trainable of {n:,.0f} ({share:.1f}%)" if share >= 1 or share == 0 else (
-        f"{t:,.0f} trainable of {n:,.0f} ({share:.2g}%)")
+    return (
+        f"{t:,.0f} trainable of {n:,.0f} ({share:.1f}%)"
+        if share >= 1 or share == 0
+        else (f"{t:,.0f} trainable of {n:,.0f} ({share:.2g}%)")
+    )
 
 
 def clip(text: str, width: int, *, middle: bool = False) -> str:
@@ -136,7 +139,7 @@ def clip(text: str, width: int, *, middle: bool = False) -> str:
     if not middle or width < 8:
         return text[: width - 1] + "…"
     tail = (width - 1) // 2
-    return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
+    return text[: width - 1 - tail] + "…" + text[len(text) - tail :]
 
 
 def fmt_pct(value: Any) -> str:
@@ -155,7 +158,7 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
         buckets = []
         size = len(clean) / width
         for b in range(width):
-            chunk = [v for v in clean[int(b * size): int((b + 1) * size)] if v is not None]
+            chunk = [v for v in clean[int(b * size) : int((b + 1) * size)] if v is not None]
             buckets.append(sum(chunk) / len(chunk) if chunk else None)
         clean = buckets
     present = [v for v in clean if v is not None]

@@ -46,8 +46,14 @@ def preset_values(preset: str) -> dict[str, str]:
     """The form's values for a preset, as the strings the inputs show."""
     cfg = load_train_config(preset)
     values = {key: _to_text(_get(cfg, key)) for key, _ in PRETRAIN_FIELDS}
-    values.update(preset=preset, data=cfg.data, length_kind="max_steps", length=str(cfg.max_steps),
-                  precision=cfg.precision, name="")
+    values.update(
+        preset=preset,
+        data=cfg.data,
+        length_kind="max_steps",
+        length=str(cfg.max_steps),
+        precision=cfg.precision,
+        name="",
+    )
     return values
 
 
@@ -91,8 +97,11 @@ def pretrain_config(values: dict[str, str]) -> TrainConfig:
     cfg = load_train_config(preset, None, sets, data)
     length = getattr(cfg, kind)
     if not length or length <= 0:
-        raise ConfigError(kind, f"{kind} = {raw} must be more than 0. Fix: e.g. {kind}="
-                          f"{ {'max_steps': 600, 'epochs': 1, 'max_tokens': 10_000_000}[kind] }.")
+        raise ConfigError(
+            kind,
+            f"{kind} = {raw} must be more than 0. Fix: e.g. {kind}="
+            f"{ {'max_steps': 600, 'epochs': 1, 'max_tokens': 10_000_000}[kind] }.",
+        )
     return cfg
 
 
@@ -102,8 +111,10 @@ def check_name(name: str) -> str | None:
     if not name:
         return None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        return ("name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit "
-                "(names are typed on the command line).")
+        return (
+            "name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(names are typed on the command line)."
+        )
     return None
 
 
@@ -121,8 +132,13 @@ def estimate(cfg: TrainConfig) -> Estimate:
     per_step = cfg.micro_batch * cfg.seq_len * cfg.accumulation()
     steps = cfg.max_steps or (cfg.max_tokens // per_step if cfg.max_tokens else None)
     total = steps * per_step if steps else (cfg.max_tokens or None)
-    return Estimate(cfg.model.num_params(), cfg.model.training_memory_bytes(cfg.micro_batch, cfg.seq_len),
-                    per_step, total, steps)
+    return Estimate(
+        cfg.model.num_params(),
+        cfg.model.training_memory_bytes(cfg.micro_batch, cfg.seq_len),
+        per_step,
+        total,
+        steps,
+    )
 
 
 # ----------------------------------------------------------------------------------- fine-tuning
@@ -146,8 +162,21 @@ FINETUNE_CHOICE_FIELDS: tuple[tuple[str, str], ...] = (
     ("packing", "packing"),
 )
 #: The order of the fine-tune tab's rows (the run name first and the run length last).
-FINETUNE_ORDER = ("base", "data", "chat_template", "quantization", "lora_r", "lora_alpha", "lora_dropout",
-                  "lora_target", "seq_len", "packing", "micro_batch", "grad_accum", "lr")
+FINETUNE_ORDER = (
+    "base",
+    "data",
+    "chat_template",
+    "quantization",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target",
+    "seq_len",
+    "packing",
+    "micro_batch",
+    "grad_accum",
+    "lr",
+)
 #: The run-length criteria of a fine-tune, in the order the form offers them.
 FT_LENGTH_KEYS = ("epochs", "max_steps")
 FT_LENGTH_LABELS = {"epochs": "epochs", "max_steps": "steps"}
@@ -156,8 +185,11 @@ QUANT_CHOICES = tuple((_QUANT_LABELS.get(q, q), q) for q in QUANTIZATIONS)
 _TEMPLATE_LABELS = {"auto": "auto (base's or ours)", "base": "base (tokenizer's)"}
 TEMPLATE_CHOICES = tuple((_TEMPLATE_LABELS.get(t, t), t) for t in CHAT_TEMPLATES)
 PACKING_CHOICES = (("off (one chat a row)", "false"), ("on (pack to seq_len)", "true"))
-FINETUNE_CHOICES = {"quantization": QUANT_CHOICES, "chat_template": TEMPLATE_CHOICES,
-                    "packing": PACKING_CHOICES}
+FINETUNE_CHOICES = {
+    "quantization": QUANT_CHOICES,
+    "chat_template": TEMPLATE_CHOICES,
+    "packing": PACKING_CHOICES,
+}
 
 
 def ft_id(key: str) -> str:
@@ -170,9 +202,14 @@ def finetune_values(cfg: FinetuneConfig | None = None) -> dict[str, str]:
     cfg = cfg or FinetuneConfig()
     values = {key: _to_text(getattr(cfg, key)) for key, _ in FINETUNE_FIELDS}
     kind = "max_steps" if cfg.max_steps else "epochs"
-    values.update(name="", quantization=cfg.quantization, chat_template=cfg.chat_template,
-                  packing="true" if cfg.packing else "false", length_kind=kind,
-                  length=_to_text(getattr(cfg, kind)))
+    values.update(
+        name="",
+        quantization=cfg.quantization,
+        chat_template=cfg.chat_template,
+        packing="true" if cfg.packing else "false",
+        length_kind=kind,
+        length=_to_text(getattr(cfg, kind)),
+    )
     return values
 
 
@@ -208,8 +245,9 @@ def finetune_config(values: dict[str, str]) -> FinetuneConfig:
     parse_chat_spec(data, field_name="data")
     cfg = load_finetune_config((values.get("base") or "").strip(), None, sets, data)
     if not getattr(cfg, kind) > 0:
-        raise ConfigError(kind, f"{kind} = {raw} must be more than 0. Fix: e.g. "
-                          f"{ {'epochs': 1, 'max_steps': 500}[kind] }.")
+        raise ConfigError(
+            kind, f"{kind} = {raw} must be more than 0. Fix: e.g. { {'epochs': 1, 'max_steps': 500}[kind] }."
+        )
     return cfg
 
 

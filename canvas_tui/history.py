@@ -28,8 +28,11 @@ CHUNK = 4 << 20
 _SAMPLED = (b'"metric"', b'"eval"')
 
 
-def sketch_history(path: Path, samples: int = SKETCH_SAMPLES, tail_bytes: int = SKETCH_TAIL,
-                   ) -> tuple[list[dict[str, Any]], int]:
+def sketch_history(
+    path: Path,
+    samples: int = SKETCH_SAMPLES,
+    tail_bytes: int = SKETCH_TAIL,
+) -> tuple[list[dict[str, Any]], int]:
     """Sampled records across ``path`` plus all records of its tail, in file order, and the size
     read up to. Only ``metric``/``eval`` lines are taken from the samples."""
     try:
@@ -50,7 +53,7 @@ def sketch_history(path: Path, samples: int = SKETCH_SAMPLES, tail_bytes: int = 
                     cut = data.find(b"\n")
                     if cut < 0:
                         continue
-                    data = data[cut + 1:]
+                    data = data[cut + 1 :]
                 end = data.find(b"\n")
                 if end < 0:
                     continue
@@ -65,7 +68,7 @@ def sketch_history(path: Path, samples: int = SKETCH_SAMPLES, tail_bytes: int = 
         os.close(fd)
     if tail_start > 0:
         cut = tail.find(b"\n")
-        tail = tail[cut + 1:] if cut >= 0 else b""
+        tail = tail[cut + 1 :] if cut >= 0 else b""
     end = tail.rfind(b"\n")
     for line in tail[:end].split(b"\n") if end >= 0 else []:
         record = parse_line(line) if line.strip() else None
@@ -83,8 +86,12 @@ def sketch_history(path: Path, samples: int = SKETCH_SAMPLES, tail_bytes: int = 
     return unique, size
 
 
-def read_full(reader: EventReader, on_chunk: Callable[[list[dict[str, Any]]], None],
-              cancelled: Callable[[], bool] = lambda: False, chunk: int = CHUNK) -> bool:
+def read_full(
+    reader: EventReader,
+    on_chunk: Callable[[list[dict[str, Any]]], None],
+    cancelled: Callable[[], bool] = lambda: False,
+    chunk: int = CHUNK,
+) -> bool:
     """Read everything ``reader`` has not read yet, in chunks; False if cancelled part-way."""
     while True:
         if cancelled():

@@ -77,8 +77,9 @@ class RunStatusChanged(Message):
 class ControlDone(Message):
     """A stop / checkpoint / resume / delete / launch finished; ``error`` says why it did not."""
 
-    def __init__(self, action: str, run_id: str, text: str, error: bool = False,
-                 new_run_id: str | None = None) -> None:
+    def __init__(
+        self, action: str, run_id: str, text: str, error: bool = False, new_run_id: str | None = None
+    ) -> None:
         super().__init__()
         self.action = action
         self.run_id = run_id

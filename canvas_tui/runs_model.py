@@ -55,8 +55,9 @@ class RunRow:
     def matches(self, text: str) -> bool:
         """Case-insensitive substring match on id, name, kind, status and base (the filter)."""
         needle = text.strip().lower()
-        return not needle or any(needle in s.lower()
-                                 for s in (self.id, self.name, self.kind, self.status, self.base))
+        return not needle or any(
+            needle in s.lower() for s in (self.id, self.name, self.kind, self.status, self.base)
+        )
 
     def model(self) -> str:
         """What the run trains, in a few words: ``5.8M params``; a fine-tune ``LoRA 32.8k on tiny-owt``."""
@@ -164,11 +165,24 @@ class RunsTracker:
         acc.update(self.max_bytes)
         total = meta.get("total_steps") if isinstance(meta.get("total_steps"), int) else acc.total
         return RunRow(
-            id=run.id, name=str(meta.get("name") or ""), kind=str(meta.get("kind") or ""),
-            status=status.state, message=status.message, verified=status.verified, pid=status.pid,
-            step=acc.step, total_steps=total, loss=acc.loss, last_val=acc.last_val,
-            best_val=acc.best_val, spark=tuple(acc.spark), tokens_per_s=acc.tps,
-            created=_created(meta), path=str(run.path), params=acc.params, trainable_params=acc.trainable,
+            id=run.id,
+            name=str(meta.get("name") or ""),
+            kind=str(meta.get("kind") or ""),
+            status=status.state,
+            message=status.message,
+            verified=status.verified,
+            pid=status.pid,
+            step=acc.step,
+            total_steps=total,
+            loss=acc.loss,
+            last_val=acc.last_val,
+            best_val=acc.best_val,
+            spark=tuple(acc.spark),
+            tokens_per_s=acc.tps,
+            created=_created(meta),
+            path=str(run.path),
+            params=acc.params,
+            trainable_params=acc.trainable,
             base=base_label(meta, names) if meta.get("kind") == "finetune" else "",
             quantization=acc.quantization or str(_config(meta).get("quantization") or ""),
         )

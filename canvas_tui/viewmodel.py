@@ -99,10 +99,10 @@ class Smoother:
         if series is not self._source or len(series) < len(self._out):
             self._source, self._out, self._last, self._count = series, array("d"), 0.0, 0
         w = self.weight
-        for y in series.ys[len(self._out):]:
+        for y in series.ys[len(self._out) :]:
             self._last = self._last * w + (1 - w) * y
             self._count += 1
-            self._out.append(self._last / (1 - w ** self._count))
+            self._out.append(self._last / (1 - w**self._count))
         return self._out
 
 

@@ -53,8 +53,12 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
     preset = get_preset("tiny")
-    prepared = prepare("embedded", TokenizerConfig(vocab_size=preset.model.vocab_size), seed=seed,
-                       progress=progress or (lambda p: None))
+    prepared = prepare(
+        "embedded",
+        TokenizerConfig(vocab_size=preset.model.vocab_size),
+        seed=seed,
+        progress=progress or (lambda p: None),
+    )
     echo(prepared.summary())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = pick_precision(device)
@@ -64,8 +68,11 @@ def run_demo(
     loader = TokenLoader(prepared.train, seq_len, micro_batch, seed=seed, device=device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
     warmup = max(1, steps // 10)
 
     def lr_at(step: int) -> float:  # linear warm-up, cosine to 10%
@@ -74,10 +81,13 @@ def run_demo(
         t = (step - warmup) / max(1, steps - warmup)
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16"
-                else nullcontext())
-    echo(f"training the tiny model ({model.num_params():,} parameters) for {steps} steps on "
-         f"{device} in {precision}, batch {micro_batch} x {seq_len} tokens")
+    autocast = (
+        torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    )
+    echo(
+        f"training the tiny model ({model.num_params():,} parameters) for {steps} steps on "
+        f"{device} in {precision}, batch {micro_batch} x {seq_len} tokens"
+    )
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
@@ -94,8 +104,9 @@ def run_demo(
         losses.append(loss.item())
         if (step + 1) % log_every == 0 or step + 1 == steps:
             rate = (step + 1) * x.numel() / (time.perf_counter() - start)
-            echo(f"step {step + 1:5d}/{steps}  loss {losses[-1]:.3f}  lr {lr_at(step):.2e}  "
-                 f"{rate:,.0f} tok/s")
+            echo(
+                f"step {step + 1:5d}/{steps}  loss {losses[-1]:.3f}  lr {lr_at(step):.2e}  {rate:,.0f} tok/s"
+            )
     tokens_per_s = steps * micro_batch * seq_len / (time.perf_counter() - start)
 
     model.eval()
@@ -112,8 +123,13 @@ def run_demo(
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     ids = [tok.token_to_id("<|bos|>"), *tok.encode(prompt).ids]
     room = max(1, min(60, cfg.max_seq_len - len(ids)))
-    new = generate(model, [ids], SamplingParams(max_new_tokens=room, temperature=0.8, top_k=50,
-                                                seed=seed, stop_tokens=(prepared.eos_id,)))[0]
+    new = generate(
+        model,
+        [ids],
+        SamplingParams(
+            max_new_tokens=room, temperature=0.8, top_k=50, seed=seed, stop_tokens=(prepared.eos_id,)
+        ),
+    )[0]
     sample = prompt + tok.decode(new)
     echo("sample: " + sample)
     if out is not None:
@@ -121,8 +137,10 @@ def run_demo(
         from engine.data.tokenizer import export_tokenizer
 
         export_tokenizer(tokenizer, out)
-        echo(f"weights and tokenizer saved to {out} (canvas export {out} --hf DIR makes it a "
-             "transformers model)")
+        echo(
+            f"weights and tokenizer saved to {out} (canvas export {out} --hf DIR makes it a "
+            "transformers model)"
+        )
     return DemoResult(losses, val_loss, sample, tokens_per_s, precision)
 
 

@@ -15,8 +15,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("torch", "transformers", "datasets", "tokenizers", "peft", "bitsandbytes", "codecarbon",
-             "textual", "nvidia-ml-py", "psutil", "safetensors")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "peft",
+    "bitsandbytes",
+    "codecarbon",
+    "textual",
+    "nvidia-ml-py",
+    "psutil",
+    "safetensors",
+)
 
 
 def package_version(name: str) -> str | None:
@@ -109,7 +120,12 @@ def probe_torch() -> dict[str, Any]:
     if out["cuda_available"]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            out["cuda_devices"].append({"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
-                                        "capability": f"{p.major}.{p.minor}",
-                                        "bf16": torch.cuda.is_bf16_supported()})
+            out["cuda_devices"].append(
+                {
+                    "name": p.name,
+                    "memory_gib": round(p.total_memory / 2**30, 1),
+                    "capability": f"{p.major}.{p.minor}",
+                    "bf16": torch.cuda.is_bf16_supported(),
+                }
+            )
     return out

@@ -72,34 +72,84 @@ def loss_at(step: int, total: int) -> float:
     return 2.0 + 6.0 * math.exp(-4.0 * step / total)
 
 
-def training(steps: int = 100, *, t0: float = FROZEN_NOW - 3600, every: int = 1, eval_every: int = 25,
-             gpus: int = 1, telemetry_every: int = 10, final: str | None = "finished",
-             log_messages: list[str] | None = None) -> Callable[[EventWriter], None]:
+def training(
+    steps: int = 100,
+    *,
+    t0: float = FROZEN_NOW - 3600,
+    every: int = 1,
+    eval_every: int = 25,
+    gpus: int = 1,
+    telemetry_every: int = 10,
+    final: str | None = "finished",
+    log_messages: list[str] | None = None,
+) -> Callable[[EventWriter], None]:
     """An event stream like the trainer's: run_info, metrics, evals, checkpoints, telemetry."""
 
     def write(w: EventWriter) -> None:
         dt = 1.0
         w.emit("status", state="running", message="pid 4242 on testhost", t=t0)
-        w.emit("run_info", total_steps=steps, params=5_770_496, precision="bf16", device="cuda:0",
-               config={"preset": "tiny"}, t=t0)
+        w.emit(
+            "run_info",
+            total_steps=steps,
+            params=5_770_496,
+            precision="bf16",
+            device="cuda:0",
+            config={"preset": "tiny"},
+            t=t0,
+        )
         for message in log_messages or []:
             w.emit("log", message=message, level="warning", t=t0)
         for step in range(1, steps + 1):
             t = t0 + step * dt
             if step % every == 0 or step == steps:
-                w.emit("metric", step=step, loss=loss_at(step, steps), lr=2e-3 * min(1.0, step / 10),
-                       tokens_per_s=8000.0 + step, step_time=0.25, tokens=step * 2048, t=t)
+                w.emit(
+                    "metric",
+                    step=step,
+                    loss=loss_at(step, steps),
+                    lr=2e-3 * min(1.0, step / 10),
+                    tokens_per_s=8000.0 + step,
+                    step_time=0.25,
+                    tokens=step * 2048,
+                    t=t,
+                )
             if eval_every and step % eval_every == 0:
-                w.emit("eval", step=step, val_loss=loss_at(step, steps) + 0.1,
-                       perplexity=math.exp(loss_at(step, steps) + 0.1), t=t)
-                w.emit("checkpoint", step=step, path=f"checkpoints/step-{step}.pt", kind="step",
-                       val_loss=loss_at(step, steps) + 0.1, t=t)
+                w.emit(
+                    "eval",
+                    step=step,
+                    val_loss=loss_at(step, steps) + 0.1,
+                    perplexity=math.exp(loss_at(step, steps) + 0.1),
+                    t=t,
+                )
+                w.emit(
+                    "checkpoint",
+                    step=step,
+                    path=f"checkpoints/step-{step}.pt",
+                    kind="step",
+                    val_loss=loss_at(step, steps) + 0.1,
+                    t=t,
+                )
             if telemetry_every and step % telemetry_every == 0:
                 for i in range(gpus):
-                    w.emit("gpu", index=i, util=80.0 + i, mem_used=(30 + i) * 2**30, mem_total=80 * 2**30,
-                           temp=65.0, power=250.0, power_limit=400.0, t=t)
-                w.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30, rss=3 * 2**30,
-                       disk_free=500 * 2**30, t=t)
+                    w.emit(
+                        "gpu",
+                        index=i,
+                        util=80.0 + i,
+                        mem_used=(30 + i) * 2**30,
+                        mem_total=80 * 2**30,
+                        temp=65.0,
+                        power=250.0,
+                        power_limit=400.0,
+                        t=t,
+                    )
+                w.emit(
+                    "system",
+                    cpu_pct=42.0,
+                    ram_used=12 * 2**30,
+                    ram_total=64 * 2**30,
+                    rss=3 * 2**30,
+                    disk_free=500 * 2**30,
+                    t=t,
+                )
                 w.emit("carbon", energy_kwh=0.01 * step, emissions_kg=0.002 * step, trees=0.001 * step, t=t)
         if final:
             w.emit("status", state=final, message="", t=t0 + steps * dt + 1)
@@ -110,8 +160,16 @@ def training(steps: int = 100, *, t0: float = FROZEN_NOW - 3600, every: int = 1,
 def start_stub(name: str, steps: int = 400, step_time: float = 0.05, *extra: str) -> RunDir:
     """A live engine process (tests/engine_stub.py), detached like a real run."""
     run = create_run("train", name, {"stub": True, "steps": steps})
-    argv = [sys.executable, str(STUB), str(run.path), "--steps", str(steps), "--step-time", str(step_time),
-            *extra]
+    argv = [
+        sys.executable,
+        str(STUB),
+        str(run.path),
+        "--steps",
+        str(steps),
+        "--step-time",
+        str(step_time),
+        *extra,
+    ]
     launch_detached(run, argv)
     return run
 
@@ -167,20 +225,33 @@ def fake_checkpoint(run: RunDir, step: int, *, layers: int = 2, dim: int = 8) ->
     blob = json.dumps(header).encode()
     blob += b" " * (-len(blob) % 8)
     (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(blob)) + blob + bytes(offset))
-    (folder / "model_config.json").write_text(json.dumps({"dim": dim, "n_layers": layers, "n_heads": 2,
-                                                           "vocab_size": 64}))
+    (folder / "model_config.json").write_text(
+        json.dumps({"dim": dim, "n_layers": layers, "n_heads": 2, "vocab_size": 64})
+    )
     return folder
 
 
 #: A fine-tune's run_info as the engine writes it (engine/finetune/trainer.py).
-FINETUNE_INFO = {"params": 172_352, "trainable_params": 32_768, "base": "our model (run 20261127-100000-000-"
-                 "0000aaaa, step-000200)", "quantization": "4bit nf4 double-quant", "chat_template": "chatml",
-                 "lora_targets": "q_proj,k_proj,v_proj,o_proj", "precision": "bf16", "device": "cuda:0"}
+FINETUNE_INFO = {
+    "params": 172_352,
+    "trainable_params": 32_768,
+    "base": "our model (run 20261127-100000-000-0000aaaa, step-000200)",
+    "quantization": "4bit nf4 double-quant",
+    "chat_template": "chatml",
+    "lora_targets": "q_proj,k_proj,v_proj,o_proj",
+    "precision": "bf16",
+    "device": "cuda:0",
+}
 
 
-def finetuning(steps: int = 40, *, t0: float = FROZEN_NOW - 1800, eval_every: int = 10,
-               info: dict[str, Any] | None = None,
-               final: str | None = "finished") -> Callable[[EventWriter], None]:
+def finetuning(
+    steps: int = 40,
+    *,
+    t0: float = FROZEN_NOW - 1800,
+    eval_every: int = 10,
+    info: dict[str, Any] | None = None,
+    final: str | None = "finished",
+) -> Callable[[EventWriter], None]:
     """A fine-tune's event stream: run_info with the LoRA fields, metrics, evals, a checkpoint."""
 
     def write(w: EventWriter) -> None:
@@ -188,8 +259,16 @@ def finetuning(steps: int = 40, *, t0: float = FROZEN_NOW - 1800, eval_every: in
         w.emit("run_info", total_steps=steps, config={"lora_r": 16}, t=t0, **(info or FINETUNE_INFO))
         for step in range(1, steps + 1):
             t = t0 + step * 2.0
-            w.emit("metric", step=step, loss=1.0 + 2.0 * math.exp(-3.0 * step / steps), lr=2e-4,
-                   tokens_per_s=1500.0, step_time=2.0, tokens=step * 4096, t=t)
+            w.emit(
+                "metric",
+                step=step,
+                loss=1.0 + 2.0 * math.exp(-3.0 * step / steps),
+                lr=2e-4,
+                tokens_per_s=1500.0,
+                step_time=2.0,
+                tokens=step * 4096,
+                t=t,
+            )
             if eval_every and step % eval_every == 0:
                 val = 1.2 + 2.0 * math.exp(-3.0 * step / steps)
                 w.emit("eval", step=step, val_loss=val, perplexity=math.exp(val), t=t)

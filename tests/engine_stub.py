@@ -35,8 +35,16 @@ CHECKPOINT = "stub-state.ckpt"  # a file checkpoint (not the real layout's point
 
 def engine_argv(run_dir: str | Path, steps: int, step_time: float, *extra: str) -> list[str]:
     """The engine command line for ``run_dir`` (``{run_dir}`` is filled in at resume time)."""
-    return [sys.executable, str(HERE), str(run_dir), "--steps", str(steps), "--step-time", str(step_time),
-            *extra]
+    return [
+        sys.executable,
+        str(HERE),
+        str(run_dir),
+        "--steps",
+        str(steps),
+        "--step-time",
+        str(step_time),
+        *extra,
+    ]
 
 
 def save_checkpoint(session, step: int, kind: str = "last") -> None:
@@ -47,14 +55,21 @@ def save_checkpoint(session, step: int, kind: str = "last") -> None:
 
 
 def run_engine(args: argparse.Namespace) -> None:
-    resume = engine_argv("{run_dir}", args.steps, args.step_time,
-                         "--checkpoint-every", str(args.checkpoint_every))
+    resume = engine_argv(
+        "{run_dir}", args.steps, args.step_time, "--checkpoint-every", str(args.checkpoint_every)
+    )
     time.sleep(args.startup_delay)  # stands in for a slow `import torch` before the run is owned
     with run_context(args.run_dir, resume_argv=resume) as session:
         ckpt = session.run.checkpoints_dir / CHECKPOINT
         done = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
-        session.emit("run_info", total_steps=args.steps, params=0, precision="fp32", device="cpu",
-                     config={"stub": True, "step_time": args.step_time})
+        session.emit(
+            "run_info",
+            total_steps=args.steps,
+            params=0,
+            precision="fp32",
+            device="cpu",
+            config={"stub": True, "step_time": args.step_time},
+        )
         if done:
             session.log(f"resumed from step {done}")
         for step in range(done + 1, args.steps + 1):
@@ -62,8 +77,15 @@ def run_engine(args: argparse.Namespace) -> None:
             if step == args.fail_at:
                 raise RuntimeError(f"stub engine failed on purpose at step {step}")
             loss = 4.0 * math.exp(-3.0 * step / args.steps)
-            session.emit("metric", step=step, loss=loss, lr=3e-4, tokens_per_s=1000.0 / args.step_time,
-                         step_time=args.step_time, tokens=step * 1000)
+            session.emit(
+                "metric",
+                step=step,
+                loss=loss,
+                lr=3e-4,
+                tokens_per_s=1000.0 / args.step_time,
+                step_time=args.step_time,
+                tokens=step * 1000,
+            )
             print(f"step {step} loss {loss:.4f}", flush=True)
             if session.stop_requested:
                 save_checkpoint(session, step)

@@ -23,8 +23,17 @@ def small_config(**overrides) -> ModelConfig:
     ``init_std`` is large so that logits are far from uniform and greedy decoding is not a
     constant token (which would make generation comparisons pass trivially).
     """
-    base = dict(vocab_size=256, dim=64, n_layers=2, n_heads=8, n_kv_heads=2, max_seq_len=96,
-                rope_theta=50000.0, init_std=0.3, norm_eps=1e-6)
+    base = dict(
+        vocab_size=256,
+        dim=64,
+        n_layers=2,
+        n_heads=8,
+        n_kv_heads=2,
+        max_seq_len=96,
+        rope_theta=50000.0,
+        init_std=0.3,
+        norm_eps=1e-6,
+    )
     base.update(overrides)
     return ModelConfig(**base)
 
@@ -52,17 +61,41 @@ def in_tmux_then_kill_it(cmd: list[str], tmp_path: Path, ready: Callable[[], obj
     Returns what ``ready()`` returned. A private socket keeps the user's own tmux untouched.
     """
     tmux = ["tmux", "-S", str(tmp_path / f"tmux-{uuid.uuid4().hex[:8]}.sock")]
-    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", "canvas", "-x", "160", "-y", "40",
-                    "-e", f"CANVAS_HOME={os.environ['CANVAS_HOME']}", "-c", str(cwd), " ".join(cmd)],
-                   check=True, timeout=30)
+    subprocess.run(
+        [
+            *tmux,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "canvas",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            "-e",
+            f"CANVAS_HOME={os.environ['CANVAS_HOME']}",
+            "-c",
+            str(cwd),
+            " ".join(cmd),
+        ],
+        check=True,
+        timeout=30,
+    )
     try:
         value = wait_until(ready, what="the run inside tmux")
-        panes = subprocess.run([*tmux, "list-panes", "-F", "#{pane_pid}"], capture_output=True, text=True,
-                               timeout=10).stdout.split()
+        panes = subprocess.run(
+            [*tmux, "list-panes", "-F", "#{pane_pid}"], capture_output=True, text=True, timeout=10
+        ).stdout.split()
         subprocess.run([*tmux, "kill-server"], check=True, timeout=10)
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
     for pid in map(int, panes):
-        wait_until(lambda pid=pid: not psutil.pid_exists(pid)
-                   or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, what="the tmux pane to die")
+        wait_until(
+            lambda pid=pid: (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            what="the tmux pane to die",
+        )
     return value

@@ -16,8 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def canvas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``canvas ARGS`` in a real subprocess, with this test's environment (its CANVAS_HOME)."""
-    return subprocess.run([sys.executable, "-m", "canvas_tui", *args], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "canvas_tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=timeout,
+    )
 
 
 def events(run: RunDir, kind: str | None = None) -> list[dict]:

@@ -16,13 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def canvas(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canvas_tui", *args], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "canvas_tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def torch_imported_by(code: str) -> bool:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys; print('torch' in sys.modules)"],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1] == "True"
 
@@ -32,11 +43,13 @@ def test_importing_the_console_does_not_import_torch():
 
 
 def test_help_and_info_do_not_import_torch():
-    code = ("from canvas_tui.cli import main\n"
-            "import contextlib, io\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    main(['info']); main(['info', '--presets'])\n"
-            "    try:\n        main(['--help'])\n    except SystemExit:\n        pass")
+    code = (
+        "from canvas_tui.cli import main\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['info']); main(['info', '--presets'])\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass"
+    )
     assert not torch_imported_by(code)
     assert torch_imported_by("import engine.model")  # the guard above can fail
 
@@ -112,7 +125,9 @@ def test_gpu_listing_through_nvml_and_its_reasons(monkeypatch):
     gpus, reason = list_gpus(fake)
     assert reason is None and fake.shutdown
     assert [(g.index, g.name, g.memory_total_mib, g.driver) for g in gpus] == [
-        (0, "NVIDIA H100 80GB HBM3", 81920, "550.54"), (1, "NVIDIA H100 80GB HBM3", 81920, "550.54")]
+        (0, "NVIDIA H100 80GB HBM3", 81920, "550.54"),
+        (1, "NVIDIA H100 80GB HBM3", 81920, "550.54"),
+    ]
     missing = FakeNvml(fail=FakeNvml.NVMLError_LibraryNotFound())
     assert list_gpus(missing) == ([], "no NVIDIA driver: the NVML library (libnvidia-ml.so) was not found")
     assert list_gpus(FakeNvml([])) == ([], "the NVIDIA driver is loaded but reports no GPU")
@@ -146,10 +161,24 @@ def test_export_of_a_run_checkpoint_by_id_prefix(tmp_path, which):
     checkpoints = tmp_path / "runs" / "20261127-101500-abcd" / "checkpoints"
     save_model(random_model(), checkpoints / "step-000007")
     write_json_atomic(checkpoints / "best.json", {"dir": "step-000007", "step": 7, "val_loss": 1.0})
-    out = canvas("export", "20261127-1015", "--checkpoint", which, "--hf", str(tmp_path / "hf"),
-                 env={"CANVAS_HOME": str(tmp_path)})
+    out = canvas(
+        "export",
+        "20261127-1015",
+        "--checkpoint",
+        which,
+        "--hf",
+        str(tmp_path / "hf"),
+        env={"CANVAS_HOME": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr
     assert "step-000007" in out.stdout and (tmp_path / "hf" / "config.json").is_file()
-    wrong = canvas("export", "20261127", "--checkpoint", "8", "--hf", str(tmp_path / "y"),
-                   env={"CANVAS_HOME": str(tmp_path)})
+    wrong = canvas(
+        "export",
+        "20261127",
+        "--checkpoint",
+        "8",
+        "--hf",
+        str(tmp_path / "y"),
+        env={"CANVAS_HOME": str(tmp_path)},
+    )
     assert wrong.returncode == 2 and "it has ['step-000007']" in wrong.stderr

@@ -135,8 +135,9 @@ async def test_stop_signals_the_right_process_and_resume_continues():
         wait_running(b)
         app = make_app()
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: {r.status for r in app.screen.rows} == {"running"},
-                           what="live rows")
+            await wait_for(
+                pilot, lambda: {r.status for r in app.screen.rows} == {"running"}, what="live rows"
+            )
             select(app, b.id)
             await pilot.press("s")
             await wait_for(pilot, lambda: on_screen(app, ConfirmScreen))
@@ -157,8 +158,13 @@ async def test_stop_signals_the_right_process_and_resume_continues():
 
 
 async def test_dashboard_shows_the_numbers_written_and_new_events_live():
-    run = make_run("live", status="finished", total_steps=100, write=training(100, final=None),
-                   log_lines=["engine says hello"])
+    run = make_run(
+        "live",
+        status="finished",
+        total_steps=100,
+        write=training(100, final=None),
+        log_lines=["engine says hello"],
+    )
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_dashboard(app, pilot, run)
@@ -183,8 +189,14 @@ async def test_dashboard_shows_the_numbers_written_and_new_events_live():
         with open(run.log_path, "a") as fh:
             fh.write("a fresh engine.log line\n")
         await wait_for(pilot, lambda: "loss 1.2345" in screen.query_one(RunHeader).text, what="metric")
-        await wait_for(pilot, lambda: "best 1.1110 @ 101" in screen.query_one(RunHeader).text
-                       or "best 1.1111 @ 101" in screen.query_one(RunHeader).text, what="eval")
+        await wait_for(
+            pilot,
+            lambda: (
+                "best 1.1110 @ 101" in screen.query_one(RunHeader).text
+                or "best 1.1111 @ 101" in screen.query_one(RunHeader).text
+            ),
+            what="eval",
+        )
         await wait_for(pilot, lambda: "GPU 1" in screen.query_one(GpuPane).text, what="gpu")
         await wait_for(pilot, lambda: "2.500 kWh" in screen.query_one(EmissionsPane).text, what="carbon")
         plain = lambda: "\n".join(screen.query_one(LogPane).plain)  # noqa: E731
@@ -209,15 +221,22 @@ async def test_gpu_pane_says_why_there_is_no_gpu():
             # field: EventWriter rejects fields the schema does not know yet.
             w.emit("gpu_unavailable_probe") if False else None
         with open(plain.events_path, "a") as fh:
-            fh.write('{"v": 1, "t": 1.0, "type": "gpu", "index": 0, "unavailable": true, '
-                     '"reason": "no NVIDIA driver: libnvidia-ml.so not found"}\n')
+            fh.write(
+                '{"v": 1, "t": 1.0, "type": "gpu", "index": 0, "unavailable": true, '
+                '"reason": "no NVIDIA driver: libnvidia-ml.so not found"}\n'
+            )
         await wait_for(pilot, lambda: "libnvidia-ml.so not found" in screen.query_one(GpuPane).text)
 
 
 async def test_hostile_text_is_shown_literally_in_every_pane():
-    run = make_run("hostile", total_steps=10, meta={"name": HOSTILE, "kind": HOSTILE, "message": HOSTILE},
-                   write=training(10, eval_every=5, log_messages=[HOSTILE]), log_lines=[HOSTILE],
-                   status="failed")
+    run = make_run(
+        "hostile",
+        total_steps=10,
+        meta={"name": HOSTILE, "kind": HOSTILE, "message": HOSTILE},
+        write=training(10, eval_every=5, log_messages=[HOSTILE]),
+        log_lines=[HOSTILE],
+        status="failed",
+    )
     with EventWriter(run.events_path) as w:
         w.emit("checkpoint", step=10, path=f"checkpoints/{HOSTILE}", kind=HOSTILE)
         w.emit("progress", phase=HOSTILE, done=1, total=2, unit=HOSTILE)
@@ -229,8 +248,11 @@ async def test_hostile_text_is_shown_literally_in_every_pane():
         await wait_for(pilot, lambda: app.screen.scans >= 1)
         assert HOSTILE[:40] in screen_text(app)  # runs table (name)
         screen = await open_dashboard(app, pilot, run)
-        await wait_for(pilot, lambda: sum(HOSTILE in line for line in screen.query_one(LogPane).plain) >= 3,
-                       what="hostile log lines")
+        await wait_for(
+            pilot,
+            lambda: sum(HOSTILE in line for line in screen.query_one(LogPane).plain) >= 3,
+            what="hostile log lines",
+        )
         assert HOSTILE in screen.query_one(RunHeader).text
         table = screen.query_one(CheckpointList)
         assert any(HOSTILE in str(cell) for row in range(table.row_count) for cell in table.get_row_at(row))
@@ -323,8 +345,12 @@ async def test_quitting_never_stops_a_run_and_reopening_reattaches():
             step = screen.view.step
             await wait_for(pilot, lambda: (screen.view.step or 0) > step, what="live steps after re-attach")
             await pilot.press("c")  # checkpoint now, from the dashboard
-            await wait_for(pilot, lambda: any(c.get("kind") == "step" for c in screen.view.checkpoints),
-                           timeout=10, what="checkpoint-now")
+            await wait_for(
+                pilot,
+                lambda: any(c.get("kind") == "step" for c in screen.view.checkpoints),
+                timeout=10,
+                what="checkpoint-now",
+            )
     finally:
         finish(run)
 
@@ -356,8 +382,13 @@ async def test_new_run_form_validates_inline_and_launches(monkeypatch):
         await pilot.press("ctrl+l")
         await pilot.pause(0.2)
         assert not launched and isinstance(app.screen, NewRunScreen)
-        for key, value in (("model-n_heads", "8"), ("length", "5"), ("micro_batch", "2"), ("seq_len", "32"),
-                           ("name", "form-run")):
+        for key, value in (
+            ("model-n_heads", "8"),
+            ("length", "5"),
+            ("micro_batch", "2"),
+            ("seq_len", "32"),
+            ("name", "form-run"),
+        ):
             form.query_one(f"#f-{key}").value = value
         await wait_for(pilot, lambda: form.config is not None and not form.errors, what="valid form")
         assert f"{form.config.model.num_params():,}" in str(form.query_one("#estimate").content)
@@ -431,8 +462,9 @@ async def test_finetune_base_that_is_not_a_model_shows_the_preflight_error(launc
         form.query_one("#ft-base").value = str(folder)
         await pilot.pause()
         await pilot.press("ctrl+l")  # at once: the launch's own preflight refuses it
-        await wait_for(pilot, lambda: "ft-base" in form.ft_errors and not form.launching,
-                       what="the launch refused")
+        await wait_for(
+            pilot, lambda: "ft-base" in form.ft_errors and not form.launching, what="the launch refused"
+        )
         assert "is not a model folder: it has no config.json" in error_under(form, "base")
         assert "[bold red]weights[@click=app.quit]x" in error_under(form, "base")  # literally
         assert launches == [] and list_runs() == [] and isinstance(app.screen, NewRunScreen)
@@ -450,22 +482,47 @@ async def test_finetune_launch_records_the_typed_values_and_opens_the_dashboard(
     base_run = make_run("tiny-base", total_steps=10, write=training(10))
     fake_checkpoint(base_run, 10)
     chats = tmp_path / "chats.jsonl"
-    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
-                                                      {"role": "assistant", "content": f"hello {i}"}]}) + "\n"
-                             for i in range(5)))
+    chats.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"hi {i}"},
+                        {"role": "assistant", "content": f"hello {i}"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         form = await open_finetune_tab(app, pilot)
         # An empty base means the newest pre-training run with a checkpoint, and the form says which.
         hint = str(form.query_one("#hint-ft-base").content)
         assert "tiny-base (step-000010)" in hint and form.query_one("#hint-ft-base").display
-        typed = {"name": "ft-form", "data": str(chats), "lora_r": "8", "lora_alpha": "16",
-                 "lora_dropout": "0.1", "lora_target": "q_proj,v_proj", "seq_len": "256", "micro_batch": "2",
-                 "grad_accum": "3", "lr": "1e-4", "length": "30"}
+        typed = {
+            "name": "ft-form",
+            "data": str(chats),
+            "lora_r": "8",
+            "lora_alpha": "16",
+            "lora_dropout": "0.1",
+            "lora_target": "q_proj,v_proj",
+            "seq_len": "256",
+            "micro_batch": "2",
+            "grad_accum": "3",
+            "lr": "1e-4",
+            "length": "30",
+        }
         for key, value in typed.items():
             form.query_one(f"#ft-{key}").value = value
-        for key, value in (("quantization", "8bit"), ("chat_template", "chatml"), ("packing", "true"),
-                           ("length_kind", "max_steps")):
+        for key, value in (
+            ("quantization", "8bit"),
+            ("chat_template", "chatml"),
+            ("packing", "true"),
+            ("length_kind", "max_steps"),
+        ):
             form.query_one(f"#ft-{key}").value = value
         await wait_for(pilot, lambda: form.preflight_state == "ok", what="the preflight")
         check = str(form.query_one("#ft-check").content)
@@ -478,13 +535,40 @@ async def test_finetune_launch_records_the_typed_values_and_opens_the_dashboard(
         meta = run.read_meta()
         assert meta["kind"] == "finetune" and meta["name"] == "ft-form"
         cfg = meta["config"]
-        assert {k: cfg[k] for k in ("data", "lora_r", "lora_alpha", "lora_dropout", "lora_target", "seq_len",
-                                    "micro_batch", "grad_accum", "lr", "max_steps", "epochs", "quantization",
-                                    "chat_template", "packing")} == {
-            "data": str(chats), "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
-            "lora_target": "q_proj,v_proj", "seq_len": 256, "micro_batch": 2, "grad_accum": 3, "lr": 1e-4,
-            "max_steps": 30, "epochs": 0.0,
-            "quantization": "8bit", "chat_template": "chatml", "packing": True}
+        assert {
+            k: cfg[k]
+            for k in (
+                "data",
+                "lora_r",
+                "lora_alpha",
+                "lora_dropout",
+                "lora_target",
+                "seq_len",
+                "micro_batch",
+                "grad_accum",
+                "lr",
+                "max_steps",
+                "epochs",
+                "quantization",
+                "chat_template",
+                "packing",
+            )
+        } == {
+            "data": str(chats),
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "lora_dropout": 0.1,
+            "lora_target": "q_proj,v_proj",
+            "seq_len": 256,
+            "micro_batch": 2,
+            "grad_accum": 3,
+            "lr": 1e-4,
+            "max_steps": 30,
+            "epochs": 0.0,
+            "quantization": "8bit",
+            "chat_template": "chatml",
+            "packing": True,
+        }
         # The base is pinned to what preflight checked: that run and its checkpoint.
         assert (cfg["base"], cfg["base_checkpoint"]) == (base_run.id, "step-000010")
         assert FinetuneConfig.from_dict(cfg).lora_r == 8  # run.json reproduces the run
@@ -513,8 +597,14 @@ async def test_finetune_dashboard_and_runs_list_show_what_it_trains():
         assert "LoRA 32.8k on tiny-owt" in text and "5.8M params" in text  # the wide "model" column
         screen = await open_dashboard(app, pilot, run)
         header = screen.query_one(RunHeader).text
-        for shown in ("32,768 trainable of 172,352 (19.0%)", FINETUNE_INFO["base"], "4bit nf4 double-quant",
-                      "template chatml", "40/40", "best "):
+        for shown in (
+            "32,768 trainable of 172,352 (19.0%)",
+            FINETUNE_INFO["base"],
+            "4bit nf4 double-quant",
+            "template chatml",
+            "40/40",
+            "best ",
+        ):
             assert shown in header, (shown, header)
         assert "params" not in header  # a fine-tune shows what trains, not the pre-training count
         assert len(screen.query_one(LossPlot).train) == 40
@@ -522,8 +612,9 @@ async def test_finetune_dashboard_and_runs_list_show_what_it_trains():
 
 async def test_finetune_header_shows_hostile_run_info_literally():
     info = dict(FINETUNE_INFO, base=HOSTILE, chat_template=HOSTILE, quantization=HOSTILE)
-    run = make_run("hostile-ft", kind="finetune", total_steps=5, config={"base": HOSTILE},
-                   write=finetuning(5, info=info))
+    run = make_run(
+        "hostile-ft", kind="finetune", total_steps=5, config={"base": HOSTILE}, write=finetuning(5, info=info)
+    )
     app = make_app()
     async with app.run_test(size=(330, 40)) as pilot:
         screen = await open_dashboard(app, pilot, run)
@@ -536,8 +627,10 @@ async def test_finetune_header_shows_hostile_run_info_literally():
         assert app.is_running
 
 
-@pytest.mark.skipif(not (REPO / "engine" / "train" / "worker.py").exists(),
-                    reason="the training worker (engine/train/worker.py) is not in the checkout yet")
+@pytest.mark.skipif(
+    not (REPO / "engine" / "train" / "worker.py").exists(),
+    reason="the training worker (engine/train/worker.py) is not in the checkout yet",
+)
 async def test_launch_a_real_tiny_run_from_the_form():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -555,8 +648,12 @@ async def test_launch_a_real_tiny_run_from_the_form():
             await wait_for(pilot, lambda: any(r.name == "real-tiny" for r in runs_screen.rows), timeout=10)
             # The engine process really started: its status is live or already final, never a
             # launch failure.
-            await wait_for(pilot, lambda: run_status(run, tail=0).state in ("running", "finished"),
-                           timeout=30, what="the engine to start")
+            await wait_for(
+                pilot,
+                lambda: run_status(run, tail=0).state in ("running", "finished"),
+                timeout=30,
+                what="the engine to start",
+            )
         finally:
             finish(run)
 
@@ -634,6 +731,7 @@ def test_plain_canvas_opens_the_console(monkeypatch, tmp_path):
     from canvas_tui.cli import main
 
     seen = {}
+
     def fake_run(args) -> int:
         seen["run"] = args.run
         return 0
@@ -644,7 +742,6 @@ def test_plain_canvas_opens_the_console(monkeypatch, tmp_path):
     seen.clear()
     assert main(["console", "--run", "abc"]) == 0
     assert seen == {"run": "abc"}
-
 
 
 def test_console_without_a_terminal_says_so(capsys):

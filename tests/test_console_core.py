@@ -105,8 +105,11 @@ def test_sketch_reads_a_bounded_sample_and_the_tail(tmp_path):
 def test_runs_tracker_rows_and_crash_detection():
     done = make_run("done", total_steps=100, created=FROZEN_NOW - 60, write=training(100))
     # run.json says running, but the recorded process does not exist: the truth is "crashed".
-    crashed = make_run("gone", status="running", meta={"pid": 999_999_99, "pid_start_time": 1.0,
-                                                        "host": socket.gethostname()})
+    crashed = make_run(
+        "gone",
+        status="running",
+        meta={"pid": 999_999_99, "pid_start_time": 1.0, "host": socket.gethostname()},
+    )
     tracker = RunsTracker()
     rows = {r.name: r for r in tracker.scan()}
     row = rows["done"]
@@ -141,9 +144,14 @@ def test_form_builds_a_validated_config_and_names_the_bad_field():
     assert (cfg.max_steps, cfg.micro_batch, cfg.seq_len, cfg.lr) == (5, 2, 32, 1e-3)
     est = forms.estimate(cfg)
     assert est.params == cfg.model.num_params() and est.memory["total"] > est.memory["weights"] > 0
-    for key, bad, field in (("model.n_heads", "7", "model.n_heads"), ("seq_len", "4096", "seq_len"),
-                            ("lr", "abc", "lr"), ("length", "0", "max_steps"), ("data", "a,,b", "data"),
-                            ("micro_batch", "", "micro_batch")):
+    for key, bad, field in (
+        ("model.n_heads", "7", "model.n_heads"),
+        ("seq_len", "4096", "seq_len"),
+        ("lr", "abc", "lr"),
+        ("length", "0", "max_steps"),
+        ("data", "a,,b", "data"),
+        ("micro_batch", "", "micro_batch"),
+    ):
         broken = dict(values, **{key: bad})
         with pytest.raises(ConfigError) as info:
             forms.pretrain_config(broken)
@@ -159,11 +167,18 @@ def test_finetune_form_defaults_are_the_configs_and_errors_name_the_field():
     assert {v for _, v in forms.TEMPLATE_CHOICES} == set(CHAT_TEMPLATES)
     shown = [k for k, _ in (*forms.FINETUNE_FIELDS, *forms.FINETUNE_CHOICE_FIELDS)]
     assert sorted(forms.FINETUNE_ORDER) == sorted(shown) and set(shown) <= set(FinetuneConfig().to_dict())
-    for key, bad, slot in (("lora_r", "0", "lora_r"), ("lora_dropout", "2", "lora_dropout"),
-                           ("lora_target", " , ", "lora_target"), ("data", "", "data"), ("lr", "abc", "lr"),
-                           ("length", "0", "length"), ("seq_len", "", "seq_len"),
-                           ("micro_batch", "1.5", "micro_batch"), ("quantization", "3bit", "quantization"),
-                           ("data", "embedded?format=x", "data")):
+    for key, bad, slot in (
+        ("lora_r", "0", "lora_r"),
+        ("lora_dropout", "2", "lora_dropout"),
+        ("lora_target", " , ", "lora_target"),
+        ("data", "", "data"),
+        ("lr", "abc", "lr"),
+        ("length", "0", "length"),
+        ("seq_len", "", "seq_len"),
+        ("micro_batch", "1.5", "micro_batch"),
+        ("quantization", "3bit", "quantization"),
+        ("data", "embedded?format=x", "data"),
+    ):
         with pytest.raises(ConfigError) as info:
             forms.finetune_config(dict(values, **{key: bad}))
         assert forms.finetune_slot(info.value.field) == slot, (key, info.value)
@@ -171,15 +186,17 @@ def test_finetune_form_defaults_are_the_configs_and_errors_name_the_field():
     errors = forms.finetune_errors(dict(values, lora_r="0", lora_dropout="2", data=""))
     assert set(errors) == {"lora_r", "lora_dropout", "data"} and "--set" not in "".join(errors.values())
     assert forms.finetune_errors(values) == {}
-    cfg = forms.finetune_config(dict(values, length_kind="max_steps", length="30", packing="true",
-                                     base=" some/model "))
+    cfg = forms.finetune_config(
+        dict(values, length_kind="max_steps", length="30", packing="true", base=" some/model ")
+    )
     assert (cfg.max_steps, cfg.epochs, cfg.packing, cfg.base) == (30, 0.0, True, "some/model")
 
 
 def test_finetune_rows_and_trainable_share():
     base = make_run("tiny-owt", write=training(5))
-    ft = make_run("chat", kind="finetune", config=FinetuneConfig(base=base.id).to_dict(),
-                  write=finetuning(10))
+    ft = make_run(
+        "chat", kind="finetune", config=FinetuneConfig(base=base.id).to_dict(), write=finetuning(10)
+    )
     folder = make_run("chat2", kind="finetune", config=FinetuneConfig(base="/models/llama-7b").to_dict())
     rows = {r.name: r for r in RunsTracker().scan()}
     assert rows["chat"].model() == "LoRA 32.8k on tiny-owt" and rows["chat"].matches("owt")
@@ -199,10 +216,12 @@ def test_formatting_helpers():
 
 
 def test_console_import_does_not_import_torch():
-    code = ("import sys, time; t = time.perf_counter(); import canvas_tui.app, canvas_tui.screens.dashboard, "
-            "canvas_tui.screens.new_run, canvas_tui.cli; "
-            "bad = sorted(m for m in ('torch', 'transformers', 'datasets', 'peft') if m in sys.modules); "
-            "print(bad, round(time.perf_counter() - t, 3))")
+    code = (
+        "import sys, time; t = time.perf_counter(); import canvas_tui.app, canvas_tui.screens.dashboard, "
+        "canvas_tui.screens.new_run, canvas_tui.cli; "
+        "bad = sorted(m for m in ('torch', 'transformers', 'datasets', 'peft') if m in sys.modules); "
+        "print(bad, round(time.perf_counter() - t, 3))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
     bad, seconds = out.stdout.split("]")

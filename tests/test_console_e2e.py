@@ -24,8 +24,10 @@ from tests.console_fixtures import REPO, finish
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(not (REPO / "engine" / "train" / "worker.py").exists(),
-                       reason="the training worker (engine/train/worker.py) is not in the checkout yet"),
+    pytest.mark.skipif(
+        not (REPO / "engine" / "train" / "worker.py").exists(),
+        reason="the training worker (engine/train/worker.py) is not in the checkout yet",
+    ),
 ]
 
 #: What the form is filled with: a 2-layer width-64 model that trains in milliseconds a step on CPU,
@@ -88,7 +90,12 @@ async def test_launch_watch_quit_reattach_and_stop_a_real_run():
             await wait_for(pilot, lambda: form.config is not None and not form.errors, 10, "a valid form")
             cfg = form.config
             assert (cfg.model.dim, cfg.model.n_layers, cfg.seq_len, cfg.micro_batch, cfg.max_steps) == (
-                64, 2, 32, 2, 1_000_000)
+                64,
+                2,
+                32,
+                2,
+                1_000_000,
+            )
             form.query_one("#f-name", Input).blur()  # ctrl+l is the screen's key, not the input's
             await pilot.press("ctrl+l")
             await wait_for(pilot, lambda: on_screen(app, DashboardScreen), 30, "the new run's dashboard")
@@ -128,10 +135,15 @@ async def test_launch_watch_quit_reattach_and_stop_a_real_run():
             history = train_steps(screen)
             assert history[: len(steps_before_quit)] == steps_before_quit  # rebuilt from the files alone
             assert len(history) >= len(steps_before_quit)
-            await wait_for(pilot, lambda: len(train_steps(screen)) > len(history), 60,
-                           "live points after re-attach")
-            await wait_for(pilot, lambda: screen.status is not None and screen.status.state == "running", 10,
-                           "the live status")
+            await wait_for(
+                pilot, lambda: len(train_steps(screen)) > len(history), 60, "live points after re-attach"
+            )
+            await wait_for(
+                pilot,
+                lambda: screen.status is not None and screen.status.state == "running",
+                10,
+                "the live status",
+            )
 
             # -- 5. stop it from the console ------------------------------------------------
             await pilot.press("s")

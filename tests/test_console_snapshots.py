@@ -33,12 +33,22 @@ def utc(monkeypatch):
 
 @pytest.fixture
 def store(utc):
-    a = make_run("tiny-owt", run_id=RUN_A, created=FROZEN_NOW - 7200, total_steps=200,
-                 write=training(200, t0=FROZEN_NOW - 7000, gpus=2,
-                                log_messages=["warming up the data cache"]),
-                 log_lines=["=== canvas: attempt 1", "step 10 loss 6.2", "step 20 loss 5.7"])
-    make_run("seed-base-c4", run_id=RUN_B, status="stopped", created=FROZEN_NOW - 60, total_steps=1000,
-             write=training(120, t0=FROZEN_NOW - 50, gpus=0, telemetry_every=0, final="stopped"))
+    a = make_run(
+        "tiny-owt",
+        run_id=RUN_A,
+        created=FROZEN_NOW - 7200,
+        total_steps=200,
+        write=training(200, t0=FROZEN_NOW - 7000, gpus=2, log_messages=["warming up the data cache"]),
+        log_lines=["=== canvas: attempt 1", "step 10 loss 6.2", "step 20 loss 5.7"],
+    )
+    make_run(
+        "seed-base-c4",
+        run_id=RUN_B,
+        status="stopped",
+        created=FROZEN_NOW - 60,
+        total_steps=1000,
+        write=training(120, t0=FROZEN_NOW - 50, gpus=0, telemetry_every=0, final="stopped"),
+    )
     make_run("data-prep", run_id=RUN_C, kind="data", status="failed", created=FROZEN_NOW - 3 * 86400)
     return a
 
@@ -59,8 +69,12 @@ async def runs_loaded(pilot) -> None:
 async def dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
     pilot.app.open_dashboard(_path(RUN_A))
-    while not (isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.view.resolution == "full"
-               and pilot.app.screen.status is not None and not pilot.app.screen._dirty):
+    while not (
+        isinstance(pilot.app.screen, DashboardScreen)
+        and pilot.app.screen.view.resolution == "full"
+        and pilot.app.screen.status is not None
+        and not pilot.app.screen._dirty
+    ):
         await pilot.pause(0.05)
     await pilot.pause(0.3)
 
@@ -116,9 +130,12 @@ def test_help_80x24(store, snap_compare):
 
 # Every screen in every theme at 120x40 (canvas-dark runs and dashboard at 120x40 are above).
 SCREENS = {"runs": runs_loaded, "dashboard": dashboard_loaded, "new_run": new_run_loaded, "help": help_loaded}
-THEMED = [(screen, theme) for theme in ("canvas-dark", "canvas-light", "canvas-high-contrast")
-          for screen in SCREENS
-          if not (theme == "canvas-dark" and screen in ("runs", "dashboard"))]
+THEMED = [
+    (screen, theme)
+    for theme in ("canvas-dark", "canvas-light", "canvas-high-contrast")
+    for screen in SCREENS
+    if not (theme == "canvas-dark" and screen in ("runs", "dashboard"))
+]
 
 
 @pytest.mark.parametrize(("screen", "theme"), THEMED, ids=[f"{s}-{t}" for s, t in THEMED])
@@ -155,19 +172,36 @@ def test_new_run_finetune_120x40(store, snap_compare):
 
 @pytest.fixture
 def ft_store(utc):
-    make_run("tiny-owt", run_id=RUN_A, created=FROZEN_NOW - 7200, total_steps=200,
-             write=training(200, t0=FROZEN_NOW - 7000, gpus=1))
-    config = FinetuneConfig(base=RUN_A, base_checkpoint="step-000200", data="embedded",
-                            chat_template="chatml").to_dict()
-    return make_run("chat-v1", kind="finetune", run_id=RUN_F, created=FROZEN_NOW - 1900, total_steps=40,
-                    config=config, write=finetuning(40, t0=FROZEN_NOW - 1800))
+    make_run(
+        "tiny-owt",
+        run_id=RUN_A,
+        created=FROZEN_NOW - 7200,
+        total_steps=200,
+        write=training(200, t0=FROZEN_NOW - 7000, gpus=1),
+    )
+    config = FinetuneConfig(
+        base=RUN_A, base_checkpoint="step-000200", data="embedded", chat_template="chatml"
+    ).to_dict()
+    return make_run(
+        "chat-v1",
+        kind="finetune",
+        run_id=RUN_F,
+        created=FROZEN_NOW - 1900,
+        total_steps=40,
+        config=config,
+        write=finetuning(40, t0=FROZEN_NOW - 1800),
+    )
 
 
 async def ft_dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
     pilot.app.open_dashboard(_path(RUN_F))
-    while not (isinstance(pilot.app.screen, DashboardScreen) and pilot.app.screen.view.resolution == "full"
-               and pilot.app.screen.status is not None and not pilot.app.screen._dirty):
+    while not (
+        isinstance(pilot.app.screen, DashboardScreen)
+        and pilot.app.screen.view.resolution == "full"
+        and pilot.app.screen.status is not None
+        and not pilot.app.screen._dirty
+    ):
         await pilot.pause(0.05)
     await pilot.pause(0.3)
 

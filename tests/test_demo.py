@@ -26,8 +26,14 @@ def test_demo_learns_and_saves_an_exportable_model(tmp_path):
 
 def test_canvas_demo_through_the_cli(tmp_path):
     env = {**os.environ, "CANVAS_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "canvas_tui", "demo", "--steps", "3", "--micro-batch", "2",
-                           "--seq-len", "32"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "canvas_tui", "demo", "--steps", "3", "--micro-batch", "2", "--seq-len", "32"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "step     3/3" in proc.stdout and "sample: The " in proc.stdout
     assert (tmp_path / "cache" / "data").is_dir()  # prepared data went under CANVAS_HOME

@@ -34,15 +34,18 @@ def test_defaults_are_the_qlora_recipe():
     assert (cfg.lr, cfg.grad_clip, cfg.weight_decay, cfg.lora_target) == (2e-4, 0.3, 0.0, "all")
 
 
-@pytest.mark.parametrize(("sets", "field"), [
-    (["lora_r=0"], "lora_r"),
-    (["lora_dropout=1.5"], "lora_dropout"),
-    (["quantization=3bit"], "quantization"),
-    (["optimizer=sgd"], "optimizer"),
-    (["chat_template=llama"], "chat_template"),
-    (["max_steps=0", "epochs=0"], "max_steps"),
-    (["lora_target= , "], "lora_target"),
-])
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [
+        (["lora_r=0"], "lora_r"),
+        (["lora_dropout=1.5"], "lora_dropout"),
+        (["quantization=3bit"], "quantization"),
+        (["optimizer=sgd"], "optimizer"),
+        (["chat_template=llama"], "chat_template"),
+        (["max_steps=0", "epochs=0"], "max_steps"),
+        (["lora_target= , "], "lora_target"),
+    ],
+)
 def test_bad_settings_name_the_field(sets, field):
     with pytest.raises(ConfigError) as err:
         load_finetune_config(sets=sets)
@@ -144,7 +147,9 @@ def test_all_targets_are_the_block_projections_and_typos_list_them(base_dir):
 def test_resolving_imports_no_torch(base_dir):
     import subprocess
 
-    code = (f"from engine.finetune.base import resolve_base, weight_shapes; import sys; "
-            f"resolve_base({str(base_dir)!r}); weight_shapes({str(base_dir)!r}); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        f"from engine.finetune.base import resolve_base, weight_shapes; import sys; "
+        f"resolve_base({str(base_dir)!r}); weight_shapes({str(base_dir)!r}); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

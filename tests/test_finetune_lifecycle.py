@@ -18,8 +18,22 @@ from tests.finetune_fixtures import tiny_base, tiny_tokenizer
 from tests.helpers import wait_until
 from tests.lifecycle_helpers import canvas, events, finish, last_step
 
-FAST = ["--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=2", "--set", "log_every=1",
-        "--set", "eval_batches=2", "--set", "lora_r=4", "--set", "lr=5e-3"]
+FAST = [
+    "--set",
+    "seq_len=96",
+    "--set",
+    "micro_batch=2",
+    "--set",
+    "grad_accum=2",
+    "--set",
+    "log_every=1",
+    "--set",
+    "eval_batches=2",
+    "--set",
+    "lora_r=4",
+    "--set",
+    "lr=5e-3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,31 +53,37 @@ def base_dir(tmp_path_factory) -> Path:
     return tiny_base(root / "llama", tiny_tokenizer(root / "tok"))
 
 
-
-
 def start(*args: str, name: str) -> RunDir:
     out = canvas("finetune", *FAST, *args, "--name", name, "--detach")
     assert out.returncode == 0, out.stderr
     return resolve_run(out.stdout.split()[0])
 
 
-
-
-
-
-
-
 def test_kill_9_then_resume_gives_the_same_losses_and_adapter(base_dir):
-    args = ["--base", str(base_dir), "--data", "embedded?limit=160", "--set", "max_steps=14",
-            "--set", "checkpoint_every=4", "--set", "eval_every=7", "--set", "keep_checkpoints=10"]
+    args = [
+        "--base",
+        str(base_dir),
+        "--data",
+        "embedded?limit=160",
+        "--set",
+        "max_steps=14",
+        "--set",
+        "checkpoint_every=4",
+        "--set",
+        "eval_every=7",
+        "--set",
+        "keep_checkpoints=10",
+    ]
     straight = start(*args, name="ft-straight")
     assert finish(straight).state == "finished", straight.log_path.read_text()[-2000:]
 
     broken = start(*args, name="ft-broken")
     wait_until(lambda: last_step(broken) >= 2, what="two steps")
     os.kill(broken.read_meta()["pid"], signal.SIGUSR1)  # checkpoint now
-    requested = wait_until(lambda: [c for c in events(broken, "checkpoint") if c["step"] not in (4, 8, 12)],
-                           what="the requested checkpoint")
+    requested = wait_until(
+        lambda: [c for c in events(broken, "checkpoint") if c["step"] not in (4, 8, 12)],
+        what="the requested checkpoint",
+    )
     checkpointed = max(c["step"] for c in events(broken, "checkpoint"))
     wait_until(lambda: last_step(broken) >= max(checkpointed, 4) + 1, what="a step past a checkpoint")
     os.kill(broken.read_meta()["pid"], signal.SIGKILL)
@@ -89,9 +109,18 @@ def test_kill_9_then_resume_gives_the_same_losses_and_adapter(base_dir):
 
 def test_bad_input_fails_fast_before_anything_loads(base_dir, tmp_path):
     chats = tmp_path / "chats.jsonl"
-    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                              {"role": "assistant", "content": "hello"},
-                                              {"role": "user", "content": "and?"}]}) + "\n")
+    chats.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "and?"},
+                ]
+            }
+        )
+        + "\n"
+    )
     cases = [
         (["--base", str(tmp_path)], "no config.json"),
         (["--base", str(base_dir), "--data", str(chats)], "ends with a user turn"),
@@ -111,9 +140,27 @@ def test_bad_input_fails_fast_before_anything_loads(base_dir, tmp_path):
 def test_the_embedded_default_end_to_end(tmp_path):
     """Pre-train a tiny scratch run, fine-tune it (no --base: the newest run) on the embedded
     conversations, stop and resume it, then export merged and adapter folders."""
-    pre = canvas("train", "--set", "max_steps=20", "--set", "micro_batch=4", "--set", "seq_len=64",
-                 "--set", "model.n_layers=2", "--set", "model.dim=64", "--set", "model.n_heads=4",
-                 "--set", "model.n_kv_heads=2", "--set", "eval_batches=2", "--name", "scratch")
+    pre = canvas(
+        "train",
+        "--set",
+        "max_steps=20",
+        "--set",
+        "micro_batch=4",
+        "--set",
+        "seq_len=64",
+        "--set",
+        "model.n_layers=2",
+        "--set",
+        "model.dim=64",
+        "--set",
+        "model.n_heads=4",
+        "--set",
+        "model.n_kv_heads=2",
+        "--set",
+        "eval_batches=2",
+        "--name",
+        "scratch",
+    )
     assert pre.returncode == 0, pre.stderr
     scratch = resolve_run("scratch")
 
@@ -166,14 +213,16 @@ def test_the_embedded_default_end_to_end(tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
     chat = [{"role": "user", "content": "What does json.dumps do?"}]
-    ids = tok.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
-                                  return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
+        "input_ids"
+    ]
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     base = AutoModelForCausalLM.from_pretrained(run.path / "base")
     reference = PeftModel.from_pretrained(base, str(tmp_path / "adapter")).eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(input_ids=ids).logits, reference(input_ids=ids).logits,
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-4, rtol=1e-4
+        )
     # The published adapter names its base, so peft's auto class loads the pair in one call.
     from peft import AutoPeftModelForCausalLM
 

@@ -18,8 +18,19 @@ from engine.finetune.trainer import FinetuneTrainer, labelled, labelled_loss_sum
 from engine.train.loop import TrainingStopped
 from tests.finetune_fixtures import tiny_base, tiny_tokenizer
 
-SETS = ["max_steps=40", "seq_len=128", "micro_batch=4", "grad_accum=1", "lr=5e-3", "lora_r=8",
-        "val_fraction=0.1", "eval_batches=4", "eval_every=20", "log_every=5", "lora_dropout=0"]
+SETS = [
+    "max_steps=40",
+    "seq_len=128",
+    "micro_batch=4",
+    "grad_accum=1",
+    "lr=5e-3",
+    "lora_r=8",
+    "val_fraction=0.1",
+    "eval_batches=4",
+    "eval_every=20",
+    "log_every=5",
+    "lora_dropout=0",
+]
 DATA = "embedded?limit=240"
 
 
@@ -102,8 +113,9 @@ def test_the_merged_export_matches_base_plus_adapter(trained, base_dir, tmp_path
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     assert not any("lora" in k for k in load_file(str(out / "model.safetensors")))
-    reference = load_with_adapter(str(base_dir), checkpoint, trainer.cfg, torch.device("cpu"), torch.float32,
-                                  quantize=False)
+    reference = load_with_adapter(
+        str(base_dir), checkpoint, trainer.cfg, torch.device("cpu"), torch.float32, quantize=False
+    )
     x = sample_ids()
     with torch.no_grad():
         got, want = merged(input_ids=x).logits, reference(input_ids=x).logits
@@ -141,8 +153,12 @@ def test_the_loss_counts_labelled_tokens_only():
     labels = torch.tensor([[-100, 3, 4, -100, -100], [-100, -100, -100, 7, 1]])
     batch = {"labels": labels}
     assert labelled(batch) == 4
-    manual = sum(-torch.log_softmax(logits[b, t - 1], -1)[labels[b, t]]
-                 for b in range(2) for t in range(1, 5) if labels[b, t] != -100)
+    manual = sum(
+        -torch.log_softmax(logits[b, t - 1], -1)[labels[b, t]]
+        for b in range(2)
+        for t in range(1, 5)
+        if labels[b, t] != -100
+    )
     torch.testing.assert_close(token_loss_sum(logits, labels), manual)
 
 
@@ -167,14 +183,24 @@ def test_out_of_memory_names_the_knobs(base_dir, tmp_path, monkeypatch):
     assert "gradient_checkpointing=true" in message and "paged_adamw_8bit" in message
 
 
-@pytest.mark.parametrize(("quantization", "optimizer", "layer", "optimizer_class"), [
-    ("8bit", "adamw", "Linear8bitLt", "AdamW"),
-    ("none", "paged_adamw_8bit", "Linear", "PagedAdamW8bit"),
-])
-def test_the_other_quantisations_and_optimizers_train(base_dir, tmp_path, quantization, optimizer, layer,
-                                                      optimizer_class):
-    cfg = config(base_dir, f"quantization={quantization}", f"optimizer={optimizer}", "max_steps=6",
-                 "eval_every=6", "packing=true")
+@pytest.mark.parametrize(
+    ("quantization", "optimizer", "layer", "optimizer_class"),
+    [
+        ("8bit", "adamw", "Linear8bitLt", "AdamW"),
+        ("none", "paged_adamw_8bit", "Linear", "PagedAdamW8bit"),
+    ],
+)
+def test_the_other_quantisations_and_optimizers_train(
+    base_dir, tmp_path, quantization, optimizer, layer, optimizer_class
+):
+    cfg = config(
+        base_dir,
+        f"quantization={quantization}",
+        f"optimizer={optimizer}",
+        "max_steps=6",
+        "eval_every=6",
+        "packing=true",
+    )
     trainer = FinetuneTrainer(cfg, tmp_path / "run", None)
     trainer.run()
     assert type(trainer.optimizer).__name__ == optimizer_class
@@ -192,7 +218,9 @@ def test_the_labelled_rows_head_gives_the_full_logits_loss(trained):
     batch = trainer.batches.next_batch()
     assert 0 < labelled(batch) < batch["input_ids"].numel()  # some positions are not the assistant's
     with torch.no_grad(), evaluating(trainer.model):
-        full = token_loss_sum(trainer.model(input_ids=batch["input_ids"],
-                                            attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        full = token_loss_sum(
+            trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+            batch["labels"],
+        )
         fast = labelled_loss_sum(trainer.model.get_base_model(), batch)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-4)

@@ -52,15 +52,21 @@ def test_greedy_equals_transformers_generate(model, hf_model, penalty):
     for prompt in PROMPTS:
         ours = generate(model, [prompt], params)[0]
         with torch.no_grad():
-            out = hf_model.generate(torch.tensor([prompt]), max_new_tokens=25, do_sample=False,
-                                    repetition_penalty=penalty, pad_token_id=0)
-        assert ours == out[0, len(prompt):].tolist()
+            out = hf_model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=25,
+                do_sample=False,
+                repetition_penalty=penalty,
+                pad_token_id=0,
+            )
+        assert ours == out[0, len(prompt) :].tolist()
 
 
 def test_penalty_changes_the_output(model):
     plain = generate(model, PROMPTS[:1], SamplingParams(max_new_tokens=25, temperature=0))
-    penalised = generate(model, PROMPTS[:1], SamplingParams(max_new_tokens=25, temperature=0,
-                                                            repetition_penalty=2.0))
+    penalised = generate(
+        model, PROMPTS[:1], SamplingParams(max_new_tokens=25, temperature=0, repetition_penalty=2.0)
+    )
     assert plain != penalised
 
 
@@ -72,8 +78,12 @@ def test_logit_processing_matches_transformers_warpers():
     params = SamplingParams(temperature=0.7, top_k=40, top_p=0.85, repetition_penalty=1.3)
     ours = process_logits(logits, seen, params)
     theirs = logits
-    for proc in (RepetitionPenaltyLogitsProcessor(1.3), TemperatureLogitsWarper(0.7),
-                 TopKLogitsWarper(40), TopPLogitsWarper(0.85)):
+    for proc in (
+        RepetitionPenaltyLogitsProcessor(1.3),
+        TemperatureLogitsWarper(0.7),
+        TopKLogitsWarper(40),
+        TopPLogitsWarper(0.85),
+    ):
         theirs = proc(ids, theirs)
     assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
     kept = ~torch.isinf(ours)
@@ -121,8 +131,13 @@ def test_generation_beyond_the_context_names_the_field(model):
 
 @pytest.mark.parametrize(
     ("field", "kwargs"),
-    [("top_p", {"top_p": 0}), ("temperature", {"temperature": -1}), ("top_k", {"top_k": -2}),
-     ("max_new_tokens", {"max_new_tokens": 0}), ("repetition_penalty", {"repetition_penalty": 0})],
+    [
+        ("top_p", {"top_p": 0}),
+        ("temperature", {"temperature": -1}),
+        ("top_k", {"top_k": -2}),
+        ("max_new_tokens", {"max_new_tokens": 0}),
+        ("repetition_penalty", {"repetition_penalty": 0}),
+    ],
 )
 def test_bad_sampling_settings_name_their_field(model, field, kwargs):
     with pytest.raises(ConfigError) as err:
@@ -145,7 +160,10 @@ def test_prefill_in_chunks_equals_one_pass(model):
     with torch.no_grad():
         full = model(tokens)
         cache = model.new_cache(1, 32)
-        parts = [model(tokens[:, :6], cache=cache), model(tokens[:, 6:11], cache=cache),
-                 model(tokens[:, 11:], cache=cache)]
+        parts = [
+            model(tokens[:, :6], cache=cache),
+            model(tokens[:, 6:11], cache=cache),
+            model(tokens[:, 11:], cache=cache),
+        ]
     assert cache.length == tokens.shape[1]
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)

@@ -47,10 +47,19 @@ def test_tied_export_stores_the_embedding_once(tmp_path):
 @pytest.mark.parametrize("shard", [False, True], ids=["single-file", "sharded"])
 def test_import_of_a_saved_hf_llama_gives_equal_logits(tmp_path, tie, shard):
     torch.manual_seed(3)
-    cfg = LlamaConfig(vocab_size=320, hidden_size=96, intermediate_size=200, num_hidden_layers=3,
-                      num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=128,
-                      rope_theta=12345.0, rms_norm_eps=1e-6, tie_word_embeddings=tie,
-                      initializer_range=0.2)
+    cfg = LlamaConfig(
+        vocab_size=320,
+        hidden_size=96,
+        intermediate_size=200,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=12345.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=tie,
+        initializer_range=0.2,
+    )
     hf = LlamaForCausalLM(cfg).eval()
     kwargs = {"max_shard_size": "200KB"} if shard else {}
     hf.save_pretrained(tmp_path / "hf", **kwargs)
@@ -65,8 +74,14 @@ def test_import_of_a_saved_hf_llama_gives_equal_logits(tmp_path, tie, shard):
 
 
 def test_import_refuses_what_the_model_does_not_implement(tmp_path):
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, attention_bias=True)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        attention_bias=True,
+    )
     LlamaForCausalLM(cfg).save_pretrained(tmp_path / "hf")
     with pytest.raises(ConfigError) as err:
         load_hf_llama(tmp_path / "hf")
@@ -121,11 +136,15 @@ def test_export_carries_the_tokenizer(tmp_path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 50, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>",
-                                   pad_token="<|pad|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>"
+    )
     fast.save_pretrained(tmp_path / "tok")
 
     from engine.model.hf import token_ids_from_tokenizer

@@ -50,8 +50,15 @@ def test_runs_table_and_json(capsys):
     code, out, _ = canvas(capsys, "runs", "--json")
     rows = json.loads(out)
     assert [r["id"] for r in rows] == [b.id, a.id]
-    assert rows[1] == {**rows[1], "name": "first", "status": "finished", "step": 5, "total_steps": 5,
-                       "loss": 0.6, "tokens_per_s": 2500.0}
+    assert rows[1] == {
+        **rows[1],
+        "name": "first",
+        "status": "finished",
+        "step": 5,
+        "total_steps": 5,
+        "loss": 0.6,
+        "tokens_per_s": 2500.0,
+    }
 
 
 def test_status_of_a_finished_run(capsys):
@@ -112,7 +119,9 @@ def test_control_refusals(capsys):
 
 @pytest.mark.parametrize("args", [["runs", "--json"], ["status", "x"], ["logs", "x"], ["rm", "x"]])
 def test_run_commands_do_not_import_torch(args):
-    code = ("import sys\nfrom canvas_tui.cli import main\n"
-            f"main({args!r})\nprint(sorted({{'torch', 'textual'}} & set(sys.modules)))")
+    code = (
+        "import sys\nfrom canvas_tui.cli import main\n"
+        f"main({args!r})\nprint(sorted({{'torch', 'textual'}} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr

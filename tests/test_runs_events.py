@@ -17,13 +17,32 @@ from engine.runs.session import EventWriter
 def test_every_event_type_is_documented_and_has_the_agreed_fields():
     expected = {
         "status": {"state", "message"},
-        "metric": {"step", "loss", "lr", "grad_norm", "tokens_per_s", "samples_per_s", "step_time",
-                   "tokens", "epoch", "peak_mem"},
+        "metric": {
+            "step",
+            "loss",
+            "lr",
+            "grad_norm",
+            "tokens_per_s",
+            "samples_per_s",
+            "step_time",
+            "tokens",
+            "epoch",
+            "peak_mem",
+        },
         "eval": {"step", "val_loss", "perplexity"},
         "checkpoint": {"step", "path", "kind", "val_loss"},
         "log": {"level", "message"},
-        "gpu": {"index", "util", "mem_used", "mem_total", "temp", "power", "power_limit", "sm_clock",
-                "proc_mem"},
+        "gpu": {
+            "index",
+            "util",
+            "mem_used",
+            "mem_total",
+            "temp",
+            "power",
+            "power_limit",
+            "sm_clock",
+            "proc_mem",
+        },
         "system": {"cpu_pct", "ram_used", "ram_total", "rss", "disk_free"},
         "carbon": {"energy_kwh", "emissions_kg", "trees"},
         "progress": {"phase", "done", "total", "unit", "rate", "eta"},
@@ -98,8 +117,9 @@ def test_reader_tails_by_offset_and_waits_for_a_torn_line(tmp_path):
 
 def test_garbage_lines_are_counted_never_fatal(tmp_path):
     path = tmp_path / "e.jsonl"
-    path.write_bytes(b'{"type":"metric","step":1}\nnot json\n[1,2]\n{"no_type":1}\n\xff\xfe\n\n'
-                     b'{"type":"eval","step":1}\n')
+    path.write_bytes(
+        b'{"type":"metric","step":1}\nnot json\n[1,2]\n{"no_type":1}\n\xff\xfe\n\n{"type":"eval","step":1}\n'
+    )
     reader = EventReader(path)
     assert [r["type"] for r in reader.read_new()] == ["metric", "eval"]
     assert reader.garbage == 4
@@ -153,8 +173,9 @@ def test_long_history_is_downsampled_but_keeps_spikes_ends_and_rare_events(tmp_p
         if step % 10_000 == 0:
             lines.append(json.dumps({"v": 1, "t": step, "type": "checkpoint", "step": step, "path": "p"}))
         if step % 50 == 0:
-            lines.append(json.dumps({"v": 1, "t": step, "type": "gpu", "index": step % 100 // 50,
-                                     "util": 50.0}))
+            lines.append(
+                json.dumps({"v": 1, "t": step, "type": "gpu", "index": step % 100 // 50, "util": 50.0})
+            )
     path.write_text("\n".join(lines) + "\n")
     reader = EventReader(path)
     history = reader.read_history(max_points=1000)

@@ -49,21 +49,43 @@ def engine() -> Engine:
     """The engine under test: the stub today, the real tiny training run once it exists."""
 
     def argv(run: RunDir, steps: int, *extra: str) -> list[str]:
-        return [sys.executable, str(STUB), str(run.path), "--steps", str(steps), "--step-time",
-                str(STEP_TIME), *extra]
+        return [
+            sys.executable,
+            str(STUB),
+            str(run.path),
+            "--steps",
+            str(steps),
+            "--step-time",
+            str(STEP_TIME),
+            *extra,
+        ]
 
     def shell_start(name: str, steps: int) -> list[str]:
-        return [sys.executable, str(STUB), "start", "--name", name, "--steps", str(steps), "--step-time",
-                str(STEP_TIME), "--follow"]
+        return [
+            sys.executable,
+            str(STUB),
+            "start",
+            "--name",
+            name,
+            "--steps",
+            str(steps),
+            "--step-time",
+            str(STEP_TIME),
+            "--follow",
+        ]
 
     return Engine("train", argv, shell_start)
 
 
 def canvas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "canvas_tui", *args], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ), timeout=timeout)
-
-
+    return subprocess.run(
+        [sys.executable, "-m", "canvas_tui", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=timeout,
+    )
 
 
 def events(run: RunDir) -> list[dict]:
@@ -132,8 +154,10 @@ def test_sighup_is_ignored_sigusr1_checkpoints_and_sigterm_stops(engine):
     wait_until(lambda: last_step(run) >= 2, what="two steps")
     os.kill(run.read_meta()["pid"], signal.SIGHUP)
     control.request_checkpoint(run)
-    wait_until(lambda: any(r["type"] == "checkpoint" and r["kind"] == "step" for r in events(run)),
-               what="the requested checkpoint")
+    wait_until(
+        lambda: any(r["type"] == "checkpoint" and r["kind"] == "step" for r in events(run)),
+        what="the requested checkpoint",
+    )
     assert run_status(run).state == "running"
     step_before = last_step(run)
     status = control.stop_run(run, wait=True, timeout=30)
@@ -157,8 +181,20 @@ def test_stop_while_the_engine_is_still_starting_is_not_lost():
     """``canvas stop`` during a slow start (importing torch) must neither kill the engine before it
     can record anything nor be forgotten: it is honoured at the first step. Stub-specific (delay)."""
     run = create_run("train")
-    control.launch_detached(run, [sys.executable, str(STUB), str(run.path), "--steps", "400",
-                                  "--step-time", "0.01", "--startup-delay", "0.5"])
+    control.launch_detached(
+        run,
+        [
+            sys.executable,
+            str(STUB),
+            str(run.path),
+            "--steps",
+            "400",
+            "--step-time",
+            "0.01",
+            "--startup-delay",
+            "0.5",
+        ],
+    )
     assert run_status(run).state == "starting"
     control.stop_run(run)
     status = finish(run)
@@ -196,8 +232,10 @@ def test_kill_9_reads_as_crashed_with_the_log_tail_and_resume_continues(engine):
 def test_a_failure_is_recorded_with_its_message_and_traceback():
     """run_context itself, so it uses the stub directly rather than the engine fixture."""
     run = create_run("train")
-    control.launch_detached(run, [sys.executable, str(STUB), str(run.path), "--steps", "5",
-                                  "--step-time", "0.01", "--fail-at", "3"])
+    control.launch_detached(
+        run,
+        [sys.executable, str(STUB), str(run.path), "--steps", "5", "--step-time", "0.01", "--fail-at", "3"],
+    )
     status = finish(run)
     assert status.state == "failed"
     assert status.message == "RuntimeError: stub engine failed on purpose at step 3"
@@ -241,5 +279,7 @@ def test_cli_stop_resume_and_rm(engine):
     out = canvas("rm", "--force", "controlled")
     assert out.returncode == 0, out.stderr
     assert not run.path.exists()
-    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-               what="the engine to exit")
+    wait_until(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        what="the engine to exit",
+    )

@@ -62,8 +62,9 @@ def test_reused_pid_with_another_start_time_is_not_the_run_alive(sleeper):
     assert run_status(_running_run(real)).state == "running"
     # The run's process died and the kernel gave its pid to `sleeper`: the recorded start time is
     # the old process's, so it does not match.
-    reused = _running_run(ProcessIdentity(sleeper.pid, real.start_time - 1000, real.start_ticks - 100_000,
-                                          real.boot_id))
+    reused = _running_run(
+        ProcessIdentity(sleeper.pid, real.start_time - 1000, real.start_ticks - 100_000, real.boot_id)
+    )
     status = run_status(reused)
     assert status.state == "crashed" and not status.alive
     assert status.log_tail[-1] == "Killed"
@@ -88,8 +89,10 @@ def test_a_gone_process_is_crashed_and_final_states_are_trusted():
 
 
 def test_a_run_on_another_host_is_reported_unverified():
-    run = _running_run(ProcessIdentity(os.getpid(), 1.0, 1, "boot-of-another-machine"),
-                       host=socket.gethostname() + "-elsewhere")
+    run = _running_run(
+        ProcessIdentity(os.getpid(), 1.0, 1, "boot-of-another-machine"),
+        host=socket.gethostname() + "-elsewhere",
+    )
     status = run_status(run)
     assert status.state == "running" and not status.verified
     assert summarize(run).verified is False
@@ -103,6 +106,13 @@ def test_summary_reads_latest_numbers():
         w.emit("run_info", total_steps=50)
         w.emit("metric", step=7, loss=2.5, tokens_per_s=1234.0)
     s = summarize(run)
-    assert (s.name, s.kind, s.status, s.step, s.total_steps, s.loss, s.tokens_per_s) == \
-        ("numbers", "train", "created", 7, 50, 2.5, 1234.0)
+    assert (s.name, s.kind, s.status, s.step, s.total_steps, s.loss, s.tokens_per_s) == (
+        "numbers",
+        "train",
+        "created",
+        7,
+        50,
+        2.5,
+        1234.0,
+    )
     assert s.age_s is not None and s.age_s < 3600

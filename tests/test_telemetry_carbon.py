@@ -64,8 +64,10 @@ def run_until_carbon(run, n: int, timeout: float = 30.0) -> list[dict]:
     seen: list[dict] = []
     while time.monotonic() < deadline:
         records = read(run)
-        assert not [r for r in records if r["type"] == "status" and r["state"] in ("finished", "failed")], \
-            (run.log_path.read_text(), records)
+        assert not [r for r in records if r["type"] == "status" and r["state"] in ("finished", "failed")], (
+            run.log_path.read_text(),
+            records,
+        )
         seen = carbon_events(records)
         if len(seen) >= n:
             break
@@ -91,8 +93,9 @@ def test_energy_and_emissions_stream_and_grow_during_the_run_and_across_a_resume
     # the carbon figures came before the run ended, not only at the end
     end = next(i for i, r in enumerate(first) if r["type"] == "status" and r["state"] == "stopped")
     assert sum(1 for r in first[:end] if r["type"] == "carbon") >= 3
-    assert [r["message"] for r in first if r["type"] == "log" and "network" in r["message"]] == \
-        ["network attempts: []"]
+    assert [r["message"] for r in first if r["type"] == "log" and "network" in r["message"]] == [
+        "network attempts: []"
+    ]
     assert [r for r in first if r["type"] == "system"]
     assert not [r for r in first if r["type"] == "log" and r["level"] == "warning"], first
 
@@ -103,7 +106,7 @@ def test_energy_and_emissions_stream_and_grow_during_the_run_and_across_a_resume
 
     # a resumed run (a new engine process) continues the totals from emissions.csv
     run_until_carbon(run, 1)
-    second = carbon_events(read(run))[len(carbon):]
+    second = carbon_events(read(run))[len(carbon) :]
     assert second and second[0]["energy_kwh"] > energy[-1] and second[0]["emissions_kg"] > kg[-1]
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == 2  # one row a process
@@ -165,7 +168,8 @@ def test_totals_only_grow_and_include_earlier_attempts(tmp_path):
         "run_id,energy_consumed,emissions,country_iso_code\n"
         "a,0.5,0.1,GBR\n"
         "b,0.25,0.05,GBR\n"
-        "c,not-a-number,,GBR\n")
+        "c,not-a-number,,GBR\n"
+    )
     assert previous_totals(tmp_path / "emissions.csv") == pytest.approx((0.75, 0.15))
     assert previous_totals(tmp_path / "missing.csv") == (0.0, 0.0)
     readings = []
@@ -173,13 +177,16 @@ def test_totals_only_grow_and_include_earlier_attempts(tmp_path):
     tracker._offset = previous_totals(tmp_path / "emissions.csv")
 
     def total(kwh: float, kg: float):
-        return SimpleNamespace(energy_consumed=kwh, emissions=kg, cpu_power=10.0, gpu_power=0.0,
-                               ram_power=20.0)
+        return SimpleNamespace(
+            energy_consumed=kwh, emissions=kg, cpu_power=10.0, gpu_power=0.0, ram_power=20.0
+        )
 
     for kwh, kg in ((0.001, 0.0002), (0.001, 0.0002), (0.0005, 0.0001), (0.002, 0.0004)):
         tracker._on_totals(total(kwh, kg))
     assert [(r.energy_kwh, r.emissions_kg) for r in readings] == [
-        pytest.approx((0.751, 0.1502)), pytest.approx((0.752, 0.1504))]
+        pytest.approx((0.751, 0.1502)),
+        pytest.approx((0.752, 0.1504)),
+    ]
     assert readings[-1].power == 30.0
     assert readings[-1].as_event()["trees"] == pytest.approx(0.1504 / (11 / 12))
 

@@ -43,8 +43,15 @@ class FakeNvml:
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
 
-    def __init__(self, count: int = 2, *, pid: int | None = None, unsupported: tuple[str, ...] = (),
-                 init_error: Exception | None = None, used_memory: int | None = 3 * 2**30) -> None:
+    def __init__(
+        self,
+        count: int = 2,
+        *,
+        pid: int | None = None,
+        unsupported: tuple[str, ...] = (),
+        init_error: Exception | None = None,
+        used_memory: int | None = 3 * 2**30,
+    ) -> None:
         self.count, self.pid, self.unsupported = count, pid or os.getpid(), set(unsupported)
         self.init_error, self.used_memory = init_error, used_memory
         self.initialised = self.shut_down = 0
@@ -140,9 +147,18 @@ def test_snapshot_reads_every_field_and_the_memory_our_process_holds():
     assert sampler.device_count == 2
     first, second = sampler.sample()
     assert first == {
-        "index": 0, "name": "NVIDIA H100 80GB HBM3", "util": 87.0, "mem_used": 20 * 2**30,
-        "mem_total": 80 * 2**30, "temp": 61.0, "power": 312.456, "power_limit": 700.0, "sm_clock": 1980.0,
-        "proc_mem": 3 * 2**30, "fan": None, "pstate": 0,
+        "index": 0,
+        "name": "NVIDIA H100 80GB HBM3",
+        "util": 87.0,
+        "mem_used": 20 * 2**30,
+        "mem_total": 80 * 2**30,
+        "temp": 61.0,
+        "power": 312.456,
+        "power_limit": 700.0,
+        "sm_clock": 1980.0,
+        "proc_mem": 3 * 2**30,
+        "fan": None,
+        "pstate": 0,
     }
     # another process's 50 GiB is not ours; on GPU 1 we hold nothing
     assert second["index"] == 1 and second["proc_mem"] == 0 and second["util"] == 88.0
@@ -151,8 +167,14 @@ def test_snapshot_reads_every_field_and_the_memory_our_process_holds():
 
 
 def test_a_field_nvml_does_not_support_is_none_and_the_rest_is_read():
-    fake = FakeNvml(count=1, unsupported=("nvmlDeviceGetTemperature", "nvmlDeviceGetEnforcedPowerLimit",
-                                          "nvmlDeviceGetComputeRunningProcesses"))
+    fake = FakeNvml(
+        count=1,
+        unsupported=(
+            "nvmlDeviceGetTemperature",
+            "nvmlDeviceGetEnforcedPowerLimit",
+            "nvmlDeviceGetComputeRunningProcesses",
+        ),
+    )
     sampler = NvmlSampler(fake)
     assert sampler.open() is None
     (gpu,) = sampler.sample()
@@ -223,6 +245,11 @@ def test_the_sampler_streams_gpu_events_and_shuts_nvml_down(run_session):
     for index in (0, 1):
         mine = [g for g in gpu if g["index"] == index]
         assert len(mine) >= 3
-        assert all(g["mem_total"] == 80 * 2**30 and g["power_limit"] == 700.0 and g["fan"] is None
-                   and g.get("reason") is None for g in mine)
+        assert all(
+            g["mem_total"] == 80 * 2**30
+            and g["power_limit"] == 700.0
+            and g["fan"] is None
+            and g.get("reason") is None
+            for g in mine
+        )
     assert {g["proc_mem"] for g in gpu if g["index"] == 0} == {3 * 2**30}

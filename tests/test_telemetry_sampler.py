@@ -103,15 +103,31 @@ def test_availability_says_what_is_measured_and_why_not():
 
 def test_canvas_info_reports_telemetry_without_importing_torch_or_codecarbon():
     # (pynvml is imported: that is how canvas info lists the GPUs, ~16 ms without a driver)
-    probe = ("import sys, json; from canvas_tui.commands.info import machine_report; "
-             "r = machine_report(False); "
-             "print(json.dumps([r['telemetry'], [m for m in ('torch', 'codecarbon', 'pandas') "
-             "if m in sys.modules]]))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO,
-                         env=dict(os.environ), timeout=60, check=True)
+    probe = (
+        "import sys, json; from canvas_tui.commands.info import machine_report; "
+        "r = machine_report(False); "
+        "print(json.dumps([r['telemetry'], [m for m in ('torch', 'codecarbon', 'pandas') "
+        "if m in sys.modules]]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=60,
+        check=True,
+    )
     telemetry, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert heavy == []
     assert telemetry["emissions"]["source"].startswith("CodeCarbon")
-    text = subprocess.run([sys.executable, "-m", "canvas_tui", "info"], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ), timeout=60, check=True).stdout
+    text = subprocess.run(
+        [sys.executable, "-m", "canvas_tui", "info"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=60,
+        check=True,
+    ).stdout
     assert "telemetry     GPU: " in text and "emissions: CodeCarbon" in text and "system: psutil" in text

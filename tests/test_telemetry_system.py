@@ -37,8 +37,9 @@ def test_a_snapshot_is_plausible_and_consistent(tmp_path):
     assert 0 < s["rss"] < s["ram_total"]
     assert 0 <= s["cpu_pct"] <= 100
     assert s["proc_cpu_pct"] > 0
-    assert s["disk_free"] == pytest.approx(os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize,
-                                           rel=0.05)
+    assert s["disk_free"] == pytest.approx(
+        os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize, rel=0.05
+    )
     assert s["cuda_peak"] is None
 
 

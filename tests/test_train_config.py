@@ -14,20 +14,48 @@ from engine.config import ConfigError
 from engine.config.train import TrainConfig, load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
-ISSUE_KEYS = ["max_steps", "epochs", "max_tokens", "checkpoint_every", "eval_every", "seed", "lr",
-              "micro_batch", "grad_accum", "seq_len", "compile", "precision"]
+ISSUE_KEYS = [
+    "max_steps",
+    "epochs",
+    "max_tokens",
+    "checkpoint_every",
+    "eval_every",
+    "seed",
+    "lr",
+    "micro_batch",
+    "grad_accum",
+    "seq_len",
+    "compile",
+    "precision",
+]
 
 
 def test_every_key_the_issue_names_is_settable():
-    values = {"max_steps": "7", "epochs": "2.5", "max_tokens": "1e6", "checkpoint_every": "3",
-              "eval_every": "4", "seed": "5", "lr": "1e-3", "micro_batch": "2", "grad_accum": "3",
-              "seq_len": "128", "compile": "true", "precision": "fp32"}
+    values = {
+        "max_steps": "7",
+        "epochs": "2.5",
+        "max_tokens": "1e6",
+        "checkpoint_every": "3",
+        "eval_every": "4",
+        "seed": "5",
+        "lr": "1e-3",
+        "micro_batch": "2",
+        "grad_accum": "3",
+        "seq_len": "128",
+        "compile": "true",
+        "precision": "fp32",
+    }
     cfg = load_train_config("tiny", sets=[f"{k}={v}" for k, v in values.items()])
     assert set(values) == set(ISSUE_KEYS)
     assert (cfg.max_steps, cfg.epochs, cfg.max_tokens) == (7, 2.5, 1_000_000)
     assert (cfg.checkpoint_every, cfg.eval_every, cfg.seed, cfg.lr) == (3, 4, 5, 1e-3)
-    assert (cfg.micro_batch, cfg.grad_accum, cfg.seq_len, cfg.compile, cfg.precision) == (2, 3, 128, "true",
-                                                                                           "fp32")
+    assert (cfg.micro_batch, cfg.grad_accum, cfg.seq_len, cfg.compile, cfg.precision) == (
+        2,
+        3,
+        128,
+        "true",
+        "fp32",
+    )
 
 
 def test_precedence_preset_then_toml_then_data_then_set(tmp_path):
@@ -72,13 +100,21 @@ def test_cli_refuses_bad_input_before_creating_a_run(tmp_path):
     env = {**os.environ, "CANVAS_HOME": str(tmp_path)}
 
     def train(*args):
-        return subprocess.run([sys.executable, "-m", "canvas_tui", "train", *args], capture_output=True,
-                              text=True, cwd=REPO, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "canvas_tui", "train", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=60,
+        )
 
-    for args, needle in [(["--set", "n_layers=4"], "unknown setting 'n_layers'"),
-                         (["--data", "/no/such/file.txt"], "/no/such/file.txt"),
-                         (["--set", "precision=fp16"], "precision = fp16"),
-                         (["--config", str(tmp_path / "missing.toml")], "does not exist")]:
+    for args, needle in [
+        (["--set", "n_layers=4"], "unknown setting 'n_layers'"),
+        (["--data", "/no/such/file.txt"], "/no/such/file.txt"),
+        (["--set", "precision=fp16"], "precision = fp16"),
+        (["--config", str(tmp_path / "missing.toml")], "does not exist"),
+    ]:
         out = train(*args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert needle in out.stderr and "Traceback" not in out.stderr

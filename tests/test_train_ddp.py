@@ -13,14 +13,39 @@ from engine.runs.reader import EventReader
 from engine.runs.store import resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["--set", "max_steps=6", "--set", "seq_len=32", "--set", "log_every=1", "--set", "eval_every=3",
-          "--set", "eval_batches=2", "--set", "precision=fp32", "--set", "model.n_layers=2",
-          "--set", "model.dim=64", "--set", "model.n_heads=4", "--set", "model.n_kv_heads=2"]
+COMMON = [
+    "--set",
+    "max_steps=6",
+    "--set",
+    "seq_len=32",
+    "--set",
+    "log_every=1",
+    "--set",
+    "eval_every=3",
+    "--set",
+    "eval_batches=2",
+    "--set",
+    "precision=fp32",
+    "--set",
+    "model.n_layers=2",
+    "--set",
+    "model.dim=64",
+    "--set",
+    "model.n_heads=4",
+    "--set",
+    "model.n_kv_heads=2",
+]
 
 
 def train(*args: str) -> tuple[str, list[dict]]:
-    out = subprocess.run([sys.executable, "-m", "canvas_tui", "train", *COMMON, *args], capture_output=True,
-                         text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "canvas_tui", "train", *COMMON, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     run = resolve_run(out.stdout.splitlines()[0])
     return run.id, EventReader(run.events_path).read_new()
@@ -58,8 +83,9 @@ def test_fsdp_matches_one_process_and_its_checkpoints_resume_exactly():
     with safe_open(str(run.checkpoints_dir / "step-000006" / "model.safetensors"), "pt") as f:
         assert tuple(f.get_tensor("model.layers.0.mlp.gate_proj.weight").shape) == (256, 64)
     # Stop after 3 steps, then resume the sharded run to 6: the same losses as straight through.
-    short_id, _ = train("--set", "micro_batch=2", "--set", "distributed=fsdp", "--nproc", "2", *flat,
-                        "--set", "max_steps=3")
+    short_id, _ = train(
+        "--set", "micro_batch=2", "--set", "distributed=fsdp", "--nproc", "2", *flat, "--set", "max_steps=3"
+    )
     short = resolve_run(short_id)
     meta = short.read_meta()
     meta["config"]["max_steps"] = 6
@@ -67,8 +93,14 @@ def test_fsdp_matches_one_process_and_its_checkpoints_resume_exactly():
     from engine.runs.store import write_json_atomic
 
     write_json_atomic(short.run_json, meta)
-    out = subprocess.run([sys.executable, "-m", "canvas_tui", "resume", short_id, "-f"], capture_output=True,
-                         text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "canvas_tui", "resume", short_id, "-f"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     records = EventReader(short.events_path).read_new()
     resumed = {r["step"]: r["loss"] for r in records if r["type"] == "metric"}

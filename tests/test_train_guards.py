@@ -15,8 +15,17 @@ from engine.train.launch import create_training_run
 from engine.train.trainer import Trainer
 from engine.train.worker import run_training
 
-SETS = ["micro_batch=2", "seq_len=32", "log_every=1", "eval_every=1000", "eval_batches=1",
-        "model.n_layers=2", "model.dim=64", "model.n_heads=4", "model.n_kv_heads=2"]
+SETS = [
+    "micro_batch=2",
+    "seq_len=32",
+    "log_every=1",
+    "eval_every=1000",
+    "eval_batches=1",
+    "model.n_layers=2",
+    "model.dim=64",
+    "model.n_heads=4",
+    "model.n_kv_heads=2",
+]
 
 
 def make_run(*extra: str):

@@ -38,16 +38,10 @@ def canvas_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return shared_home
 
 
-
-
 def start(*sets: str, name: str) -> RunDir:
     out = canvas("train", *FAST, *sets, "--name", name, "--detach")
     assert out.returncode == 0, out.stderr
     return resolve_run(out.stdout.split()[0])
-
-
-
-
 
 
 def losses_by_step(run: RunDir) -> dict[int, float]:
@@ -55,13 +49,19 @@ def losses_by_step(run: RunDir) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in events(run, "metric")}
 
 
-
-
-
-
 def test_foreground_train_shows_progress_and_finishes(tmp_path):
-    out = canvas("train", *FAST, "--set", "max_steps=12", "--set", "eval_every=6", "--set", "warmup_steps=4",
-                 "--name", "fg")
+    out = canvas(
+        "train",
+        *FAST,
+        "--set",
+        "max_steps=12",
+        "--set",
+        "eval_every=6",
+        "--set",
+        "warmup_steps=4",
+        "--name",
+        "fg",
+    )
     assert out.returncode == 0, out.stderr
     run_id = out.stdout.splitlines()[0]
     assert "step 12/12" in out.stdout and "validation loss" in out.stdout
@@ -101,8 +101,16 @@ def test_foreground_train_shows_progress_and_finishes(tmp_path):
 
 def test_kill_9_then_resume_gives_the_same_losses_and_weights():
     """The issue's exact-resume test: bit-identical per-step losses and final weights on CPU."""
-    sets = ["--set", "max_steps=40", "--set", "checkpoint_every=10", "--set", "eval_every=20",
-            "--set", "keep_checkpoints=10"]
+    sets = [
+        "--set",
+        "max_steps=40",
+        "--set",
+        "checkpoint_every=10",
+        "--set",
+        "eval_every=20",
+        "--set",
+        "keep_checkpoints=10",
+    ]
     straight = start(*sets, name="straight")
     assert finish(straight).state == "finished"
 
@@ -170,8 +178,19 @@ def test_checkpoint_now_then_stop_then_resume():
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_training_started_in_tmux_survives_killing_the_tmux_server(tmp_path):
     steps = 60
-    cmd = [sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", f"max_steps={steps}",
-           "--set", "eval_every=30", "--name", "in-tmux"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "canvas_tui",
+        "train",
+        *FAST,
+        "--set",
+        f"max_steps={steps}",
+        "--set",
+        "eval_every=30",
+        "--name",
+        "in-tmux",
+    ]
 
     def ready():
         run = next(iter(_runs_named("in-tmux")), None)
@@ -192,12 +211,29 @@ def _runs_named(name: str) -> list[RunDir]:
 
 
 def test_ctrl_c_in_the_foreground_stops_gracefully_with_a_checkpoint():
-    proc = subprocess.Popen([sys.executable, "-m", "canvas_tui", "train", *FAST, "--set", "max_steps=400",
-                             "--set", "eval_every=1000", "--name", "ctrl-c"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ),
-                            # A foreground process in a terminal gets SIGINT; a test started from a
-                            # background job inherits it ignored (bash does that), so restore it.
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "canvas_tui",
+            "train",
+            *FAST,
+            "--set",
+            "max_steps=400",
+            "--set",
+            "eval_every=1000",
+            "--name",
+            "ctrl-c",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ),
+        # A foreground process in a terminal gets SIGINT; a test started from a
+        # background job inherits it ignored (bash does that), so restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     run = resolve_run(proc.stdout.readline().strip())
     wait_until(lambda: last_step(run) >= 3, what="three steps")
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process

@@ -53,8 +53,18 @@ def test_checkpoint_layout_survives_an_interrupted_write(tmp_path, monkeypatch):
     opt = torch.optim.AdamW(model.parameters())
 
     def state(step):
-        return TrainerState(step=step, tokens=step, optimizer=opt.state_dict(), scaler={}, schedule={},
-                            loader={}, rng={}, best_val=math.inf, nonfinite_streak=0, skipped_steps=0)
+        return TrainerState(
+            step=step,
+            tokens=step,
+            optimizer=opt.state_dict(),
+            scaler={},
+            schedule={},
+            loader={},
+            rng={},
+            best_val=math.inf,
+            nonfinite_streak=0,
+            skipped_steps=0,
+        )
 
     ckpts = tmp_path / "checkpoints"
     for step in (10, 20, 30):

@@ -22,8 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from canvas_tui.cli import CliError
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise CliError("the console needs an interactive terminal (stdin and stdout are not a TTY). "
-                       "From scripts use `canvas runs`, `canvas logs RUN -f` or `canvas demo`.")
+        raise CliError(
+            "the console needs an interactive terminal (stdin and stdout are not a TTY). "
+            "From scripts use `canvas runs`, `canvas logs RUN -f` or `canvas demo`."
+        )
     from canvas_tui.app import CanvasApp
 
     CanvasApp(run_ref=getattr(args, "run", None)).run()

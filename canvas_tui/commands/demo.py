@@ -27,14 +27,24 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise CliError(f"--steps {args.steps}: train at least one step. Fix: --steps 300.")
-    print("Neural Canvas demo: headless training of the tiny model on the embedded corpus "
-          "(`canvas train` for a real run you can watch in the console).", flush=True)
+    print(
+        "Neural Canvas demo: headless training of the tiny model on the embedded corpus "
+        "(`canvas train` for a real run you can watch in the console).",
+        flush=True,
+    )
     from engine.demo import run_demo
 
     bar = ProgressBar()
     try:
-        run_demo(args.steps, micro_batch=args.micro_batch, seq_len=args.seq_len, seed=args.seed,
-                 out=args.out, progress=bar, echo=lambda s: print(s, flush=True))
+        run_demo(
+            args.steps,
+            micro_batch=args.micro_batch,
+            seq_len=args.seq_len,
+            seed=args.seed,
+            out=args.out,
+            progress=bar,
+            echo=lambda s: print(s, flush=True),
+        )
     finally:
         bar.close()
     return 0

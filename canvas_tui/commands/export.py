@@ -26,18 +26,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="a run id, unique id prefix or name, or a weights folder")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--hf", metavar="OUT_DIR", type=Path,
-                        help="a pre-training run or weights folder -> a Hugging Face LlamaForCausalLM "
-                        "folder (OUT_DIR must not exist or be empty)")
-    target.add_argument("--merged", metavar="OUT_DIR", type=Path,
-                        help="a fine-tune -> its adapter merged into the base, a plain transformers model")
-    target.add_argument("--adapter", metavar="OUT_DIR", type=Path,
-                        help="a fine-tune -> its LoRA adapter (PeftModel.from_pretrained loads it)")
-    p.add_argument("--checkpoint", default="best", metavar="best|last|STEP",
-                   help="which checkpoint of the run (default: best)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="precision of the exported weights or adapter (default: float32; bfloat16 "
-                   "halves an adapter)")
+    target.add_argument(
+        "--hf",
+        metavar="OUT_DIR",
+        type=Path,
+        help="a pre-training run or weights folder -> a Hugging Face LlamaForCausalLM "
+        "folder (OUT_DIR must not exist or be empty)",
+    )
+    target.add_argument(
+        "--merged",
+        metavar="OUT_DIR",
+        type=Path,
+        help="a fine-tune -> its adapter merged into the base, a plain transformers model",
+    )
+    target.add_argument(
+        "--adapter",
+        metavar="OUT_DIR",
+        type=Path,
+        help="a fine-tune -> its LoRA adapter (PeftModel.from_pretrained loads it)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default="best",
+        metavar="best|last|STEP",
+        help="which checkpoint of the run (default: best)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="precision of the exported weights or adapter (default: float32; bfloat16 halves an adapter)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
     p.set_defaults(func=run)
 
@@ -55,9 +74,11 @@ def resolve_weights(source: str, checkpoint: str) -> tuple[Path, Path | None]:
     runs = locations.runs_dir()
     candidates = sorted(runs.glob(f"{source}*")) if runs.is_dir() and source else []
     if not candidates:
-        raise CliError(f"no run or weights folder called {source!r}: {path} holds no "
-                       f"{MODEL_CONFIG_FILE} and no run in {runs} starts with that id. Fix: pass a "
-                       "run id from `canvas runs`, or the path of a checkpoint folder.")
+        raise CliError(
+            f"no run or weights folder called {source!r}: {path} holds no "
+            f"{MODEL_CONFIG_FILE} and no run in {runs} starts with that id. Fix: pass a "
+            "run id from `canvas runs`, or the path of a checkpoint folder."
+        )
     if len(candidates) > 1:
         names = ", ".join(c.name for c in candidates[:5])
         raise CliError(f"{source!r} matches several runs ({names}). Fix: give more of the id.")
@@ -68,8 +89,10 @@ def resolve_weights(source: str, checkpoint: str) -> tuple[Path, Path | None]:
     weights = resolve_checkpoint(ckpts, checkpoint)
     if weights is None or not (weights / MODEL_CONFIG_FILE).is_file():
         have = [p.name for _, p in list_checkpoints(ckpts)]
-        raise CliError(f"run {run_dir.name} has no checkpoint {checkpoint!r}; it has "
-                       f"{have or 'none yet'}. Fix: pick one with --checkpoint (best, last or a step).")
+        raise CliError(
+            f"run {run_dir.name} has no checkpoint {checkpoint!r}; it has "
+            f"{have or 'none yet'}. Fix: pick one with --checkpoint (best, last or a step)."
+        )
     tok = run_dir / "tokenizer"
     return weights, (tok if (tok / "tokenizer.json").is_file() else None)
 
@@ -92,8 +115,10 @@ def run(args: argparse.Namespace) -> int:
     if finetune is not None:
         return export_finetune(finetune, args)
     if args.hf is None:
-        raise CliError(f"{args.source!r} is not a fine-tune run: --merged and --adapter export a fine-tune's "
-                       "adapter. Fix: use --hf OUT_DIR for a pre-training run or weights folder.")
+        raise CliError(
+            f"{args.source!r} is not a fine-tune run: --merged and --adapter export a fine-tune's "
+            "adapter. Fix: use --hf OUT_DIR for a pre-training run or weights folder."
+        )
     weights, tokenizer = resolve_weights(args.source, args.checkpoint)
     import torch
 
@@ -106,11 +131,19 @@ def run(args: argparse.Namespace) -> int:
         from engine.model.hf import token_ids_from_tokenizer
 
         token_ids = token_ids_from_tokenizer(tokenizer)
-    out = export_hf(model, args.hf, tokenizer_dir=tokenizer, dtype=getattr(torch, args.dtype),
-                    token_ids=token_ids, overwrite=args.force)
+    out = export_hf(
+        model,
+        args.hf,
+        tokenizer_dir=tokenizer,
+        dtype=getattr(torch, args.dtype),
+        token_ids=token_ids,
+        overwrite=args.force,
+    )
     size = sum(p.stat().st_size for p in out.iterdir())
-    print(f"exported {weights} -> {out} ({model.num_params():,} parameters, {size / 2**20:.1f} MiB"
-          f"{', with tokenizer' if tokenizer else ''})")
+    print(
+        f"exported {weights} -> {out} ({model.num_params():,} parameters, {size / 2**20:.1f} MiB"
+        f"{', with tokenizer' if tokenizer else ''})"
+    )
     print(f"load it with: AutoModelForCausalLM.from_pretrained({str(out)!r})")
     return 0
 
@@ -124,21 +157,27 @@ def export_finetune(run_dir, args: argparse.Namespace) -> int:
         found = resolve_checkpoint(ckpts, "last")  # a run without validation has no best
     if found is None or not (found / "adapter_model.safetensors").is_file():
         have = [p.name for _, p in list_checkpoints(ckpts)]
-        raise CliError(f"fine-tune {run_dir.id} has no checkpoint {args.checkpoint!r}; it has "
-                       f"{have or 'none yet'}. Fix: pick one with --checkpoint (best, last or a step).")
+        raise CliError(
+            f"fine-tune {run_dir.id} has no checkpoint {args.checkpoint!r}; it has "
+            f"{have or 'none yet'}. Fix: pick one with --checkpoint (best, last or a step)."
+        )
     if args.hf is not None:
-        raise CliError(f"run {run_dir.id} is a fine-tune: its checkpoints hold LoRA adapters, not a whole "
-                       "model. Fix: use --merged OUT_DIR (adapter merged into the base) or --adapter "
-                       "OUT_DIR.")
+        raise CliError(
+            f"run {run_dir.id} is a fine-tune: its checkpoints hold LoRA adapters, not a whole "
+            "model. Fix: use --merged OUT_DIR (adapter merged into the base) or --adapter "
+            "OUT_DIR."
+        )
     if args.adapter is not None:
         import torch
 
         from engine.finetune.export import export_adapter
 
-        size = export_adapter(run_dir, found, args.adapter, dtype=getattr(torch, args.dtype),
-                              overwrite=args.force)
-        print(f"exported the adapter of {found.name} -> {args.adapter} ({size / 2**20:.2f} MiB, "
-              f"{args.dtype})")
+        size = export_adapter(
+            run_dir, found, args.adapter, dtype=getattr(torch, args.dtype), overwrite=args.force
+        )
+        print(
+            f"exported the adapter of {found.name} -> {args.adapter} ({size / 2**20:.2f} MiB, {args.dtype})"
+        )
         print(f"load it with: PeftModel.from_pretrained(base_model, {str(args.adapter)!r})")
         return 0
     import torch

@@ -27,13 +27,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "seq_len, packing, micro_batch, grad_accum, epochs, max_steps, lr, optimizer, chat_template, …; "
         "the README lists every key).",
     )
-    p.add_argument("--base", metavar="PATH_OR_HUB_ID", help="the model to fine-tune (default: the newest "
-                   "pre-training run with a checkpoint)")
-    p.add_argument("--data", metavar="SPEC", help="conversations: embedded (default, offline), guanaco, "
-                   "oasst1, a .jsonl of {messages: [{role, content}]}, hf:NAME, with ?format=&limit=")
+    p.add_argument(
+        "--base",
+        metavar="PATH_OR_HUB_ID",
+        help="the model to fine-tune (default: the newest pre-training run with a checkpoint)",
+    )
+    p.add_argument(
+        "--data",
+        metavar="SPEC",
+        help="conversations: embedded (default, offline), guanaco, "
+        "oasst1, a .jsonl of {messages: [{role, content}]}, hf:NAME, with ?format=&limit=",
+    )
     p.add_argument("--config", type=Path, metavar="FINETUNE.TOML", help="a TOML file of fine-tune keys")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one key; repeatable")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key; repeatable",
+    )
     p.add_argument("--name", help="a name for the run (default: finetune-<id suffix>)")
     p.add_argument("--detach", action="store_true", help="print the run id and return at once")
     p.add_argument("--dry-run", action="store_true", help="check everything and print the resolved config")

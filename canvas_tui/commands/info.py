@@ -17,13 +17,20 @@ from engine.telemetry.gpus import list_gpus
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="show versions, accelerators, telemetry and where runs are stored",
-                       description="Show what this machine offers for training, without importing "
-                       "torch unless --probe is given.")
-    p.add_argument("--presets", action="store_true",
-                   help="list the model presets with exact parameter counts and training memory")
-    p.add_argument("--probe", action="store_true",
-                   help="also import torch and ask it directly (slower, ~2 s)")
+    p = sub.add_parser(
+        "info",
+        help="show versions, accelerators, telemetry and where runs are stored",
+        description="Show what this machine offers for training, without importing "
+        "torch unless --probe is given.",
+    )
+    p.add_argument(
+        "--presets",
+        action="store_true",
+        help="list the model presets with exact parameter counts and training memory",
+    )
+    p.add_argument(
+        "--probe", action="store_true", help="also import torch and ask it directly (slower, ~2 s)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -37,13 +44,24 @@ def preset_rows() -> list[dict[str, Any]]:
     for p in PRESETS.values():
         m = p.model
         mem = m.training_memory_bytes(p.micro_batch, p.seq_len)
-        rows.append({
-            "name": p.name, "params": m.num_params(), "non_embedding_params": m.num_params(False),
-            "layers": m.n_layers, "dim": m.dim, "heads": m.n_heads, "kv_heads": m.n_kv_heads,
-            "ffn_dim": m.ffn_dim, "vocab": m.vocab_size, "context": m.max_seq_len,
-            "micro_batch": p.micro_batch, "train_memory_bytes": mem["total"],
-            "train_memory": mem, "summary": p.summary,
-        })
+        rows.append(
+            {
+                "name": p.name,
+                "params": m.num_params(),
+                "non_embedding_params": m.num_params(False),
+                "layers": m.n_layers,
+                "dim": m.dim,
+                "heads": m.n_heads,
+                "kv_heads": m.n_kv_heads,
+                "ffn_dim": m.ffn_dim,
+                "vocab": m.vocab_size,
+                "context": m.max_seq_len,
+                "micro_batch": p.micro_batch,
+                "train_memory_bytes": mem["total"],
+                "train_memory": mem,
+                "summary": p.summary,
+            }
+        )
     return rows
 
 
@@ -77,8 +95,10 @@ def _print_machine(r: dict[str, Any]) -> None:
     print(f"  torch         {r['torch']['summary']}")
     if r["gpus"]:
         for g in r["gpus"]:
-            print(f"  GPU {g['index']}         {g['name']}, {g['memory_total_mib'] / 1024:.0f} GiB, "
-                  f"driver {g['driver']}")
+            print(
+                f"  GPU {g['index']}         {g['name']}, {g['memory_total_mib'] / 1024:.0f} GiB, "
+                f"driver {g['driver']}"
+            )
         if r["gpu_reason"]:
             print(f"  note          {r['gpu_reason']}")
     else:
@@ -100,26 +120,35 @@ def _print_machine(r: dict[str, Any]) -> None:
     print(f"  settings      {r['config_dir']}")
     if "probe" in r:
         p = r["probe"]
-        print(f"  probe         torch.cuda.is_available() = {p['cuda_available']}, "
-              f"mps = {p['mps_available']}, threads = {p['threads']}")
+        print(
+            f"  probe         torch.cuda.is_available() = {p['cuda_available']}, "
+            f"mps = {p['mps_available']}, threads = {p['threads']}"
+        )
         for d in p["cuda_devices"]:
-            print(f"                {d['name']} ({d['memory_gib']} GiB, sm {d['capability']}, "
-                  f"bf16 {d['bf16']})")
+            print(
+                f"                {d['name']} ({d['memory_gib']} GiB, sm {d['capability']}, bf16 {d['bf16']})"
+            )
 
 
 def _print_presets(rows: list[dict[str, Any]]) -> None:
-    print(f"{'preset':<10} {'parameters':>15} {'non-embed':>13} {'layers':>6} {'dim':>5} {'heads':>5} "
-          f"{'kv':>3} {'ffn':>5} {'vocab':>6} {'ctx':>5} {'train mem (bf16)':>22}")
+    print(
+        f"{'preset':<10} {'parameters':>15} {'non-embed':>13} {'layers':>6} {'dim':>5} {'heads':>5} "
+        f"{'kv':>3} {'ffn':>5} {'vocab':>6} {'ctx':>5} {'train mem (bf16)':>22}"
+    )
     for r in rows:
         mem = f"{_gib(r['train_memory_bytes'])} @ batch {r['micro_batch']}"
-        print(f"{r['name']:<10} {r['params']:>15,} {r['non_embedding_params']:>13,} {r['layers']:>6} "
-              f"{r['dim']:>5} {r['heads']:>5} {r['kv_heads']:>3} {r['ffn_dim']:>5} {r['vocab']:>6} "
-              f"{r['context']:>5} {mem:>22}")
+        print(
+            f"{r['name']:<10} {r['params']:>15,} {r['non_embedding_params']:>13,} {r['layers']:>6} "
+            f"{r['dim']:>5} {r['heads']:>5} {r['kv_heads']:>3} {r['ffn_dim']:>5} {r['vocab']:>6} "
+            f"{r['context']:>5} {mem:>22}"
+        )
     print()
     for r in rows:
         print(f"{r['name']}: {r['summary']}")
-    print("\nMemory: AdamW with fp32 weights, gradients and moments (16 bytes a parameter) plus "
-          "activations under bf16 autocast with flash attention; an estimate, not a promise.")
+    print(
+        "\nMemory: AdamW with fp32 weights, gradients and moments (16 bytes a parameter) plus "
+        "activations under bf16 autocast with flash attention; an estimate, not a promise."
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,32 +30,51 @@ FOLLOW_POLL_S = 0.2
 def register(sub: argparse._SubParsersAction) -> None:
     ref_help = "run id, unique start of an id, or run name"
 
-    p = sub.add_parser("runs", help="list runs with their true status and latest numbers",
-                       description="List the runs in the run store, newest first: id, name, kind, "
-                       "status (checked against the process table), step/total, last loss, tokens/s "
-                       "and age.")
+    p = sub.add_parser(
+        "runs",
+        help="list runs with their true status and latest numbers",
+        description="List the runs in the run store, newest first: id, name, kind, "
+        "status (checked against the process table), step/total, last loss, tokens/s "
+        "and age.",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("status", help="show one run's status, and the end of its log if it crashed",
-                       description="Show a run's true status: running (process alive with the "
-                       "recorded start time), finished, stopped, failed (with the error) or crashed "
-                       "(process gone without a final status; the end of engine.log is shown).")
+    p = sub.add_parser(
+        "status",
+        help="show one run's status, and the end of its log if it crashed",
+        description="Show a run's true status: running (process alive with the "
+        "recorded start time), finished, stopped, failed (with the error) or crashed "
+        "(process gone without a final status; the end of engine.log is shown).",
+    )
     p.add_argument("run", help=ref_help)
-    p.add_argument("-n", "--lines", type=int, default=20, help="log lines to show for a crashed or "
-                   "failed run (default 20)")
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        default=20,
+        help="log lines to show for a crashed or failed run (default 20)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("logs", help="show a run's events and engine log; -f follows until it ends",
-                       description="Print a run's recent events (formatted) and engine.log lines. "
-                       "With -f, keep printing new ones as they arrive, like tail -f, and exit when "
-                       "the run ends: status 0 if it finished or was stopped, 1 if it failed or "
-                       "crashed. Interrupting -f leaves the run running.")
+    p = sub.add_parser(
+        "logs",
+        help="show a run's events and engine log; -f follows until it ends",
+        description="Print a run's recent events (formatted) and engine.log lines. "
+        "With -f, keep printing new ones as they arrive, like tail -f, and exit when "
+        "the run ends: status 0 if it finished or was stopped, 1 if it failed or "
+        "crashed. Interrupting -f leaves the run running.",
+    )
     p.add_argument("run", help=ref_help)
     p.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
-    p.add_argument("-n", "--lines", type=int, default=20,
-                   help="how many recent events and log lines to show first (default 20)")
+    p.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        default=20,
+        help="how many recent events and log lines to show first (default 20)",
+    )
     which = p.add_mutually_exclusive_group()
     which.add_argument("--events", action="store_true", help="only events, not engine.log")
     which.add_argument("--log", action="store_true", help="only engine.log, not events")
@@ -63,37 +82,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", action="store_true", help="print events as their JSON lines")
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser("stop", help="stop a run gracefully (it checkpoints, then exits)",
-                       description="Send SIGTERM to a running engine (and leave a control/stop file): "
-                       "it finishes the current step, writes a checkpoint and exits with status "
-                       "stopped. Resume it later with `canvas resume`.")
+    p = sub.add_parser(
+        "stop",
+        help="stop a run gracefully (it checkpoints, then exits)",
+        description="Send SIGTERM to a running engine (and leave a control/stop file): "
+        "it finishes the current step, writes a checkpoint and exits with status "
+        "stopped. Resume it later with `canvas resume`.",
+    )
     p.add_argument("run", help=ref_help)
     p.add_argument("--wait", action="store_true", help="wait until the run has exited")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("checkpoint", help="ask a running run to write a checkpoint now and go on",
-                       description="Send SIGUSR1 to a running engine (and leave a control/checkpoint "
-                       "file): it writes a checkpoint at the next step boundary and continues.")
+    p = sub.add_parser(
+        "checkpoint",
+        help="ask a running run to write a checkpoint now and go on",
+        description="Send SIGUSR1 to a running engine (and leave a control/checkpoint "
+        "file): it writes a checkpoint at the next step boundary and continues.",
+    )
     p.add_argument("run", help=ref_help)
     p.set_defaults(func=cmd_checkpoint)
 
-    p = sub.add_parser("resume", help="continue a stopped or crashed run from its last checkpoint",
-                       description="Start the run's recorded resume command, detached: it continues "
-                       "from the last checkpoint in the run's checkpoints/ directory. Refused for "
-                       "running or finished runs and runs without a checkpoint.")
+    p = sub.add_parser(
+        "resume",
+        help="continue a stopped or crashed run from its last checkpoint",
+        description="Start the run's recorded resume command, detached: it continues "
+        "from the last checkpoint in the run's checkpoints/ directory. Refused for "
+        "running or finished runs and runs without a checkpoint.",
+    )
     p.add_argument("run", help=ref_help)
     p.add_argument("-f", "--follow", action="store_true", help="then follow it like `canvas logs -f`")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("rm", help="delete runs (refuses running ones unless --force)",
-                       description="Delete run directories with their checkpoints and logs. A running "
-                       "run is refused; --force stops it gracefully first (killing it if it does not "
-                       "exit within --timeout seconds), then deletes it.")
+    p = sub.add_parser(
+        "rm",
+        help="delete runs (refuses running ones unless --force)",
+        description="Delete run directories with their checkpoints and logs. A running "
+        "run is refused; --force stops it gracefully first (killing it if it does not "
+        "exit within --timeout seconds), then deletes it.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help=ref_help)
     p.add_argument("--force", action="store_true", help="stop running runs first, then delete them")
-    p.add_argument("--timeout", type=float, default=30.0,
-                   help="seconds --force waits for a graceful stop before killing (default 30)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds --force waits for a graceful stop before killing (default 30)",
+    )
     p.set_defaults(func=cmd_rm)
 
 
@@ -105,6 +140,7 @@ def _resolve(ref: str) -> RunDir:
 
 
 # -- formatting -------------------------------------------------------------------------------
+
 
 def fmt_num(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -144,8 +180,9 @@ def format_event(record: dict[str, Any], total_steps: Any = None) -> str | None:
             parts.append(f"{g('step_time'):.3f} s/step")
         text = "  ".join(parts)
     elif kind == "eval":
-        text = (f"eval @ step {g('step')}  val_loss {fmt_num(g('val_loss'))}  "
-                f"ppl {fmt_num(g('perplexity'), 2)}")
+        text = (
+            f"eval @ step {g('step')}  val_loss {fmt_num(g('val_loss'))}  ppl {fmt_num(g('perplexity'), 2)}"
+        )
         for name, value in (g("metrics") or {}).items():
             text += f"  {name} {fmt_num(value)}"
     elif kind == "checkpoint":
@@ -155,9 +192,12 @@ def format_event(record: dict[str, Any], total_steps: Any = None) -> str | None:
     elif kind == "log":
         text = f"[{g('level') or 'info'}] {g('message')}"
     elif kind == "run_info":
-        bits = [f"{g('params'):,} params" if isinstance(g("params"), int) else None,
-                g("precision"), f"on {g('device')}" if g("device") else None,
-                f"{g('total_steps')} steps" if g("total_steps") is not None else None]
+        bits = [
+            f"{g('params'):,} params" if isinstance(g("params"), int) else None,
+            g("precision"),
+            f"on {g('device')}" if g("device") else None,
+            f"{g('total_steps')} steps" if g("total_steps") is not None else None,
+        ]
         text = "run: " + ", ".join(b for b in bits if b)
     elif kind == "progress":
         total = f"/{fmt_num(g('total'), 0)}" if g("total") is not None else ""
@@ -175,6 +215,7 @@ def format_event(record: dict[str, Any], total_steps: Any = None) -> str | None:
 
 # -- commands ---------------------------------------------------------------------------------
 
+
 def cmd_runs(args: argparse.Namespace) -> int:
     rows = [summarize(run) for run in reversed(list_runs())]
     if args.json:
@@ -185,15 +226,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     header = ("ID", "NAME", "KIND", "STATUS", "STEP", "LOSS", "TOK/S", "AGE")
     table = [header] + [
-        (r.id, r.name, r.kind, r.status + ("?" if not r.verified else ""),
-         fmt_step(r.step, r.total_steps), fmt_num(r.loss), fmt_rate(r.tokens_per_s), fmt_age(r.age_s))
+        (
+            r.id,
+            r.name,
+            r.kind,
+            r.status + ("?" if not r.verified else ""),
+            fmt_step(r.step, r.total_steps),
+            fmt_num(r.loss),
+            fmt_rate(r.tokens_per_s),
+            fmt_age(r.age_s),
+        )
         for r in rows
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     right = {4, 5, 6, 7}
     for row in table:
-        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         print("  ".join(cells).rstrip())
     if any(not r.verified for r in rows):
         print("? recorded on another host; its process cannot be checked from here.")
@@ -206,11 +257,17 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
     latest = run.latest_checkpoint()
     return {
         **summary,
-        "status": status.state, "message": status.message, "alive": status.alive,
-        "verified": status.verified, "log_tail": status.log_tail,
-        "started": meta.get("started"), "ended": meta.get("ended"), "attempts": meta.get("attempts"),
+        "status": status.state,
+        "message": status.message,
+        "alive": status.alive,
+        "verified": status.verified,
+        "log_tail": status.log_tail,
+        "started": meta.get("started"),
+        "ended": meta.get("ended"),
+        "attempts": meta.get("attempts"),
         "last_checkpoint": str(latest) if latest else None,
-        "resumable": bool(meta.get("resume_argv")) and latest is not None
+        "resumable": bool(meta.get("resume_argv"))
+        and latest is not None
         and status.state in ("stopped", "crashed", "failed"),
         "config": meta.get("config"),
     }
@@ -227,10 +284,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [
         ("run", f"{info['id']}  ({info['name']}, {info['kind']})"),
         ("status", state + (f": {status.message}" if status.message else "")),
-        ("process", (f"pid {status.pid} on {info['host']}, " + ("alive" if status.alive else "exited"))
-         if status.pid else f"none (host {info['host']})"),
-        ("progress", f"step {fmt_step(info['step'], info['total_steps'])}, loss {fmt_num(info['loss'])}, "
-                     f"{fmt_rate(info['tokens_per_s'])} tok/s"),
+        (
+            "process",
+            (f"pid {status.pid} on {info['host']}, " + ("alive" if status.alive else "exited"))
+            if status.pid
+            else f"none (host {info['host']})",
+        ),
+        (
+            "progress",
+            f"step {fmt_step(info['step'], info['total_steps'])}, loss {fmt_num(info['loss'])}, "
+            f"{fmt_rate(info['tokens_per_s'])} tok/s",
+        ),
         ("created", f"{info['created']} ({fmt_age(info['age_s'])} ago)"),
         ("started", info["started"] or "-"),
         ("ended", info["ended"] or "-"),
@@ -327,12 +391,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.wait:
         if status.is_live:
-            raise CliError(f"run {run.id} is still {status.state} after {args.timeout:g} s; it may be in "
-                           f"a long step or checkpoint. Check with `canvas status {run.id}`.")
+            raise CliError(
+                f"run {run.id} is still {status.state} after {args.timeout:g} s; it may be in "
+                f"a long step or checkpoint. Check with `canvas status {run.id}`."
+            )
         print(f"Run {run.id} {status.state}" + (f": {status.message}" if status.message else "") + ".")
     else:
-        print(f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits. "
-              f"Follow with `canvas logs {run.id} -f`; continue later with `canvas resume {run.id}`.")
+        print(
+            f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits. "
+            f"Follow with `canvas logs {run.id} -f`; continue later with `canvas resume {run.id}`."
+        )
     return 0
 
 
@@ -354,8 +422,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(f"Resumed run {run.id} from {run.latest_checkpoint()} (pid {pid}).", flush=True)
     if args.follow:
-        follow_args = argparse.Namespace(follow=True, lines=0, events=False, log=False, telemetry=False,
-                                         raw=False)
+        follow_args = argparse.Namespace(
+            follow=True, lines=0, events=False, log=False, telemetry=False, raw=False
+        )
         return follow_run(run, follow_args, history=False)
     print(f"Follow it with `canvas logs {run.id} -f`.")
     return 0

@@ -35,12 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="model and recipe preset (default: tiny)")
     p.add_argument("--config", type=Path, metavar="RUN.TOML", help="a TOML file of run-config keys")
     p.add_argument("--data", metavar="SPEC", help="data spec (default: embedded, the offline corpus)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one run-config key; repeatable")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one run-config key; repeatable",
+    )
     p.add_argument("--name", help="a name for the run (default: pretrain-<id suffix>)")
     p.add_argument("--detach", action="store_true", help="print the run id and return at once")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="processes (GPUs) for distributed data parallel training through torchrun")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes (GPUs) for distributed data parallel training through torchrun",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved config only")
     p.set_defaults(func=run)
 
@@ -73,8 +84,11 @@ def launch(start: Callable[[], Any], what: str, detach: bool) -> int:
         raise CliError(str(exc)) from None
     print(run_dir.id, flush=True)
     if detach:
-        print(f"started {what} {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows it, "
-              f"`canvas stop {run_dir.id}` stops it.", file=sys.stderr)
+        print(
+            f"started {what} {run_dir.id} in the background: `canvas logs {run_dir.id} -f` follows it, "
+            f"`canvas stop {run_dir.id}` stops it.",
+            file=sys.stderr,
+        )
         return 0
     return follow(run_dir)
 
@@ -91,12 +105,18 @@ def check_device(device: str, precision_key: str, precision: str) -> None:
     build = torch_build()
     cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
     if cpu_only and device in ("auto", "cpu") and precision == "fp16":
-        raise ConfigError(precision_key, f"{precision_key} = fp16 needs a GPU, and this torch build is "
-                          f"CPU-only ({build['summary']}). Fix: use {precision_key}=auto (bf16 where the "
-                          "CPU has it).")
+        raise ConfigError(
+            precision_key,
+            f"{precision_key} = fp16 needs a GPU, and this torch build is "
+            f"CPU-only ({build['summary']}). Fix: use {precision_key}=auto (bf16 where the "
+            "CPU has it).",
+        )
     if cpu_only and device.startswith("cuda"):
-        raise ConfigError("device", f"device = {device}, but this torch build is CPU-only "
-                          f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.")
+        raise ConfigError(
+            "device",
+            f"device = {device}, but this torch build is CPU-only "
+            f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.",
+        )
 
 
 def _bar(fraction: float, width: int = 20) -> str:
@@ -148,17 +168,23 @@ class ProgressView:
             params = f"{record.get('params') or 0:,} parameters"
             if record.get("trainable_params") is not None:  # a fine-tune: the base, and what trains
                 share = 100 * record["trainable_params"] / max(1, record.get("params") or 1)
-                params = (f"base {record.get('base')}: {params} ({record.get('quantization')}), "
-                          f"{record['trainable_params']:,} trainable ({share:.2f}%)")
-            self._line(f"{params}, {record.get('precision')} ({record.get('precision_reason')}), "
-                       f"{self.total} steps on {record.get('device')}")
+                params = (
+                    f"base {record.get('base')}: {params} ({record.get('quantization')}), "
+                    f"{record['trainable_params']:,} trainable ({share:.2f}%)"
+                )
+            self._line(
+                f"{params}, {record.get('precision')} ({record.get('precision_reason')}), "
+                f"{self.total} steps on {record.get('device')}"
+            )
         elif kind == "metric":
             self.last_metric = record
             self._redraw()
         elif kind == "eval":
             self.val = record.get("val_loss")
-            self._line(f"step {record.get('step')}: validation loss {self.val:.4f} "
-                       f"(perplexity {record.get('perplexity', float('nan')):.1f})")
+            self._line(
+                f"step {record.get('step')}: validation loss {self.val:.4f} "
+                f"(perplexity {record.get('perplexity', float('nan')):.1f})"
+            )
         elif kind == "checkpoint":
             self._line(f"step {record.get('step')}: checkpoint {record.get('kind')} -> {record.get('path')}")
         elif kind == "progress":
@@ -203,13 +229,19 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
                     raise
                 stopping = True
                 view.close()
-                print(f"\nstopping run {run_dir.id} gracefully (finishing the step and writing a "
-                      "checkpoint; Ctrl-C again to leave it running)…", file=sys.stderr, flush=True)
+                print(
+                    f"\nstopping run {run_dir.id} gracefully (finishing the step and writing a "
+                    "checkpoint; Ctrl-C again to leave it running)…",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stop_run(run_dir)
     except KeyboardInterrupt:
         view.close()
-        print(f"left run {run_dir.id} running in the background: `canvas logs {run_dir.id} -f`.",
-              file=sys.stderr)
+        print(
+            f"left run {run_dir.id} running in the background: `canvas logs {run_dir.id} -f`.",
+            file=sys.stderr,
+        )
         return 130
     view.close()
     status = run_status(run_dir, tail=12)
@@ -218,6 +250,8 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
     if status.state == "stopped":
         print(f"continue it with `canvas resume {run_dir.id}`", flush=True)
     if status.state in ("failed", "crashed") and getattr(status, "log_tail", None):
-        print("last lines of engine.log:\n" + "\n".join(f"| {line}" for line in status.log_tail),
-              file=sys.stderr)
+        print(
+            "last lines of engine.log:\n" + "\n".join(f"| {line}" for line in status.log_tail),
+            file=sys.stderr,
+        )
     return 0 if status.state in ("finished", "stopped") else 1

@@ -28,8 +28,13 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(Content.assemble(("Keys", "bold"), ("  ctrl+p: command palette (every action, "
-                                          "themes) · esc: close", "$text-muted")), markup=False)
+            yield Static(
+                Content.assemble(
+                    ("Keys", "bold"),
+                    ("  ctrl+p: command palette (every action, themes) · esc: close", "$text-muted"),
+                ),
+                markup=False,
+            )
             yield DataTable(id="keys", cursor_type="row", show_row_labels=False, zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -39,12 +44,24 @@ class HelpScreen(ModalScreen[None]):
         for scope, title in SCOPES.items():
             for action in ACTIONS:
                 if action.scope == scope:
-                    table.add_row(Text(title), Text(display_key(action, keymap), style="bold"),
-                                  Text(action.title), Text(action.help))
-        table.add_row(Text(SCOPES["app"]), Text("ctrl+p", style="bold"), Text("Palette"),
-                      Text("Command palette: every action of this screen, themes"))
-        table.add_row(Text(SCOPES["app"]), Text("tab", style="bold"), Text("Focus"),
-                      Text("Move between panes and fields"))
+                    table.add_row(
+                        Text(title),
+                        Text(display_key(action, keymap), style="bold"),
+                        Text(action.title),
+                        Text(action.help),
+                    )
+        table.add_row(
+            Text(SCOPES["app"]),
+            Text("ctrl+p", style="bold"),
+            Text("Palette"),
+            Text("Command palette: every action of this screen, themes"),
+        )
+        table.add_row(
+            Text(SCOPES["app"]),
+            Text("tab", style="bold"),
+            Text("Focus"),
+            Text("Move between panes and fields"),
+        )
         table.focus()
 
     async def action_dismiss(self, result: None = None) -> None:

@@ -35,9 +35,11 @@ from engine.config.presets import PRESETS
 
 #: Seconds after the last change before the fine-tune preflight runs (it reads the disk).
 PREFLIGHT_DELAY = 0.3
-FT_NOTE = ("QLoRA: the base model is loaded quantised and frozen, and small LoRA adapters learn from "
-           "the conversations. Everything that can be checked without loading the model is checked "
-           "as you type.")
+FT_NOTE = (
+    "QLoRA: the base model is loaded quantised and frozen, and small LoRA adapters learn from "
+    "the conversations. Everything that can be checked without loading the model is checked "
+    "as you type."
+)
 BASE_PLACEHOLDER = "a run id, a model folder or a Hub id (owner/name)"
 
 
@@ -93,26 +95,45 @@ class NewRunScreen(Screen[None]):
                     with Horizontal(classes="form-row"):
                         yield Label("preset", classes="form-label")
                         with Vertical(classes="form-input"):
-                            yield Select([(f"{p.name}", p.name) for p in PRESETS.values()], value=v["preset"],
-                                         allow_blank=False, id="f-preset", compact=True)
+                            yield Select(
+                                [(f"{p.name}", p.name) for p in PRESETS.values()],
+                                value=v["preset"],
+                                allow_blank=False,
+                                id="f-preset",
+                                compact=True,
+                            )
                             yield Static(Content(""), id="err-f-preset", classes="form-error", markup=False)
                     yield from _field("name", "run name", "", placeholder="optional, e.g. tiny-test")
-                    yield from _field("data", "data source", v["data"],
-                                      placeholder="embedded · owt+c4 · hf:NAME · ./notes/*.md")
+                    yield from _field(
+                        "data",
+                        "data source",
+                        v["data"],
+                        placeholder="embedded · owt+c4 · hf:NAME · ./notes/*.md",
+                    )
                     for key, label in forms.PRETRAIN_FIELDS:
                         yield from _field(key, label, v[key])
                     with Horizontal(classes="form-row"):
-                        yield Select([(forms.LENGTH_LABELS[k], k) for k in forms.LENGTH_KEYS],
-                                     value=v["length_kind"], allow_blank=False, id="f-length_kind",
-                                     compact=True,
-                                     classes="form-label")
+                        yield Select(
+                            [(forms.LENGTH_LABELS[k], k) for k in forms.LENGTH_KEYS],
+                            value=v["length_kind"],
+                            allow_blank=False,
+                            id="f-length_kind",
+                            compact=True,
+                            classes="form-label",
+                        )
                         with Vertical(classes="form-input"):
                             yield Input(v["length"], id="f-length", compact=True)
                             yield Static(Content(""), id="err-f-length", classes="form-error", markup=False)
                     with Horizontal(classes="form-row"):
                         yield Label("precision", classes="form-label")
-                        yield Select(list(forms.PRECISION_CHOICES), value=v["precision"], allow_blank=False,
-                                     id="f-precision", classes="form-input", compact=True)
+                        yield Select(
+                            list(forms.PRECISION_CHOICES),
+                            value=v["precision"],
+                            allow_blank=False,
+                            id="f-precision",
+                            classes="form-input",
+                            compact=True,
+                        )
                     yield Static(Content(""), id="err-general", classes="form-error", markup=False)
                     yield Button("Launch (ctrl+l)", id="launch-pretrain", variant="primary")
                 yield Static(Content(""), id="estimate", markup=False)
@@ -133,14 +154,23 @@ class NewRunScreen(Screen[None]):
             elif key == "base":
                 yield from _field(ft(key), labels[key], f[key], placeholder=BASE_PLACEHOLDER, hint=True)
             elif key == "data":
-                yield from _field(ft(key), labels[key], f[key],
-                                  placeholder="embedded · guanaco · oasst1 · ./chats.jsonl · hf:NAME")
+                yield from _field(
+                    ft(key),
+                    labels[key],
+                    f[key],
+                    placeholder="embedded · guanaco · oasst1 · ./chats.jsonl · hf:NAME",
+                )
             else:
                 yield from _field(ft(key), labels[key], f[key])
         with Horizontal(classes="form-row"):
-            yield Select([(forms.FT_LENGTH_LABELS[k], k) for k in forms.FT_LENGTH_KEYS],
-                         value=f["length_kind"], allow_blank=False, id="ft-length_kind", compact=True,
-                         classes="form-label")
+            yield Select(
+                [(forms.FT_LENGTH_LABELS[k], k) for k in forms.FT_LENGTH_KEYS],
+                value=f["length_kind"],
+                allow_blank=False,
+                id="ft-length_kind",
+                compact=True,
+                classes="form-label",
+            )
             with Vertical(classes="form-input"):
                 yield Input(f["length"], id="ft-length", select_on_focus=False, compact=True)
                 yield Static(Content(""), id="err-ft-length", classes="form-error", markup=False)
@@ -174,8 +204,12 @@ class NewRunScreen(Screen[None]):
     def _changed(self, event) -> None:
         if self._filling:
             return
-        if (isinstance(event, Select.Changed) and event.select.id == "f-preset"
-                and isinstance(event.value, str) and event.value != self.values.get("preset")):
+        if (
+            isinstance(event, Select.Changed)
+            and event.select.id == "f-preset"
+            and isinstance(event.value, str)
+            and event.value != self.values.get("preset")
+        ):
             self._fill_preset(event.value)
         self.revalidate()
 
@@ -207,8 +241,14 @@ class NewRunScreen(Screen[None]):
         name_problem = forms.check_name(self.values.get("name", ""))
         if name_problem:
             self.errors["f-name"] = name_problem
-        self._show_errors(self.errors, [forms.field_id(k) for k in (
-            "preset", "name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length")] + ["general"])
+        self._show_errors(
+            self.errors,
+            [
+                forms.field_id(k)
+                for k in ("preset", "name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length")
+            ]
+            + ["general"],
+        )
         self._show_estimate()
         self._revalidate_finetune()
 
@@ -235,28 +275,52 @@ class NewRunScreen(Screen[None]):
     def _show_estimate(self) -> None:
         box = self.query_one("#estimate", Static)
         if self.config is None:
-            box.update(Content.assemble(("Estimate", "bold"), "\n\n",
-                                        ("fix the highlighted field to see the size", "$error")))
+            box.update(
+                Content.assemble(
+                    ("Estimate", "bold"), "\n\n", ("fix the highlighted field to see the size", "$error")
+                )
+            )
             return
         est = forms.estimate(self.config)
         mem = est.memory
         cfg = self.config
-        box.update(Content.assemble(
-            ("Estimate", "bold"), "\n\n",
-            ("parameters   ", "$text-muted"), (f"{est.params:,}", "bold"), f"  ({fmt_si(est.params)})\n",
-            ("tokens/step  ", "$text-muted"), f"{est.tokens_per_step:,}\n",
-            ("steps        ", "$text-muted"), "-" if est.steps is None else f"{est.steps:,}", "\n",
-            ("tokens       ", "$text-muted"),
-            "-" if est.total_tokens is None else fmt_si(est.total_tokens), "\n\n",
-            ("Training memory (bf16 autocast, AdamW)\n", "bold"),
-            ("weights      ", "$text-muted"), fmt_bytes(mem["weights"]), "\n",
-            ("gradients    ", "$text-muted"), fmt_bytes(mem["gradients"]), "\n",
-            ("optimizer    ", "$text-muted"), fmt_bytes(mem["optimizer"]), "\n",
-            ("activations  ", "$text-muted"), fmt_bytes(mem["activations"]), "\n",
-            ("total        ", "$text-muted"), (fmt_bytes(mem["total"]), "bold $accent"), "\n\n",
-            ("data  ", "$text-muted"), clean_text(cfg.data), "\n",
-            ("an estimate: allocator and compile workspace come on top", "$text-muted"),
-        ))
+        box.update(
+            Content.assemble(
+                ("Estimate", "bold"),
+                "\n\n",
+                ("parameters   ", "$text-muted"),
+                (f"{est.params:,}", "bold"),
+                f"  ({fmt_si(est.params)})\n",
+                ("tokens/step  ", "$text-muted"),
+                f"{est.tokens_per_step:,}\n",
+                ("steps        ", "$text-muted"),
+                "-" if est.steps is None else f"{est.steps:,}",
+                "\n",
+                ("tokens       ", "$text-muted"),
+                "-" if est.total_tokens is None else fmt_si(est.total_tokens),
+                "\n\n",
+                ("Training memory (bf16 autocast, AdamW)\n", "bold"),
+                ("weights      ", "$text-muted"),
+                fmt_bytes(mem["weights"]),
+                "\n",
+                ("gradients    ", "$text-muted"),
+                fmt_bytes(mem["gradients"]),
+                "\n",
+                ("optimizer    ", "$text-muted"),
+                fmt_bytes(mem["optimizer"]),
+                "\n",
+                ("activations  ", "$text-muted"),
+                fmt_bytes(mem["activations"]),
+                "\n",
+                ("total        ", "$text-muted"),
+                (fmt_bytes(mem["total"]), "bold $accent"),
+                "\n\n",
+                ("data  ", "$text-muted"),
+                clean_text(cfg.data),
+                "\n",
+                ("an estimate: allocator and compile workspace come on top", "$text-muted"),
+            )
+        )
 
     # ------------------------------------------------------------------------ launch
     @on(Button.Pressed, "#launch-pretrain")
@@ -282,8 +346,11 @@ class NewRunScreen(Screen[None]):
         if config is not None and not errors:
             return False
         slot = next(iter(errors), general)
-        self.notify("Fix the highlighted field first: " + next(iter(errors.values()), ""),
-                    severity="error", markup=False)
+        self.notify(
+            "Fix the highlighted field first: " + next(iter(errors.values()), ""),
+            severity="error",
+            markup=False,
+        )
         widget = self.query(f"#{slot}")
         if widget and widget.first().focusable:
             widget.first().focus()
@@ -343,9 +410,16 @@ class NewRunScreen(Screen[None]):
         self.app.open_dashboard(Path(message.new_run_id or ""))
 
     # ------------------------------------------------------------------------ fine-tune
-    FT_SLOTS = tuple(forms.ft_id(k) for k in (
-        "name", *(k for k, _ in forms.FINETUNE_FIELDS), *(k for k, _ in forms.FINETUNE_CHOICE_FIELDS),
-        "length", "general"))
+    FT_SLOTS = tuple(
+        forms.ft_id(k)
+        for k in (
+            "name",
+            *(k for k, _ in forms.FINETUNE_FIELDS),
+            *(k for k, _ in forms.FINETUNE_CHOICE_FIELDS),
+            "length",
+            "general",
+        )
+    )
 
     def _revalidate_finetune(self) -> None:
         """Field checks now (FinetuneConfig.validate); the preflight a moment later, in a worker."""
@@ -435,21 +509,38 @@ class NewRunScreen(Screen[None]):
             body = Content.styled("checking again and launching…", "$accent")
         elif state == "error":
             field = next(iter(self._ft_check_error), "ft-general").removeprefix("ft-")
-            body = Content.assemble(("not ready", "bold $error"), ": the ",
-                                    (field if field != "general" else "run", "bold"),
-                                    " check failed; its message is under the field.")
+            body = Content.assemble(
+                ("not ready", "bold $error"),
+                ": the ",
+                (field if field != "general" else "run", "bold"),
+                " check failed; its message is under the field.",
+            )
         elif state == "ok" and self.ft_preflight is not None:
             cfg = self.ft_config
             per_step = cfg.micro_batch * cfg.grad_accum * cfg.seq_len
-            length = (f"{cfg.max_steps:,} steps" if cfg.max_steps
-                      else f"{cfg.epochs:g} epoch{'' if cfg.epochs == 1 else 's'}")
+            length = (
+                f"{cfg.max_steps:,} steps"
+                if cfg.max_steps
+                else f"{cfg.epochs:g} epoch{'' if cfg.epochs == 1 else 's'}"
+            )
             body = Content.assemble(
-                ("ready", "bold $success"), ": ", clean_text(self.ft_preflight.summary()), "\n\n",
-                ("length         ", muted), length, "\n",
-                ("rows per step  ", muted), f"{cfg.micro_batch * cfg.grad_accum:,}", "\n",
-                ("tokens/step    ", muted), f"up to {per_step:,}", "\n\n",
-                ("checked without loading the model; the engine checks again before it loads the base",
-                 muted),
+                ("ready", "bold $success"),
+                ": ",
+                clean_text(self.ft_preflight.summary()),
+                "\n\n",
+                ("length         ", muted),
+                length,
+                "\n",
+                ("rows per step  ", muted),
+                f"{cfg.micro_batch * cfg.grad_accum:,}",
+                "\n",
+                ("tokens/step    ", muted),
+                f"up to {per_step:,}",
+                "\n\n",
+                (
+                    "checked without loading the model; the engine checks again before it loads the base",
+                    muted,
+                ),
             )
         else:
             body = Content("")
@@ -458,11 +549,19 @@ class NewRunScreen(Screen[None]):
     def _show_base_hint(self) -> None:
         hint = self.query_one("#hint-ft-base", Static)
         if self.base_hint:
-            hint.update(Content.assemble(("empty: the newest pre-training run, ", "$text-muted"),
-                                         (clean_text(self.base_hint), "bold")))
+            hint.update(
+                Content.assemble(
+                    ("empty: the newest pre-training run, ", "$text-muted"),
+                    (clean_text(self.base_hint), "bold"),
+                )
+            )
         elif self.base_hint_loaded:
-            hint.update(Content.styled("no pre-training run with a checkpoint yet: give a model folder or "
-                                       "a Hub id (owner/name)", "$text-muted"))
+            hint.update(
+                Content.styled(
+                    "no pre-training run with a checkpoint yet: give a model folder or a Hub id (owner/name)",
+                    "$text-muted",
+                )
+            )
         else:
             hint.update(Content.styled("empty: the newest pre-training run with a checkpoint", "$text-muted"))
 
@@ -519,8 +618,10 @@ class NewRunScreen(Screen[None]):
             run = launch_finetune(cfg, name)
         except Exception as exc:  # shown next to the field it names, never a crash
             field = getattr(exc, "field", "")
-            self.post_message(ControlDone("launch-finetune", "", str(exc), error=True,
-                                          new_run_id=field or None))
+            self.post_message(
+                ControlDone("launch-finetune", "", str(exc), error=True, new_run_id=field or None)
+            )
             return
-        self.post_message(ControlDone("launch-finetune", run.id, f"Launched fine-tune {run.id}.",
-                                      new_run_id=str(run.path)))
+        self.post_message(
+            ControlDone("launch-finetune", run.id, f"Launched fine-tune {run.id}.", new_run_id=str(run.path))
+        )

@@ -24,8 +24,12 @@ from canvas_tui.runs_model import RunRow, RunsTracker
 #: Theme variable of each status's colour (the table's cells are Rich Text, so the colour is looked
 #: up in the current theme when the rows are drawn, and the rows are redrawn on a theme change).
 STATUS_COLOR = {
-    "running": "success", "starting": "accent", "finished": "primary", "stopped": "warning",
-    "failed": "error", "crashed": "error",
+    "running": "success",
+    "starting": "accent",
+    "finished": "primary",
+    "stopped": "warning",
+    "failed": "error",
+    "crashed": "error",
 }
 COLUMNS = ("id", "name", "kind", "status", "step", "loss", "val", "best", "curve", "tok/s", "age")
 #: From this width on, a "model" column says what each run trains: its parameter count, or for a
@@ -145,11 +149,17 @@ class RunsScreen(Screen[None]):
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
         empty = self.query_one("#runs-empty", Static)
         if not self.rows:
-            empty.update(Content.assemble(("No runs yet.", "bold"),
-                                          "  Press n to start one, or run `canvas train` in a shell."))
+            empty.update(
+                Content.assemble(
+                    ("No runs yet.", "bold"), "  Press n to start one, or run `canvas train` in a shell."
+                )
+            )
         elif not rows:
-            empty.update(Content.assemble("No run matches the filter ", (repr(self.filter_text), "bold"),
-                                          ". esc clears it."))
+            empty.update(
+                Content.assemble(
+                    "No run matches the filter ", (repr(self.filter_text), "bold"), ". esc clears it."
+                )
+            )
         else:
             empty.update(Content(""))
         empty.display = not rows
@@ -171,8 +181,10 @@ class RunsScreen(Screen[None]):
             "loss": Text(fmt_loss(row.loss), justify="right"),
             "val": Text(fmt_loss(row.last_val), justify="right"),
             "best": Text(fmt_loss(row.best_val), justify="right"),
-            "curve": Text(sparkline(row.spark, spark).ljust(spark),
-                          style=self._style("plot-train") or self._style("primary")),
+            "curve": Text(
+                sparkline(row.spark, spark).ljust(spark),
+                style=self._style("plot-train") or self._style("primary"),
+            ),
             "tok/s": Text(fmt_si(row.tokens_per_s), justify="right"),
             "age": Text(fmt_age(row.age(now)), justify="right"),
         }

@@ -26,8 +26,10 @@ class CheckpointList(DataTable):
         self.add_columns("step", "kind", "val loss", "path", "time")
 
     def show(self, checkpoints: list[dict[str, Any]]) -> None:
-        rows = [(c.get("step"), c.get("kind"), c.get("val_loss"), c.get("t"), c.get("path"))
-                for c in sorted(checkpoints, key=lambda c: (c.get("step") or 0), reverse=True)]
+        rows = [
+            (c.get("step"), c.get("kind"), c.get("val_loss"), c.get("t"), c.get("path"))
+            for c in sorted(checkpoints, key=lambda c: c.get("step") or 0, reverse=True)
+        ]
         if rows == self._shown:
             return
         self._shown = rows
@@ -37,5 +39,10 @@ class CheckpointList(DataTable):
             return
         for step, kind, val, t, path in rows:
             stamp = datetime.fromtimestamp(t).strftime("%m-%d %H:%M") if isinstance(t, (int, float)) else "-"
-            self.add_row(Text(str(step)), Text(clean_text(kind or "")), Text(fmt_loss(val)),
-                         Text(clean_text(str(path or "").removeprefix("checkpoints/"))), Text(stamp))
+            self.add_row(
+                Text(str(step)),
+                Text(clean_text(kind or "")),
+                Text(fmt_loss(val)),
+                Text(clean_text(str(path or "").removeprefix("checkpoints/"))),
+                Text(stamp),
+            )

@@ -27,8 +27,15 @@ class EmissionsPane(Pane):
             self.update(Content.styled("no emissions data yet", "$text-muted"))
             return
         trees = finite(c.get("trees"))
-        self.update(Content.assemble(
-            label("energy"), _fmt(finite(c.get("energy_kwh")), "kWh"), "\n",
-            label("CO2eq"), _fmt(finite(c.get("emissions_kg")), "kg"), "\n",
-            label("trees"), "-" if trees is None else f"{trees:.2f} tree-months",
-        ))
+        self.update(
+            Content.assemble(
+                label("energy"),
+                _fmt(finite(c.get("energy_kwh")), "kWh"),
+                "\n",
+                label("CO2eq"),
+                _fmt(finite(c.get("emissions_kg")), "kg"),
+                "\n",
+                label("trees"),
+                "-" if trees is None else f"{trees:.2f} tree-months",
+            )
+        )

@@ -22,8 +22,12 @@ class GpuPane(Pane):
     def show(self, view: RunView) -> None:
         if not view.gpus:
             reason = view.gpu_unavailable or "no GPU telemetry"
-            self.update(Content.assemble(("no GPU: " if view.gpu_unavailable else "", "$warning"),
-                                         (clean_text(reason), "$text-muted")))
+            self.update(
+                Content.assemble(
+                    ("no GPU: " if view.gpu_unavailable else "", "$warning"),
+                    (clean_text(reason), "$text-muted"),
+                )
+            )
             return
         blocks = []
         for index in sorted(view.gpus):
@@ -37,19 +41,29 @@ class GpuPane(Pane):
             power_text = "-" if power is None else f"{power:.0f}" + (f"/{cap:.0f}" if cap else "") + " W"
             proc = finite(s.get("proc_mem"))
             # Two lines a GPU, nvitop-style: utilisation, temperature, power; then memory.
-            blocks.append(Content.assemble(
-                (f"GPU {index}".ljust(6), "bold"), label("util", 5),
-                (fmt_pct(util).rjust(4), LEVEL_STYLE[level(util, 10, 75)]), " ",
-                (sparkline(list(gpu.util), SPARK).ljust(SPARK), "$primary"),
-                "  ", (temp_text, "$warning" if (temp or 0) >= 85 else ""), "  ", power_text,
-                ("" if finite(s.get("fan")) is None else f"  fan {fmt_pct(s.get('fan'))}", "$text-muted"),
-                ("" if not isinstance(s.get("pstate"), int) else f"  P{s.get('pstate')}", "$text-muted"),
-                "\n",
-                " " * 6, label("mem", 5),
-                (fmt_pct(mem_pct).rjust(4), LEVEL_STYLE[level(mem_pct, 10, 80)]), " ",
-                (sparkline(list(gpu.mem_pct), SPARK).ljust(SPARK), "$accent"),
-                "  ", fmt_bytes_pair(used, total),
-                ("" if proc is None else f"  run {fmt_bytes(proc)}", "$text-muted"),
-                ("" if not s.get("name") else "  " + clean_text(s.get("name")), "$text-muted"),
-            ))
+            blocks.append(
+                Content.assemble(
+                    (f"GPU {index}".ljust(6), "bold"),
+                    label("util", 5),
+                    (fmt_pct(util).rjust(4), LEVEL_STYLE[level(util, 10, 75)]),
+                    " ",
+                    (sparkline(list(gpu.util), SPARK).ljust(SPARK), "$primary"),
+                    "  ",
+                    (temp_text, "$warning" if (temp or 0) >= 85 else ""),
+                    "  ",
+                    power_text,
+                    ("" if finite(s.get("fan")) is None else f"  fan {fmt_pct(s.get('fan'))}", "$text-muted"),
+                    ("" if not isinstance(s.get("pstate"), int) else f"  P{s.get('pstate')}", "$text-muted"),
+                    "\n",
+                    " " * 6,
+                    label("mem", 5),
+                    (fmt_pct(mem_pct).rjust(4), LEVEL_STYLE[level(mem_pct, 10, 80)]),
+                    " ",
+                    (sparkline(list(gpu.mem_pct), SPARK).ljust(SPARK), "$accent"),
+                    "  ",
+                    fmt_bytes_pair(used, total),
+                    ("" if proc is None else f"  run {fmt_bytes(proc)}", "$text-muted"),
+                    ("" if not s.get("name") else "  " + clean_text(s.get("name")), "$text-muted"),
+                )
+            )
         self.update(Content("\n").join(blocks))

@@ -31,14 +31,19 @@ def event_line(record: dict[str, Any]) -> Text | None:
     kind = record.get("type")
     if kind == "log":
         lvl = str(record.get("level") or "info")
-        return Text.assemble((_stamp(record.get("t")) + " ", "dim"),
-                             (f"{lvl:<7} ", LEVEL_STYLES.get(lvl, "")),
-                             clean_text(record.get("message", "")))
+        return Text.assemble(
+            (_stamp(record.get("t")) + " ", "dim"),
+            (f"{lvl:<7} ", LEVEL_STYLES.get(lvl, "")),
+            clean_text(record.get("message", "")),
+        )
     if kind == "status":
         msg = record.get("message")
-        return Text.assemble((_stamp(record.get("t")) + " ", "dim"), ("status  ", "magenta"),
-                             clean_text(record.get("state", "")),
-                             (": " + clean_text(msg)) if msg else "")
+        return Text.assemble(
+            (_stamp(record.get("t")) + " ", "dim"),
+            ("status  ", "magenta"),
+            clean_text(record.get("state", "")),
+            (": " + clean_text(msg)) if msg else "",
+        )
     return None
 
 
@@ -54,8 +59,15 @@ class LogPane(RichLog):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(max_lines=MAX_LINES, wrap=True, markup=False, highlight=False, auto_scroll=False,
-                         id=id, min_width=20)
+        super().__init__(
+            max_lines=MAX_LINES,
+            wrap=True,
+            markup=False,
+            highlight=False,
+            auto_scroll=False,
+            id=id,
+            min_width=20,
+        )
         self.border_title = "Log"
         self.follow = True
         self.pending = 0
@@ -76,14 +88,20 @@ class LogPane(RichLog):
         return False
 
     def add_log_lines(self, lines: list[str]) -> None:
-        self._write([Text.assemble(("│ ", "dim"), Text.from_ansi(line.rstrip("\r"), no_wrap=False))
-                     for line in lines if not self._seen(line.strip())])
+        self._write(
+            [
+                Text.assemble(("│ ", "dim"), Text.from_ansi(line.rstrip("\r"), no_wrap=False))
+                for line in lines
+                if not self._seen(line.strip())
+            ]
+        )
 
     def add_events(self, records: list[dict[str, Any]]) -> None:
         texts = []
         for record in records:
             if record.get("type") == "log" and self._seen(
-                    f"[{record.get('level') or 'info'}] {record.get('message')}".strip()):
+                f"[{record.get('level') or 'info'}] {record.get('message')}".strip()
+            ):
                 continue
             text = event_line(record)
             if text is not None:

@@ -91,8 +91,13 @@ class LossPlot(_CanvasPlot):
                 if self.log_y:
                     sx, sy = _positive(sx, sy)
                 if sx:
-                    plt.plot(sx, sy, marker="braille", color=theme_rgb(self.app, "plot-train"),
-                             label="train (smoothed)")
+                    plt.plot(
+                        sx,
+                        sy,
+                        marker="braille",
+                        color=theme_rgb(self.app, "plot-train"),
+                        label="train (smoothed)",
+                    )
                     points += len(sx)
             elif xs:
                 plt.plot(xs, ys, marker="braille", color=theme_rgb(self.app, "plot-train"), label="train")
@@ -102,8 +107,13 @@ class LossPlot(_CanvasPlot):
             if self.log_y:
                 vx, vy = _positive(vx, vy)
             if vx:
-                plt.plot(vx, vy, marker="dot" if len(vx) > 1 else "o", color=theme_rgb(self.app, "plot-val"),
-                         label="validation")
+                plt.plot(
+                    vx,
+                    vy,
+                    marker="dot" if len(vx) > 1 else "o",
+                    color=theme_rgb(self.app, "plot-val"),
+                    label="validation",
+                )
                 points += len(vx)
         self.plotted_points = points
         self.refresh()
@@ -117,8 +127,9 @@ def _positive(xs: list[float], ys: list[float]) -> tuple[list[float], list[float
 class MetricPlot(_CanvasPlot):
     """One series against step (learning rate, tokens/s)."""
 
-    def __init__(self, title: str, color_var: str, *, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self, title: str, color_var: str, *, id: str | None = None, classes: str | None = None
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
         self.color_var = color_var

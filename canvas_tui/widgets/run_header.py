@@ -17,9 +17,14 @@ from canvas_tui.viewmodel import RunView
 from engine.runs.status import RunStatus
 
 STATUS_STYLE = {
-    "running": "bold $success", "starting": "bold $accent", "created": "$text-muted",
-    "finished": "bold $primary", "stopped": "bold $warning", "failed": "bold $error",
-    "crashed": "bold $error", "unknown": "$text-muted",
+    "running": "bold $success",
+    "starting": "bold $accent",
+    "created": "$text-muted",
+    "finished": "bold $primary",
+    "stopped": "bold $warning",
+    "failed": "bold $error",
+    "crashed": "bold $error",
+    "unknown": "$text-muted",
 }
 
 
@@ -52,8 +57,9 @@ class RunHeader(Static):
     def text(self) -> str:
         return str(self.content)
 
-    def show(self, meta: dict[str, Any] | None = None, status: RunStatus | None = None,
-             view: RunView | None = None) -> None:
+    def show(
+        self, meta: dict[str, Any] | None = None, status: RunStatus | None = None, view: RunView | None = None
+    ) -> None:
         if meta is not None:
             self.meta = meta
         if status is not None:
@@ -67,22 +73,36 @@ class RunHeader(Static):
         state = self.status.state if self.status else str(m.get("status") or "unknown")
         verified = self.status.verified if self.status else True
         line1 = Content.assemble(
-            (clean_text(m.get("name") or "?"), "bold"), "  ", (clean_text(m.get("id") or ""), "$text-muted"),
-            "  ", (clean_text(m.get("kind") or ""), "$text-muted"), "  ", status_content(state, verified),
+            (clean_text(m.get("name") or "?"), "bold"),
+            "  ",
+            (clean_text(m.get("id") or ""), "$text-muted"),
+            "  ",
+            (clean_text(m.get("kind") or ""), "$text-muted"),
+            "  ",
+            status_content(state, verified),
         )
         if self.status and self.status.message and state not in ("running",):
             line1 = line1 + Content.styled(": " + clean_text(self.status.message), "$text-muted")
         total = v.total_steps or m.get("total_steps")
-        fraction = v.fraction_done() if v.total_steps else (
-            (v.step or 0) / total if isinstance(total, int) and total else None)
+        fraction = (
+            v.fraction_done()
+            if v.total_steps
+            else ((v.step or 0) / total if isinstance(total, int) and total else None)
+        )
         bar_width = max(8, min(40, self.size.width - 62)) if self.size.width else 20
         eta = v.eta_seconds() if state in ("running", "starting") else None
         metric = v.last_metric or {}
         line2 = Content.assemble(
-            ("step ", "$text-muted"), fmt_step(v.step, total), " ", progress_bar(fraction, bar_width),
-            " ", "-" if fraction is None else f"{100 * fraction:.1f}%",
-            ("  ETA ", "$text-muted"), fmt_duration(eta) if eta is not None else "-",
-            ("  tok/s ", "$text-muted"), fmt_si(metric.get("tokens_per_s")),
+            ("step ", "$text-muted"),
+            fmt_step(v.step, total),
+            " ",
+            progress_bar(fraction, bar_width),
+            " ",
+            "-" if fraction is None else f"{100 * fraction:.1f}%",
+            ("  ETA ", "$text-muted"),
+            fmt_duration(eta) if eta is not None else "-",
+            ("  tok/s ", "$text-muted"),
+            fmt_si(metric.get("tokens_per_s")),
         )
         best = v.best_val
         nonfinite = ""
@@ -92,12 +112,20 @@ class RunHeader(Static):
         info = v.run_info or {}
         finetune = is_finetune(m, info)
         line3 = Content.assemble(
-            ("loss ", "$text-muted"), fmt_loss(metric.get("loss")),
-            ("  val ", "$text-muted"), fmt_loss((v.last_eval or {}).get("val_loss")),
-            ("  best ", "$text-muted"), "-" if best is None else f"{fmt_loss(best[1])} @ {best[0]}",
-            ("  lr ", "$text-muted"), fmt_num(metric.get("lr"), 3),
-            ("" if finetune else "  params ", "$text-muted"), "" if finetune else fmt_si(info.get("params")),
-            ("  ", ""), clean_text(info.get("precision") or ""), " ", clean_text(info.get("device") or ""),
+            ("loss ", "$text-muted"),
+            fmt_loss(metric.get("loss")),
+            ("  val ", "$text-muted"),
+            fmt_loss((v.last_eval or {}).get("val_loss")),
+            ("  best ", "$text-muted"),
+            "-" if best is None else f"{fmt_loss(best[1])} @ {best[0]}",
+            ("  lr ", "$text-muted"),
+            fmt_num(metric.get("lr"), 3),
+            ("" if finetune else "  params ", "$text-muted"),
+            "" if finetune else fmt_si(info.get("params")),
+            ("  ", ""),
+            clean_text(info.get("precision") or ""),
+            " ",
+            clean_text(info.get("device") or ""),
             (nonfinite, "bold $error"),
         )
         progress = v.progress
@@ -106,12 +134,18 @@ class RunHeader(Static):
             lines += self._finetune_lines(m, info)
         if progress and state in ("running", "starting") and not v.step:
             total_p = progress.get("total")
-            lines.append(Content.assemble(
-                (clean_text(progress.get("phase") or ""), "$accent"), ": ",
-                fmt_num(progress.get("done"), 0), f"/{fmt_num(total_p, 0)}" if total_p is not None else "",
-                " ", clean_text(progress.get("unit") or ""),
-                ("  ETA ", "$text-muted"), fmt_duration(progress.get("eta")),
-            ))
+            lines.append(
+                Content.assemble(
+                    (clean_text(progress.get("phase") or ""), "$accent"),
+                    ": ",
+                    fmt_num(progress.get("done"), 0),
+                    f"/{fmt_num(total_p, 0)}" if total_p is not None else "",
+                    " ",
+                    clean_text(progress.get("unit") or ""),
+                    ("  ETA ", "$text-muted"),
+                    fmt_duration(progress.get("eta")),
+                )
+            )
         return Content("\n").join(lines)
 
     def _finetune_lines(self, meta: dict[str, Any], info: dict[str, Any]) -> list[Content]:

@@ -21,11 +21,21 @@ class SystemPane(Pane):
         cpu = finite(s.get("cpu_pct"))
         used, total = finite(s.get("ram_used")), finite(s.get("ram_total"))
         ram_pct = 100.0 * used / total if used is not None and total else None
-        self.update(Content.assemble(
-            label("cpu"), (fmt_pct(cpu).rjust(5), LEVEL_STYLE[level(cpu, 10, 75)]), " ",
-            (sparkline(list(view.cpu), 12), "$primary"), "\n",
-            label("ram"), (fmt_pct(ram_pct).rjust(5), LEVEL_STYLE[level(ram_pct, 10, 80)]),
-            f" {fmt_bytes_pair(used, total)}", "\n",
-            label("rss"), fmt_bytes(s.get("rss")), "\n",
-            label("disk"), f"{fmt_bytes(s.get('disk_free'))} free",
-        ))
+        self.update(
+            Content.assemble(
+                label("cpu"),
+                (fmt_pct(cpu).rjust(5), LEVEL_STYLE[level(cpu, 10, 75)]),
+                " ",
+                (sparkline(list(view.cpu), 12), "$primary"),
+                "\n",
+                label("ram"),
+                (fmt_pct(ram_pct).rjust(5), LEVEL_STYLE[level(ram_pct, 10, 80)]),
+                f" {fmt_bytes_pair(used, total)}",
+                "\n",
+                label("rss"),
+                fmt_bytes(s.get("rss")),
+                "\n",
+                label("disk"),
+                f"{fmt_bytes(s.get('disk_free'))} free",
+            )
+        )

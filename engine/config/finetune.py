@@ -98,18 +98,27 @@ class FinetuneConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
         if not isinstance(self.lora_r, int) or self.lora_r < 1:
-            raise bad("lora_r", "must be a whole number of at least 1 (rank 0 would train nothing)",
-                      "use 16 (the QLoRA paper used 64 for 7B; 8-16 is the common choice)")
+            raise bad(
+                "lora_r",
+                "must be a whole number of at least 1 (rank 0 would train nothing)",
+                "use 16 (the QLoRA paper used 64 for 7B; 8-16 is the common choice)",
+            )
         if not isinstance(self.lora_alpha, int | float) or self.lora_alpha <= 0:
             raise bad("lora_alpha", "must be positive", "use twice lora_r, e.g. lora_alpha=32")
         if not 0 <= self.lora_dropout < 1:
-            raise bad("lora_dropout", "must be in [0, 1)", "use 0.05 (0.1 for models of 13B or less "
-                      "in the QLoRA paper)")
+            raise bad(
+                "lora_dropout",
+                "must be in [0, 1)",
+                "use 0.05 (0.1 for models of 13B or less in the QLoRA paper)",
+            )
         if not self.target_modules():
             raise bad("lora_target", "names no module", "use all, or a comma list such as q_proj,v_proj")
         if not self.max_steps and not self.epochs:
-            raise ConfigError("max_steps", "no run length: max_steps = 0 and epochs = 0. Fix: set one "
-                              "of them, e.g. --set epochs=1 or --set max_steps=500.")
+            raise ConfigError(
+                "max_steps",
+                "no run length: max_steps = 0 and epochs = 0. Fix: set one "
+                "of them, e.g. --set epochs=1 or --set max_steps=500.",
+            )
         if not 0 < self.lr <= 1:
             raise bad("lr", "is not a usable learning rate", "use 2e-4 (the QLoRA paper's for 7B)")
         if not 0 <= self.val_fraction < 0.5:
@@ -117,8 +126,12 @@ class FinetuneConfig:
         one_of("quantization", QUANTIZATIONS, "use 4bit (QLoRA), 8bit, or none (plain LoRA in compute_dtype)")
         one_of("quant_type", QUANT_TYPES, "use nf4 (the QLoRA data type) or fp4")
         one_of("compute_dtype", COMPUTE_DTYPES, "use auto (bf16 where the hardware has it)")
-        one_of("optimizer", OPTIMIZERS, "use adamw, or paged_adamw_8bit to page optimizer state "
-               "to CPU memory on GPU memory spikes (bitsandbytes)")
+        one_of(
+            "optimizer",
+            OPTIMIZERS,
+            "use adamw, or paged_adamw_8bit to page optimizer state "
+            "to CPU memory on GPU memory spikes (bitsandbytes)",
+        )
         one_of("chat_template", CHAT_TEMPLATES, "use auto (the base tokenizer's own template, else ours)")
         base_checkpoint = self.base_checkpoint.removeprefix("step-")
         if base_checkpoint not in ("best", "last") and not base_checkpoint.isdigit():
@@ -159,8 +172,11 @@ def load_finetune_config(
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected):
-            raise ConfigError(key, f"{config_file}: {key} = {value!r} should be a {expected.__name__}. "
-                              f"Fix: e.g. {key} = {getattr(cfg, key)!r}.")
+            raise ConfigError(
+                key,
+                f"{config_file}: {key} = {value!r} should be a {expected.__name__}. "
+                f"Fix: e.g. {key} = {getattr(cfg, key)!r}.",
+            )
         setattr(cfg, key, value)
     if base is not None:
         cfg.base = base

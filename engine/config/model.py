@@ -57,8 +57,16 @@ class ModelConfig:
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field and a fix."""
-        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim",
-                     "ffn_multiple_of", "max_seq_len"):
+        for name in (
+            "vocab_size",
+            "dim",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "ffn_dim",
+            "ffn_multiple_of",
+            "max_seq_len",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(
@@ -158,12 +166,16 @@ class ModelConfig:
         s = seq_len or self.max_seq_len
         b = micro_batch
         n = self.num_params()
-        per_layer = s * b * (
-            2 * self.dim * 4  # two norm inputs/outputs
-            + 2 * (self.dim + 2 * self.kv_dim)  # q, k, v
-            + 2 * self.dim * 2  # attention output + o_proj input
-            + 4 * self.dim  # flash-attention softmax stats and output, rounded
-            + 2 * self.ffn_dim * 3  # gate, up, silu(gate)*up
+        per_layer = (
+            s
+            * b
+            * (
+                2 * self.dim * 4  # two norm inputs/outputs
+                + 2 * (self.dim + 2 * self.kv_dim)  # q, k, v
+                + 2 * self.dim * 2  # attention output + o_proj input
+                + 4 * self.dim  # flash-attention softmax stats and output, rounded
+                + 2 * self.ffn_dim * 3  # gate, up, silu(gate)*up
+            )
         )
         logits = s * b * self.vocab_size * (2 + 4 + 4)
         parts = {
@@ -188,7 +200,8 @@ class ModelConfig:
             import difflib
 
             hints = [
-                f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, 1))
+                f"{k!r} (did you mean {m[0]!r}?)"
+                if (m := difflib.get_close_matches(k, known, 1))
                 else repr(k)
                 for k in unknown
             ]

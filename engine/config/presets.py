@@ -23,8 +23,15 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="tiny",
             summary="~5.8M parameters; trains visibly on 2 CPU cores in minutes (the demo model).",
-            model=ModelConfig(vocab_size=4096, dim=256, n_layers=6, n_heads=8, n_kv_heads=4,
-                              max_seq_len=256, tie_embeddings=True),
+            model=ModelConfig(
+                vocab_size=4096,
+                dim=256,
+                n_layers=6,
+                n_heads=8,
+                n_kv_heads=4,
+                max_seq_len=256,
+                tie_embeddings=True,
+            ),
             micro_batch=8,
             seq_len=256,
         ),
@@ -34,8 +41,9 @@ PRESETS: dict[str, Preset] = {
                 "The original README's model: 12 layers, width 1024, 16 heads, 4 KV heads, context "
                 "2048. The README calls it 1.2B; these dimensions give ~201M parameters."
             ),
-            model=ModelConfig(vocab_size=32000, dim=1024, n_layers=12, n_heads=16, n_kv_heads=4,
-                              max_seq_len=2048),
+            model=ModelConfig(
+                vocab_size=32000, dim=1024, n_layers=12, n_heads=16, n_kv_heads=4, max_seq_len=2048
+            ),
             micro_batch=8,
             seq_len=2048,
         ),
@@ -45,8 +53,15 @@ PRESETS: dict[str, Preset] = {
                 "A true ~1.2B model (TinyLlama-like widths): 24 layers, width 2048, 32 heads, "
                 "8 KV heads, context 2048."
             ),
-            model=ModelConfig(vocab_size=32000, dim=2048, n_layers=24, n_heads=32, n_kv_heads=8,
-                              ffn_dim=5632, max_seq_len=2048),
+            model=ModelConfig(
+                vocab_size=32000,
+                dim=2048,
+                n_layers=24,
+                n_heads=32,
+                n_kv_heads=8,
+                ffn_dim=5632,
+                max_seq_len=2048,
+            ),
             micro_batch=4,
             seq_len=2048,
         ),

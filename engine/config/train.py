@@ -116,18 +116,26 @@ class TrainConfig:
         if not 0 <= self.val_fraction < 0.5:
             raise bad("val_fraction", "must be in [0, 0.5)", "use 0.02 (hold out 2% of documents)")
         if self.precision not in PRECISIONS:
-            raise bad("precision", f"is not one of {', '.join(PRECISIONS)}",
-                      "use auto (bf16 where the hardware has it, else fp16 on GPUs, fp32 on CPUs)")
+            raise bad(
+                "precision",
+                f"is not one of {', '.join(PRECISIONS)}",
+                "use auto (bf16 where the hardware has it, else fp16 on GPUs, fp32 on CPUs)",
+            )
         if self.distributed not in ("ddp", "fsdp"):
-            raise bad("distributed", "is not ddp or fsdp", "use ddp (replicas) or fsdp (sharded, for "
-                      "models that do not fit on one GPU)")
+            raise bad(
+                "distributed",
+                "is not ddp or fsdp",
+                "use ddp (replicas) or fsdp (sharded, for models that do not fit on one GPU)",
+            )
         if str(self.compile).lower() not in ("auto", *TRUE, *FALSE):
             raise bad("compile", "must be auto, true or false", "use compile=auto")
         self.model.check_seq_len(self.seq_len, "seq_len")
         if self.tokens_per_step and self.tokens_per_step % (self.micro_batch * self.seq_len):
-            raise bad("tokens_per_step", f"is not a multiple of micro_batch x seq_len = "
-                      f"{self.micro_batch} x {self.seq_len}",
-                      f"use a multiple of {self.micro_batch * self.seq_len}")
+            raise bad(
+                "tokens_per_step",
+                f"is not a multiple of micro_batch x seq_len = {self.micro_batch} x {self.seq_len}",
+                f"use a multiple of {self.micro_batch * self.seq_len}",
+            )
         return self
 
     # ----------------------------------------------------------------------------- derived values
@@ -160,8 +168,10 @@ def _check_keys(data: dict[str, Any], known: set[str], prefix: str) -> None:
         if key not in known:
             close = difflib.get_close_matches(key, known, 1)
             hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-            raise ConfigError(prefix + key, f"unknown setting {prefix}{key!r}.{hint} Known settings: "
-                              f"{', '.join(sorted(known))}.")
+            raise ConfigError(
+                prefix + key,
+                f"unknown setting {prefix}{key!r}.{hint} Known settings: {', '.join(sorted(known))}.",
+            )
 
 
 def _coerce(name: str, raw: str, current: Any) -> Any:
@@ -183,8 +193,9 @@ def _coerce(name: str, raw: str, current: Any) -> Any:
             return float(text)
     except ValueError:
         kind = type(current).__name__.replace("bool", "true/false").replace("int", "whole number")
-        raise ConfigError(name, f"--set {name}={raw!r}: expected a {kind}. Fix: e.g. --set "
-                          f"{name}={current}.") from None
+        raise ConfigError(
+            name, f"--set {name}={raw!r}: expected a {kind}. Fix: e.g. --set {name}={current}."
+        ) from None
     return text
 
 
@@ -192,8 +203,14 @@ def _preset_defaults(preset_name: str) -> TrainConfig:
     preset = get_preset(preset_name)
     lr = {"tiny": 2e-3}.get(preset_name, 3e-4)
     steps = {"tiny": 600}.get(preset_name, 10000)
-    return TrainConfig(preset=preset_name, model=replace(preset.model), seq_len=preset.seq_len,
-                       micro_batch=preset.micro_batch, lr=lr, max_steps=steps)
+    return TrainConfig(
+        preset=preset_name,
+        model=replace(preset.model),
+        seq_len=preset.seq_len,
+        micro_batch=preset.micro_batch,
+        lr=lr,
+        max_steps=steps,
+    )
 
 
 def apply_settings(cfg: TrainConfig, settings: dict[str, Any], source: str) -> TrainConfig:

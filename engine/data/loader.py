@@ -29,8 +29,9 @@ from engine.config.errors import ConfigError
 STATE_VERSION = 1
 
 
-def check_resume_state(saved: dict[str, Any], mine: dict[str, Any], keys: tuple[str, ...], what: str,
-                       also: str) -> None:
+def check_resume_state(
+    saved: dict[str, Any], mine: dict[str, Any], keys: tuple[str, ...], what: str, also: str
+) -> None:
     """Refuse a loader position saved under other settings or data: its batches would differ."""
     for key in keys:
         if key in saved and int(saved[key]) != int(mine[key]):
@@ -117,9 +118,13 @@ class TokenLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (see the module docstring)."""
-        check_resume_state(state, self.state_dict(), ("seq_len", "micro_batch", "world_size", "n_tokens",
-                                                       "seed", "shuffle"), "the data loader",
-                           "(and the same prepared data)")
+        check_resume_state(
+            state,
+            self.state_dict(),
+            ("seq_len", "micro_batch", "world_size", "n_tokens", "seed", "shuffle"),
+            "the data loader",
+            "(and the same prepared data)",
+        )
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 

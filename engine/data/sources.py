@@ -487,8 +487,9 @@ def find_bad_json(path: Path) -> str | None:
     return None
 
 
-def _explain_hub_error(exc: Exception, source: SourceSpec, what: str, field_name: str,
-                       local_example: str = LOCAL_EXAMPLE) -> ConfigError:
+def _explain_hub_error(
+    exc: Exception, source: SourceSpec, what: str, field_name: str, local_example: str = LOCAL_EXAMPLE
+) -> ConfigError:
     text = f"{type(exc).__name__}: {exc}"
     if offline_by_env() and any(
         s in text

@@ -24,8 +24,12 @@ from engine.train.layout import list_checkpoints, resolve_checkpoint
 HF_CONFIG = "config.json"
 OUR_CONFIG = "model_config.json"  # our weights folder (engine.model.weights)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 #: Leaf names that are never LoRA targets even though their weights are matrices.
 _NOT_PROJECTIONS = {"embed_tokens", "wte", "wpe", "lm_head", "embed_out", "word_embeddings"}
 
@@ -67,10 +71,13 @@ def resolve_base(spec: str, checkpoint: str = "best", *, field_name: str = "base
         return _from_run(run, checkpoint, field_name)
     if _HUB_ID.match(hub_id):
         return _hub(hub_id, field_name)
-    raise ConfigError(field_name, f"base {spec!r} is not a folder on this machine, not a run in the run "
-                      "store and not a Hugging Face Hub id (owner/name). Fix: pass a model folder, a run "
-                      f"id from `canvas runs`, a Hub id such as meta-llama/Llama-2-7b-hf, or one of "
-                      f"{', '.join(BASE_PRESETS)}.")
+    raise ConfigError(
+        field_name,
+        f"base {spec!r} is not a folder on this machine, not a run in the run "
+        "store and not a Hugging Face Hub id (owner/name). Fix: pass a model folder, a run "
+        f"id from `canvas runs`, a Hub id such as meta-llama/Llama-2-7b-hf, or one of "
+        f"{', '.join(BASE_PRESETS)}.",
+    )
 
 
 # --- the kinds of base ---------------------------------------------------------------------------
@@ -78,19 +85,28 @@ def resolve_base(spec: str, checkpoint: str = "best", *, field_name: str = "base
 
 def _local(path: Path, field_name: str) -> BaseModel:
     if path.is_file():
-        raise ConfigError(field_name, f"base {path} is a file; a base model is a folder holding "
-                          f"{HF_CONFIG} and the weights. Fix: pass the folder that contains it.")
+        raise ConfigError(
+            field_name,
+            f"base {path} is a file; a base model is a folder holding "
+            f"{HF_CONFIG} and the weights. Fix: pass the folder that contains it.",
+        )
     if (path / OUR_CONFIG).is_file() and not (path / HF_CONFIG).is_file():
         return BaseModel("ours", str(path), path.resolve())
     if not (path / HF_CONFIG).is_file():
         found = sorted(p.name for p in path.iterdir())[:12]
-        raise ConfigError(field_name, f"base {path} is not a model folder: it has no {HF_CONFIG} (found: "
-                          f"{', '.join(found) or 'nothing'}). Fix: pass the folder written by "
-                          "save_pretrained / `canvas export --hf`, or a Hub id.")
+        raise ConfigError(
+            field_name,
+            f"base {path} is not a model folder: it has no {HF_CONFIG} (found: "
+            f"{', '.join(found) or 'nothing'}). Fix: pass the folder written by "
+            "save_pretrained / `canvas export --hf`, or a Hub id.",
+        )
     check_causal_lm(path / HF_CONFIG, field_name)
     if not any((path / name).is_file() for name in _WEIGHT_FILES) and not list(path.glob("*.safetensors")):
-        raise ConfigError(field_name, f"base {path} has a {HF_CONFIG} but no weights (no *.safetensors or "
-                          "pytorch_model.bin). Fix: copy the weight files there too, or pass a Hub id.")
+        raise ConfigError(
+            field_name,
+            f"base {path} has a {HF_CONFIG} but no weights (no *.safetensors or "
+            "pytorch_model.bin). Fix: copy the weight files there too, or pass a Hub id.",
+        )
     return BaseModel("folder", str(path), path.resolve())
 
 
@@ -106,16 +122,22 @@ def _find_run(ref: str):
 def _from_run(run, checkpoint: str, field_name: str) -> BaseModel:
     meta = run.read_meta()
     if meta.get("kind") != "pretrain":
-        raise ConfigError(field_name, f"run {run.id} is a {meta.get('kind')} run; a base must be a "
-                          "pre-training run (or a model folder / Hub id). Fix: pass a pretrain run id.")
+        raise ConfigError(
+            field_name,
+            f"run {run.id} is a {meta.get('kind')} run; a base must be a "
+            "pre-training run (or a model folder / Hub id). Fix: pass a pretrain run id.",
+        )
     found = resolve_checkpoint(run.checkpoints_dir, checkpoint)
     if checkpoint == "best" and found is None:  # a run without validation has no best: use its last
         found = resolve_checkpoint(run.checkpoints_dir, "last")
     if found is None or not (found / OUR_CONFIG).is_file():
         have = [p.name for _, p in list_checkpoints(run.checkpoints_dir)]
-        raise ConfigError(field_name, f"run {run.id} ({meta.get('name')}) has no checkpoint {checkpoint!r} "
-                          f"to fine-tune (it has {have or 'none yet'}). Fix: let it reach a checkpoint "
-                          "(`canvas checkpoint RUN` asks for one) or set base_checkpoint.")
+        raise ConfigError(
+            field_name,
+            f"run {run.id} ({meta.get('name')}) has no checkpoint {checkpoint!r} "
+            f"to fine-tune (it has {have or 'none yet'}). Fix: let it reach a checkpoint "
+            "(`canvas checkpoint RUN` asks for one) or set base_checkpoint.",
+        )
     return BaseModel("ours", meta.get("name") or run.id, found, run=run.id)
 
 
@@ -128,10 +150,13 @@ def _newest_run(checkpoint: str, field_name: str) -> BaseModel:
                 return _from_run(run, checkpoint, field_name)
         except (OSError, ValueError, ConfigError, RunStoreError):  # unreadable: try the next
             continue
-    raise ConfigError(field_name, "no base model given, and the run store holds no pre-training run with "
-                      "a checkpoint to default to. Fix: pass --base (a model folder, a Hub id such as "
-                      "meta-llama/Llama-2-7b-hf, or a run id), or pre-train one first: "
-                      "`canvas train --set max_steps=200`.")
+    raise ConfigError(
+        field_name,
+        "no base model given, and the run store holds no pre-training run with "
+        "a checkpoint to default to. Fix: pass --base (a model folder, a Hub id such as "
+        "meta-llama/Llama-2-7b-hf, or a run id), or pre-train one first: "
+        "`canvas train --set max_steps=200`.",
+    )
 
 
 def _hub(hub_id: str, field_name: str) -> BaseModel:
@@ -142,11 +167,14 @@ def _hub(hub_id: str, field_name: str) -> BaseModel:
     from engine.data.sources import hub_host, hub_reachable, offline_by_env
 
     if offline_by_env() or not hub_reachable():
-        why = ("HF_HUB_OFFLINE is set" if offline_by_env() else f"this machine cannot reach {hub_host()}")
-        raise ConfigError(field_name, f"base {hub_id!r} is a Hugging Face Hub id, but {why} and the model is "
-                          "not in the local Hugging Face cache. Fix: download it once on a machine with "
-                          "network (`huggingface-cli download " + hub_id + "`) and copy the folder here, "
-                          "then pass that folder as --base.")
+        why = "HF_HUB_OFFLINE is set" if offline_by_env() else f"this machine cannot reach {hub_host()}"
+        raise ConfigError(
+            field_name,
+            f"base {hub_id!r} is a Hugging Face Hub id, but {why} and the model is "
+            "not in the local Hugging Face cache. Fix: download it once on a machine with "
+            "network (`huggingface-cli download " + hub_id + "`) and copy the folder here, "
+            "then pass that folder as --base.",
+        )
     return BaseModel("hub", hub_id)
 
 
@@ -165,13 +193,18 @@ def check_causal_lm(config_path: Path, field_name: str = "base") -> dict:
     try:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(field_name, f"{config_path} is not readable JSON ({exc}). Fix: re-download or "
-                          "re-export the model.") from None
+        raise ConfigError(
+            field_name,
+            f"{config_path} is not readable JSON ({exc}). Fix: re-download or re-export the model.",
+        ) from None
     archs = config.get("architectures") or []
     if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        raise ConfigError(field_name, f"{config_path.parent} holds a {config.get('model_type')} model "
-                          f"({', '.join(archs)}), not a causal language model. Fix: pass a decoder-only "
-                          "model such as Llama, Mistral or Qwen (its architectures end in ForCausalLM).")
+        raise ConfigError(
+            field_name,
+            f"{config_path.parent} holds a {config.get('model_type')} model "
+            f"({', '.join(archs)}), not a causal language model. Fix: pass a decoder-only "
+            "model such as Llama, Mistral or Qwen (its architectures end in ForCausalLM).",
+        )
     return config
 
 
@@ -213,8 +246,9 @@ def projection_names(shapes: dict[str, list[int]]) -> list[str]:
     return sorted(names)
 
 
-def lora_targets(requested: list[str], shapes: dict[str, list[int]] | None,
-                 field_name: str = "lora_target") -> list[str] | str:
+def lora_targets(
+    requested: list[str], shapes: dict[str, list[int]] | None, field_name: str = "lora_target"
+) -> list[str] | str:
     """The module names to wrap. ``["all"]`` → every projection; names not in the model → error.
 
     Without readable shapes (pickled weights) the answer is peft's ``"all-linear"`` or the names
@@ -224,13 +258,19 @@ def lora_targets(requested: list[str], shapes: dict[str, list[int]] | None,
         return "all-linear" if requested == ["all"] else requested
     present = projection_names(shapes)
     if not present:
-        raise ConfigError(field_name, "found no projection layers in the base model's weights to put LoRA "
-                          "adapters on. Fix: pass lora_target as a comma list of its linear modules.")
+        raise ConfigError(
+            field_name,
+            "found no projection layers in the base model's weights to put LoRA "
+            "adapters on. Fix: pass lora_target as a comma list of its linear modules.",
+        )
     if requested == ["all"]:
         return present
     missing = [n for n in requested if n not in present]
     if missing:
-        raise ConfigError(field_name, f"lora_target names {', '.join(missing)}, which the base model does "
-                          f"not have; its projection layers are: {', '.join(present)}. Fix: --set "
-                          f"lora_target={','.join(present)} (or all).")
+        raise ConfigError(
+            field_name,
+            f"lora_target names {', '.join(missing)}, which the base model does "
+            f"not have; its projection layers are: {', '.join(present)}. Fix: --set "
+            f"lora_target={','.join(present)} (or all).",
+        )
     return requested

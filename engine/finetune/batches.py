@@ -167,9 +167,13 @@ class ChatBatches:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (see the module docstring)."""
-        check_resume_state(state, self.state_dict(), ("seq_len", "micro_batch", "packing", "shuffle", "seed",
-                                                      "n_examples", "n_tokens", "fingerprint"),
-                           "the fine-tuning batches", "(the same data, template, tokenizer and seq_len)")
+        check_resume_state(
+            state,
+            self.state_dict(),
+            ("seq_len", "micro_batch", "packing", "shuffle", "seed", "n_examples", "n_tokens", "fingerprint"),
+            "the fine-tuning batches",
+            "(the same data, template, tokenizer and seq_len)",
+        )
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 

@@ -479,8 +479,9 @@ def _hub_rows(spec: ChatDataSpec, field_name: str) -> Iterator[Located]:
     try:
         ds = datasets.load_dataset(spec.target, name=spec.config, split=spec.split)
     except Exception as exc:
-        raise data_sources._explain_hub_error(exc, source, f"dataset {spec.target!r}", field_name,
-                                              LOCAL_EXAMPLE) from None
+        raise data_sources._explain_hub_error(
+            exc, source, f"dataset {spec.target!r}", field_name, LOCAL_EXAMPLE
+        ) from None
     yield from _dataset_rows(ds, f"{spec.target} ({spec.split})", spec)
 
 

@@ -19,8 +19,14 @@ from engine.finetune.qlora import ADAPTER_CONFIG, ADAPTER_FILES, ADAPTER_WEIGHTS
 from engine.model.weights import atomic_dir
 from engine.runs.store import RunDir
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "added_tokens.json", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
 
 
 def base_source(run: RunDir) -> str:
@@ -40,8 +46,9 @@ def _tokenizer_dir(run: RunDir, source: str) -> Path | None:
     return None
 
 
-def export_adapter(run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32,
-                   overwrite: bool = False) -> int:
+def export_adapter(
+    run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+) -> int:
     """Copy the adapter (cast to ``dtype``: bfloat16 halves it) and the tokenizer it was trained
     with; returns the adapter's bytes."""
     from safetensors.torch import load_file, save_file
@@ -49,8 +56,11 @@ def export_adapter(run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dty
     with atomic_dir(out, overwrite=overwrite) as tmp:
         shutil.copy2(checkpoint / ADAPTER_CONFIG, tmp / ADAPTER_CONFIG)
         weights = load_file(str(checkpoint / ADAPTER_WEIGHTS))
-        save_file({k: v.to(dtype) for k, v in weights.items()}, str(tmp / ADAPTER_WEIGHTS),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v.to(dtype) for k, v in weights.items()},
+            str(tmp / ADAPTER_WEIGHTS),
+            metadata={"format": "pt"},
+        )
         tokenizer = _tokenizer_dir(run, base_source(run))
         for name in TOKENIZER_FILES if tokenizer else ():
             if (tokenizer / name).is_file():
@@ -58,8 +68,9 @@ def export_adapter(run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dty
     return sum((out / n).stat().st_size for n in ADAPTER_FILES)
 
 
-def export_merged(run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32,
-                  overwrite: bool = False) -> Path:
+def export_merged(
+    run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
+) -> Path:
     """Merge the checkpoint's adapter into the full-precision base and save a transformers folder."""
     cfg = FinetuneConfig.from_dict(run.read_meta()["config"])
     source = base_source(run)

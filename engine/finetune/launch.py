@@ -22,8 +22,9 @@ def create_finetune_run(cfg: FinetuneConfig, name: str | None = None) -> RunDir:
     return create_run(KIND, name, cfg.to_dict(), resume_argv=worker_argv("{run_dir}", resume=True))
 
 
-def start_finetune_run(cfg: FinetuneConfig, name: str | None = None, *,
-                       env: Mapping[str, str] | None = None) -> RunDir:
+def start_finetune_run(
+    cfg: FinetuneConfig, name: str | None = None, *, env: Mapping[str, str] | None = None
+) -> RunDir:
     """Create the run directory and launch its engine detached; returns at once."""
     run = create_finetune_run(cfg, name)
     launch_detached(run, worker_argv(str(run.path)), env=env)

@@ -27,11 +27,16 @@ class Preflight:
 
     def summary(self) -> str:
         targets = self.targets if isinstance(self.targets, str) else ", ".join(self.targets)
-        data = (f"{self.conversations:,} conversations" if self.conversations is not None
-                else "Hub data (loaded by the engine)")
+        data = (
+            f"{self.conversations:,} conversations"
+            if self.conversations is not None
+            else "Hub data (loaded by the engine)"
+        )
         cfg = self.config
-        return (f"base {self.base.describe()}; data {cfg.data}: {data}; LoRA r={cfg.lora_r} on {targets}; "
-                f"{cfg.quantization} quantisation")
+        return (
+            f"base {self.base.describe()}; data {cfg.data}: {data}; LoRA r={cfg.lora_r} on {targets}; "
+            f"{cfg.quantization} quantisation"
+        )
 
 
 def pinned_base(base: BaseModel) -> str:
@@ -56,6 +61,9 @@ def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bo
     count = None
     if read_data and (spec.kind != "hf" or (read_hub_cache and offline_by_env())):
         count = len(load_conversations(spec))
-    pinned = replace(cfg, base=pinned_base(base),
-                     base_checkpoint=base.path.name if base.run and base.path else cfg.base_checkpoint)
+    pinned = replace(
+        cfg,
+        base=pinned_base(base),
+        base_checkpoint=base.path.name if base.run and base.path else cfg.base_checkpoint,
+    )
     return Preflight(pinned, base, targets, count)

@@ -39,8 +39,14 @@ def hf_source(base: BaseModel, run_dir: Path) -> str:
 
     assert base.path is not None
     tokenizer = _our_tokenizer(base)
-    export_hf(load_model(base.path), out, tokenizer_dir=tokenizer, dtype=torch.float32,
-              token_ids=token_ids_from_tokenizer(tokenizer) if tokenizer else None, overwrite=True)
+    export_hf(
+        load_model(base.path),
+        out,
+        tokenizer_dir=tokenizer,
+        dtype=torch.float32,
+        token_ids=token_ids_from_tokenizer(tokenizer) if tokenizer else None,
+        overwrite=True,
+    )
     return str(out)
 
 
@@ -57,16 +63,20 @@ def quantization_config(cfg: FinetuneConfig, compute_dtype: torch.dtype) -> Any:
     from transformers import BitsAndBytesConfig
 
     if cfg.quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
-                                  bnb_4bit_use_double_quant=cfg.double_quant,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant_type,
+            bnb_4bit_use_double_quant=cfg.double_quant,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     if cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
 
 
-def load_base_model(source: str, cfg: FinetuneConfig, device: torch.device, dtype: torch.dtype,
-                    *, quantize: bool = True) -> Any:
+def load_base_model(
+    source: str, cfg: FinetuneConfig, device: torch.device, dtype: torch.dtype, *, quantize: bool = True
+) -> Any:
     """The base as ``cfg`` asks (or unquantised in ``dtype`` with ``quantize=False``, for merging)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
@@ -90,13 +100,22 @@ def add_lora(model: Any, cfg: FinetuneConfig, targets: list[str] | str) -> Any:
 
     checkpointing = {"use_reentrant": False}  # the reentrant variant needs inputs that require grad
     if cfg.quantization != "none":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-                                                gradient_checkpointing_kwargs=checkpointing)
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing,
+        )
     elif cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         model.enable_input_require_grads()
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
@@ -171,8 +190,15 @@ def load_adapter_weights(model: Any, directory: Path) -> None:
         raise RuntimeError(f"adapter in {directory} has weights the model does not: {unexpected[:5]}")
 
 
-def load_with_adapter(source: str, adapter_dir: Path, cfg: FinetuneConfig, device: torch.device,
-                      dtype: torch.dtype, *, quantize: bool = True) -> Any:
+def load_with_adapter(
+    source: str,
+    adapter_dir: Path,
+    cfg: FinetuneConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    quantize: bool = True,
+) -> Any:
     """A base (quantised as trained, or not) with a saved adapter, ready for inference."""
     from peft import PeftModel, prepare_model_for_kbit_training
 
@@ -203,6 +229,9 @@ def build_optimizer(model: Any, cfg: FinetuneConfig, device: torch.device) -> to
         return torch.optim.AdamW(params, eps=1e-8, fused=device.type == "cuda", **kwargs)
     import bitsandbytes as bnb
 
-    cls = {"adamw_8bit": bnb.optim.AdamW8bit, "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,
-           "paged_adamw": bnb.optim.PagedAdamW}[cfg.optimizer]
+    cls = {
+        "adamw_8bit": bnb.optim.AdamW8bit,
+        "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,
+        "paged_adamw": bnb.optim.PagedAdamW,
+    }[cfg.optimizer]
     return cls(params, **kwargs)

@@ -61,8 +61,9 @@ def warmup_steps(cfg: FinetuneConfig, total: int) -> int:
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed next-token cross-entropy over labelled positions (labels are aligned with inputs,
     Hugging Face style: position t's label is predicted from position t - 1)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                           ignore_index=IGNORE, reduction="sum")
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+    )
 
 
 #: Architectures whose logits are exactly ``lm_head(last hidden state)`` (no soft-capping or
@@ -77,8 +78,9 @@ def labelled_loss_sum(base: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor
     projection on those rows only saves its matmul and, more, the ``tokens x vocab`` logits in
     fp32 (for Llama-2-7B at 4 x 512 tokens, ~260 MB plus their gradient) on the rest.
     """
-    hidden = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                use_cache=False).last_hidden_state
+    hidden = base.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][keep])
@@ -90,12 +92,21 @@ def labelled(batch: dict[str, torch.Tensor]) -> int:
 
 
 class FinetuneTrainer(TrainingLoop):
-    def __init__(self, cfg: FinetuneConfig, run_dir: Path, session: EngineSession | None, *,
-                 resume: bool = False, dist_info: DistInfo | None = None) -> None:
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        run_dir: Path,
+        session: EngineSession | None,
+        *,
+        resume: bool = False,
+        dist_info: DistInfo | None = None,
+    ) -> None:
         super().__init__(cfg, run_dir, session, resume=resume, dist_info=dist_info)
         if self.dist.world_size > 1:
-            raise TrainingStopped("fine-tuning runs in one process (one GPU): QLoRA fits a 7B model on a "
-                                  "single GPU. Fix: run without --nproc / torchrun.")
+            raise TrainingStopped(
+                "fine-tuning runs in one process (one GPU): QLoRA fits a 7B model on a "
+                "single GPU. Fix: run without --nproc / torchrun."
+            )
 
     # ------------------------------------------------------------------------------ set-up
     def _data(self, tokenizer: Any) -> None:
@@ -105,15 +116,24 @@ class FinetuneTrainer(TrainingLoop):
         self.formatter = ChatFormatter(tokenizer, cfg.chat_template)
         self.train_examples, stats = encode_all(train, self.formatter, cfg.seq_len)
         self.val_examples = encode_all(val, self.formatter, cfg.seq_len)[0] if val else []
-        self.log(f"data: {len(conversations):,} conversations ({len(train):,} train, {len(val):,} held out); "
-                 f"{stats.examples:,} training examples, {stats.assistant_tokens:,} of {stats.tokens:,} "
-                 f"tokens are the assistant's (the loss falls on those); {stats.truncated:,} truncated to "
-                 f"seq_len={cfg.seq_len}, {stats.dropped:,} dropped (no assistant token left); chat "
-                 f"template: {self.formatter.name}")
+        self.log(
+            f"data: {len(conversations):,} conversations ({len(train):,} train, {len(val):,} held out); "
+            f"{stats.examples:,} training examples, {stats.assistant_tokens:,} of {stats.tokens:,} "
+            f"tokens are the assistant's (the loss falls on those); {stats.truncated:,} truncated to "
+            f"seq_len={cfg.seq_len}, {stats.dropped:,} dropped (no assistant token left); chat "
+            f"template: {self.formatter.name}"
+        )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
-        self.batches = ChatBatches(self.train_examples, cfg.micro_batch, cfg.seq_len, packing=cfg.packing,
-                                   pad_id=self.pad_id, seed=cfg.seed, device=self.device)
+        self.batches = ChatBatches(
+            self.train_examples,
+            cfg.micro_batch,
+            cfg.seq_len,
+            packing=cfg.packing,
+            pad_id=self.pad_id,
+            seed=cfg.seed,
+            device=self.device,
+        )
 
     def _resolve_base(self) -> BaseModel:
         """The base as checked at launch; on resume, the copy exported into ``base/`` stands in
@@ -142,8 +162,10 @@ class FinetuneTrainer(TrainingLoop):
         targets = resolve_targets(cfg, self.source)
         compute = self.precision.dtype or torch.float32
         self.emit("progress", phase="loading the base", done=0, total=None, unit="steps", rate=None, eta=None)
-        self.log(f"loading base {self.base.describe()} ({cfg.quantization}); a 7B model takes minutes, and "
-                 "a Hub model is downloaded into the Hugging Face cache first")
+        self.log(
+            f"loading base {self.base.describe()} ({cfg.quantization}); a 7B model takes minutes, and "
+            "a Hub model is downloaded into the Hugging Face cache first"
+        )
         started = time.perf_counter()
         model = load_base_model(self.source, cfg, self.device, compute)
         elapsed = time.perf_counter() - started
@@ -163,26 +185,45 @@ class FinetuneTrainer(TrainingLoop):
         else:
             torch.manual_seed(cfg.seed)
         if self.session is not None:
-            self.session.run.update_meta(total_steps=self.total, base_source=self.source,
-                                         base=self.base.describe())
+            self.session.run.update_meta(
+                total_steps=self.total, base_source=self.source, base=self.base.describe()
+            )
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
-        quant = cfg.quantization if cfg.quantization == "none" else (
-            f"{cfg.quantization} {cfg.quant_type if cfg.quantization == '4bit' else ''}"
-            f"{' double-quant' if cfg.double_quant and cfg.quantization == '4bit' else ''}").strip()
+        quant = (
+            cfg.quantization
+            if cfg.quantization == "none"
+            else (
+                f"{cfg.quantization} {cfg.quant_type if cfg.quantization == '4bit' else ''}"
+                f"{' double-quant' if cfg.double_quant and cfg.quantization == '4bit' else ''}"
+            ).strip()
+        )
         tokens_per_step = cfg.micro_batch * cfg.seq_len * cfg.grad_accum
-        self.emit("run_info", config=cfg.to_dict(), params=self.n_params, trainable_params=self.trainable,
-                  precision=self.precision.name, precision_reason=self.precision.reason,
-                  device=str(self.device), total_steps=self.total, tokens_per_step=tokens_per_step,
-                  compiled=False, resumed_from=self.resumed_from, base=self.base.describe(),
-                  quantization=quant, lora_targets=targets if isinstance(targets, str) else ",".join(targets),
-                  chat_template=self.formatter.name)
-        self.log(f"base {self.base.describe()}: {self.n_params:,} parameters ({quant}), LoRA r={cfg.lora_r} "
-                 f"alpha={cfg.lora_alpha} on {targets if isinstance(targets, str) else ', '.join(targets)}: "
-                 f"{self.trainable:,} trainable ({100 * self.trainable / max(1, self.n_params):.2f}%); "
-                 f"{self.precision.name} compute ({self.precision.reason}); {self.total} steps on "
-                 f"{self.device}")
+        self.emit(
+            "run_info",
+            config=cfg.to_dict(),
+            params=self.n_params,
+            trainable_params=self.trainable,
+            precision=self.precision.name,
+            precision_reason=self.precision.reason,
+            device=str(self.device),
+            total_steps=self.total,
+            tokens_per_step=tokens_per_step,
+            compiled=False,
+            resumed_from=self.resumed_from,
+            base=self.base.describe(),
+            quantization=quant,
+            lora_targets=targets if isinstance(targets, str) else ",".join(targets),
+            chat_template=self.formatter.name,
+        )
+        self.log(
+            f"base {self.base.describe()}: {self.n_params:,} parameters ({quant}), LoRA r={cfg.lora_r} "
+            f"alpha={cfg.lora_alpha} on {targets if isinstance(targets, str) else ', '.join(targets)}: "
+            f"{self.trainable:,} trainable ({100 * self.trainable / max(1, self.n_params):.2f}%); "
+            f"{self.precision.name} compute ({self.precision.reason}); {self.total} steps on "
+            f"{self.device}"
+        )
         self.model.train()
 
     def _restore(self) -> None:
@@ -241,9 +282,16 @@ class FinetuneTrainer(TrainingLoop):
         cfg = self.cfg
         # Padded, whatever the training layout: a packed handful of held-out conversations can
         # fill fewer rows than one batch, and per-conversation rows make the figure comparable.
-        val = ChatBatches(self.val_examples, min(cfg.micro_batch, len(self.val_examples)), cfg.seq_len,
-                          packing=False, pad_id=self.pad_id, seed=cfg.seed, shuffle=False,
-                          device=self.device)
+        val = ChatBatches(
+            self.val_examples,
+            min(cfg.micro_batch, len(self.val_examples)),
+            cfg.seq_len,
+            packing=False,
+            pad_id=self.pad_id,
+            seed=cfg.seed,
+            shuffle=False,
+            device=self.device,
+        )
         total, count = torch.zeros((), device=self.device), 0
         with evaluating(self.model):
             for _ in range(min(cfg.eval_batches, val.batches_per_epoch)):
@@ -266,8 +314,10 @@ class FinetuneTrainer(TrainingLoop):
 
     def oom_advice(self) -> str:
         cfg = self.cfg
-        tips = [f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
-                f"grad_accum={cfg.grad_accum * 2} keeps the batch), lower seq_len"]
+        tips = [
+            f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
+            f"grad_accum={cfg.grad_accum * 2} keeps the batch), lower seq_len"
+        ]
         if not cfg.gradient_checkpointing:
             tips.append("set gradient_checkpointing=true")
         if cfg.quantization != "4bit":
@@ -294,5 +344,7 @@ class FinetuneTrainer(TrainingLoop):
             self.tokenizer.save_pretrained(str(tmp))
         if self.session is not None:
             self.session.run.update_meta(adapter="adapter", adapter_bytes=size, adapter_from=src.name)
-        self.log(f"adapter ({which} checkpoint, {src.name}): {size / 2**20:.1f} MiB in {out} "
-                 f"(`canvas export {self.run_dir.name} --merged OUT` writes a merged model)")
+        self.log(
+            f"adapter ({which} checkpoint, {src.name}): {size / 2**20:.1f} MiB in {out} "
+            f"(`canvas export {self.run_dir.name} --merged OUT` writes a merged model)"
+        )

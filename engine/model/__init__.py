@@ -7,6 +7,16 @@ from engine.model.llama import CausalLM
 from engine.model.weights import load_model, save_model
 
 __all__ = [
-    "CausalLM", "KVCache", "SamplingParams", "export_hf", "from_hf_config", "generate",
-    "load_hf_llama", "load_model", "save_model", "stream", "stream_text_tokens", "to_hf_config",
+    "CausalLM",
+    "KVCache",
+    "SamplingParams",
+    "export_hf",
+    "from_hf_config",
+    "generate",
+    "load_hf_llama",
+    "load_model",
+    "save_model",
+    "stream",
+    "stream_text_tokens",
+    "to_hf_config",
 ]

@@ -30,33 +30,47 @@ class SamplingParams:
 
     def validate(self) -> None:
         if self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens", f"max_new_tokens = {self.max_new_tokens} must be at "
-                              "least 1. Fix: ask for 1 or more new tokens.")
+            raise ConfigError(
+                "max_new_tokens",
+                f"max_new_tokens = {self.max_new_tokens} must be at "
+                "least 1. Fix: ask for 1 or more new tokens.",
+            )
         if self.temperature < 0:
-            raise ConfigError("temperature", f"temperature = {self.temperature} cannot be negative. "
-                              "Fix: use 0 for greedy decoding or a positive value such as 0.7.")
+            raise ConfigError(
+                "temperature",
+                f"temperature = {self.temperature} cannot be negative. "
+                "Fix: use 0 for greedy decoding or a positive value such as 0.7.",
+            )
         if self.top_k < 0:
-            raise ConfigError("top_k", f"top_k = {self.top_k} cannot be negative. Fix: use 0 to "
-                              "disable top-k, or a positive count such as 50.")
+            raise ConfigError(
+                "top_k",
+                f"top_k = {self.top_k} cannot be negative. Fix: use 0 to "
+                "disable top-k, or a positive count such as 50.",
+            )
         if not 0 < self.top_p <= 1:
-            raise ConfigError("top_p", f"top_p = {self.top_p} must be in (0, 1]. Fix: use 1.0 to "
-                              "disable nucleus sampling, or a value such as 0.9.")
+            raise ConfigError(
+                "top_p",
+                f"top_p = {self.top_p} must be in (0, 1]. Fix: use 1.0 to "
+                "disable nucleus sampling, or a value such as 0.9.",
+            )
         if self.repetition_penalty <= 0:
-            raise ConfigError("repetition_penalty", f"repetition_penalty = {self.repetition_penalty}"
-                              " must be positive. Fix: use 1.0 for none, or 1.1–1.3.")
+            raise ConfigError(
+                "repetition_penalty",
+                f"repetition_penalty = {self.repetition_penalty}"
+                " must be positive. Fix: use 1.0 for none, or 1.1–1.3.",
+            )
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
 
-def process_logits(
-    logits: torch.Tensor, seen: torch.Tensor | None, params: SamplingParams
-) -> torch.Tensor:
+def process_logits(logits: torch.Tensor, seen: torch.Tensor | None, params: SamplingParams) -> torch.Tensor:
     """Apply repetition penalty, temperature, top-k and top-p to (B, V) float logits."""
     if seen is not None and params.repetition_penalty != 1.0:
-        penalised = torch.where(logits > 0, logits / params.repetition_penalty,
-                                logits * params.repetition_penalty)
+        penalised = torch.where(
+            logits > 0, logits / params.repetition_penalty, logits * params.repetition_penalty
+        )
         logits = torch.where(seen, penalised, logits)
     if params.greedy:
         return logits
@@ -88,8 +102,8 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.devic
     keep = torch.zeros((len(prompts), longest), dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
         if p:
-            tokens[i, longest - len(p):] = torch.tensor(list(p), dtype=torch.long, device=device)
-            keep[i, longest - len(p):] = 1
+            tokens[i, longest - len(p) :] = torch.tensor(list(p), dtype=torch.long, device=device)
+            keep[i, longest - len(p) :] = 1
     padded = bool((keep == 0).any())
     return tokens, (keep if padded else None)
 
@@ -130,8 +144,10 @@ def stream(
     """
     params.validate()
     if not prompts or any(len(p) == 0 for p in prompts):
-        raise ConfigError("prompt", "every prompt needs at least one token. Fix: start prompts "
-                          "with the tokenizer's BOS token.")
+        raise ConfigError(
+            "prompt",
+            "every prompt needs at least one token. Fix: start prompts with the tokenizer's BOS token.",
+        )
     longest = max(len(p) for p in prompts)
     model.config.check_seq_len(longest + params.max_new_tokens, "prompt length + max_new_tokens")
     device = model.lm_head.weight.device
@@ -161,8 +177,9 @@ def stream(
         if all(done):
             return
         if any(done):  # finished sequences keep stepping (batch shape), fed padding
-            nxt = torch.tensor([pad_id if d else tok for tok, d in zip(values, done, strict=True)],
-                               device=device)
+            nxt = torch.tensor(
+                [pad_id if d else tok for tok, d in zip(values, done, strict=True)], device=device
+            )
         if seen is not None:
             seen.scatter_(1, nxt.unsqueeze(1), True)
         if keep is not None:

@@ -17,14 +17,20 @@ from engine.config.model import ModelConfig
 from engine.model.llama import CausalLM
 from engine.model.weights import atomic_dir, build_with_weights, export_state_dict, read_state_dict
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "chat_template.jinja")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "chat_template.jinja",
+)
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-def to_hf_config(cfg: ModelConfig, *, dtype: torch.dtype = torch.float32,
-                 token_ids: dict[str, int | None] | None = None) -> dict:
+def to_hf_config(
+    cfg: ModelConfig, *, dtype: torch.dtype = torch.float32, token_ids: dict[str, int | None] | None = None
+) -> dict:
     """A ``config.json`` for ``LlamaConfig``. ``rope_theta`` is written both the transformers 5 way
     (``rope_parameters``) and the 4.x way, so either major version loads it."""
     ids = token_ids or {}
@@ -63,14 +69,20 @@ def from_hf_config(hf: dict, source: str = "config.json") -> ModelConfig:
     """Translate a Llama ``config.json``; refuse (by field) what this model does not implement."""
     model_type = hf.get("model_type")
     if model_type != "llama":
-        raise ConfigError("model_type", f"{source}: model_type is {model_type!r}, but only 'llama' "
-                          "checkpoints can be imported into the scratch model. Fix: fine-tune such a "
-                          "model with `canvas finetune --base` instead, which runs it through transformers.")
+        raise ConfigError(
+            "model_type",
+            f"{source}: model_type is {model_type!r}, but only 'llama' "
+            "checkpoints can be imported into the scratch model. Fix: fine-tune such a "
+            "model with `canvas finetune --base` instead, which runs it through transformers.",
+        )
 
     def refuse(key: str, value: object, want: str) -> None:
-        raise ConfigError(key, f"{source}: {key} = {value!r} is not supported by the scratch model "
-                          f"(it implements {want}). Fix: fine-tune this model through transformers "
-                          "with `canvas finetune --base` instead of importing it.")
+        raise ConfigError(
+            key,
+            f"{source}: {key} = {value!r} is not supported by the scratch model "
+            f"(it implements {want}). Fix: fine-tune this model through transformers "
+            "with `canvas finetune --base` instead of importing it.",
+        )
 
     if hf.get("hidden_act", "silu") != "silu":
         refuse("hidden_act", hf["hidden_act"], "SwiGLU with silu")
@@ -121,8 +133,7 @@ def export_hf(
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        save_file(export_state_dict(model, dtype), str(tmp / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(export_state_dict(model, dtype), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = to_hf_config(model.config, dtype=dtype, token_ids=token_ids)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         gen = {k: v for k, v in config.items() if k in ("bos_token_id", "eos_token_id", "pad_token_id")}
@@ -134,14 +145,18 @@ def export_hf(
     return out_dir
 
 
-def load_hf_llama(path: Path, *, device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32) -> CausalLM:
+def load_hf_llama(
+    path: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> CausalLM:
     """Import a local Hugging Face Llama folder (safetensors, sharded or not, or .bin)."""
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        raise ConfigError("base", f"{path} has no config.json, so it is not a Hugging Face model "
-                          "folder. Fix: point at the folder that holds config.json and the weights.")
+        raise ConfigError(
+            "base",
+            f"{path} has no config.json, so it is not a Hugging Face model "
+            "folder. Fix: point at the folder that holds config.json and the weights.",
+        )
     cfg = from_hf_config(json.loads(cfg_file.read_text()), source=str(cfg_file))
     return build_with_weights(cfg, read_state_dict(path), device=device, dtype=dtype, source=str(path))
 

@@ -227,8 +227,9 @@ class CausalLM(nn.Module):
         x = self.model.embed_tokens(tokens)
         # q and k leave their projections in the autocast dtype when autocast is on.
         device_type = x.device.type
-        rope_dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
-                      else x.dtype)
+        rope_dtype = (
+            torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+        )
         cos, sin = self.model.rotary(positions, rope_dtype)
         checkpointed = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.model.layers:
@@ -242,8 +243,9 @@ class CausalLM(nn.Module):
         if targets is None:
             return self.lm_head(x)
         logits = self.lm_head(x)
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1),
-                               ignore_index=ignore_index)
+        return F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=ignore_index
+        )
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """A preallocated KV cache in the dtype and device of the weights."""

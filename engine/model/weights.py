@@ -30,8 +30,11 @@ def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``final`` to fill; rename it to ``final`` only on success."""
     final = Path(final)
     if final.exists() and not overwrite and any(final.iterdir()):
-        raise ConfigError("output", f"output directory {final} already exists and is not empty. "
-                          "Fix: choose a new directory, or remove that one first.")
+        raise ConfigError(
+            "output",
+            f"output directory {final} already exists and is not empty. "
+            "Fix: choose a new directory, or remove that one first.",
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
@@ -57,8 +60,9 @@ def export_state_dict(model: CausalLM, dtype: torch.dtype | None = None) -> dict
     return out
 
 
-def save_model(model: CausalLM, directory: Path, dtype: torch.dtype | None = None,
-               overwrite: bool = True) -> Path:
+def save_model(
+    model: CausalLM, directory: Path, dtype: torch.dtype | None = None, overwrite: bool = True
+) -> Path:
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -68,17 +72,22 @@ def save_model(model: CausalLM, directory: Path, dtype: torch.dtype | None = Non
     return directory
 
 
-def load_model(directory: Path, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> CausalLM:
+def load_model(
+    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> CausalLM:
     directory = Path(directory)
     cfg_path = directory / MODEL_CONFIG_FILE
     if not cfg_path.is_file():
-        raise ConfigError("checkpoint", f"{directory} holds no {MODEL_CONFIG_FILE}, so it is not a "
-                          "Neural Canvas weights folder. Fix: point at a run's checkpoint folder, or "
-                          "use load_hf_llama() for a Hugging Face model folder.")
+        raise ConfigError(
+            "checkpoint",
+            f"{directory} holds no {MODEL_CONFIG_FILE}, so it is not a "
+            "Neural Canvas weights folder. Fix: point at a run's checkpoint folder, or "
+            "use load_hf_llama() for a Hugging Face model folder.",
+        )
     cfg = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
-    return build_with_weights(cfg, read_state_dict(directory), device=device, dtype=dtype,
-                              source=str(directory))
+    return build_with_weights(
+        cfg, read_state_dict(directory), device=device, dtype=dtype, source=str(directory)
+    )
 
 
 def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
@@ -109,13 +118,22 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
             out.update(torch.load(directory / shard, map_location="cpu", weights_only=True))
         return out
     found = sorted(p.name for p in directory.iterdir())[:12] if directory.is_dir() else []
-    raise ConfigError("checkpoint", f"no weights in {directory}: expected {WEIGHTS_FILE}, a sharded "
-                      "model.safetensors.index.json, or pytorch_model.bin; found "
-                      f"{found or 'nothing (is the path right?)'}.")
+    raise ConfigError(
+        "checkpoint",
+        f"no weights in {directory}: expected {WEIGHTS_FILE}, a sharded "
+        "model.safetensors.index.json, or pytorch_model.bin; found "
+        f"{found or 'nothing (is the path right?)'}.",
+    )
 
 
-def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], *, device: str | torch.device,
-                       dtype: torch.dtype, source: str) -> CausalLM:
+def build_with_weights(
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    *,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    source: str,
+) -> CausalLM:
     """Construct on the meta device (no memory for random init), then adopt the loaded tensors.
 
     Names are checked against the model's own before anything is assigned, so a foreign or
@@ -130,16 +148,23 @@ def build_with_weights(cfg: ModelConfig, state: dict[str, torch.Tensor], *, devi
     expected = {k for k in model.state_dict() if not (cfg.tie_embeddings and k == "lm_head.weight")}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise ConfigError("checkpoint", f"the weights in {source} do not fit the model described by "
-                          f"its config: missing {missing[:5]}{' …' if len(missing) > 5 else ''}, "
-                          f"unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}. Fix: "
-                          "make sure config and weights come from the same model.")
+        raise ConfigError(
+            "checkpoint",
+            f"the weights in {source} do not fit the model described by "
+            f"its config: missing {missing[:5]}{' …' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{' …' if len(unexpected) > 5 else ''}. Fix: "
+            "make sure config and weights come from the same model.",
+        )
     for name, tensor in model.state_dict().items():
         if name in state and tuple(state[name].shape) != tuple(tensor.shape):
-            raise ConfigError("checkpoint", f"{source}: tensor {name} has shape "
-                              f"{tuple(state[name].shape)}, the config implies {tuple(tensor.shape)}.")
-    state = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
-             for k, v in state.items()}
+            raise ConfigError(
+                "checkpoint",
+                f"{source}: tensor {name} has shape "
+                f"{tuple(state[name].shape)}, the config implies {tuple(tensor.shape)}.",
+            )
+    state = {
+        k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()
+    }
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight

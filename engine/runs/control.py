@@ -44,17 +44,25 @@ def launch_detached(
     argv = [str(a) for a in argv]
     meta = run.read_meta()
     attempt = int(meta.get("attempts") or 0) + 1
-    run.update_meta(status="starting", message="", argv=argv, attempts=attempt, pid=None,
-                    pid_start_time=None, pid_start_ticks=None, boot_id=None, launched=now_iso(),
-                    ended=None)
+    run.update_meta(
+        status="starting",
+        message="",
+        argv=argv,
+        attempts=attempt,
+        pid=None,
+        pid_start_time=None,
+        pid_start_ticks=None,
+        boot_id=None,
+        launched=now_iso(),
+        ended=None,
+    )
     for stale in CONTROL_REQUESTS:  # requests meant for an earlier attempt
         with contextlib.suppress(FileNotFoundError):
             (run.control_dir / stale).unlink()
     with open(run.log_path, "a", encoding="utf-8") as log:
         log.write(f"=== canvas: attempt {attempt} at {now_iso()}: {' '.join(argv)}\n")
     try:
-        proc = spawn_detached(argv, run.log_path, env={RUN_DIR_ENV: str(run.path), **(env or {})},
-                              cwd=cwd)
+        proc = spawn_detached(argv, run.log_path, env={RUN_DIR_ENV: str(run.path), **(env or {})}, cwd=cwd)
     except OSError as exc:
         run.update_meta(status="failed", message=f"could not start {argv[0]}: {exc}", ended=now_iso())
         raise RunStoreError(f"could not start the engine for run {run.id}: {argv[0]}: {exc}") from exc
@@ -142,29 +150,44 @@ def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
         status = run_status(run, tail=0)
         _check_resumable(run, status)
         meta = run.read_meta()
-        meta.update(status="starting", pid=None, pid_start_time=None, pid_start_ticks=None, boot_id=None,
-                    resumed=now_iso(), resumed_from=status.state)
+        meta.update(
+            status="starting",
+            pid=None,
+            pid_start_time=None,
+            pid_start_ticks=None,
+            boot_id=None,
+            resumed=now_iso(),
+            resumed_from=status.state,
+        )
         write_json_atomic(run.run_json, meta)
     return launch_detached(run, resume_argv(run) or [], env)
 
 
 def _check_resumable(run: RunDir, status: RunStatus) -> None:
     if status.is_live:
-        raise RunStoreError(f"run {run.id} is {status.state} (pid {status.pid}); there is nothing to "
-                            f"resume. Follow it with `canvas logs {run.id} -f`.")
+        raise RunStoreError(
+            f"run {run.id} is {status.state} (pid {status.pid}); there is nothing to "
+            f"resume. Follow it with `canvas logs {run.id} -f`."
+        )
     if status.state == "finished":
-        raise RunStoreError(f"run {run.id} finished; there is nothing to resume. Start a new run to "
-                            "train further.")
+        raise RunStoreError(
+            f"run {run.id} finished; there is nothing to resume. Start a new run to train further."
+        )
     if status.state not in ("stopped", "crashed", "failed"):
-        raise RunStoreError(f"run {run.id} is {status.state}; only stopped, crashed or failed runs "
-                            "can be resumed.")
+        raise RunStoreError(
+            f"run {run.id} is {status.state}; only stopped, crashed or failed runs can be resumed."
+        )
     argv = resume_argv(run)
     if not argv:
-        raise RunStoreError(f"run {run.id} recorded no resume command (resume_argv in run.json); its "
-                            "engine does not support resuming.")
+        raise RunStoreError(
+            f"run {run.id} recorded no resume command (resume_argv in run.json); its "
+            "engine does not support resuming."
+        )
     if run.latest_checkpoint() is None:
-        raise RunStoreError(f"run {run.id} has no checkpoint in {run.checkpoints_dir} to resume from "
-                            "(it ended before its first one); start a new run instead.")
+        raise RunStoreError(
+            f"run {run.id} has no checkpoint in {run.checkpoints_dir} to resume from "
+            "(it ended before its first one); start a new run instead."
+        )
 
 
 def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> None:
@@ -176,9 +199,11 @@ def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> No
     status = run_status(run, tail=0)
     if status.is_live:
         if not force:
-            raise RunStoreError(f"run {run.id} is {status.state} (pid {status.pid}). Stop it first with "
-                                f"`canvas stop {run.id}`, or use `canvas rm --force {run.id}` to stop "
-                                "and delete it.")
+            raise RunStoreError(
+                f"run {run.id} is {status.state} (pid {status.pid}). Stop it first with "
+                f"`canvas stop {run.id}`, or use `canvas rm --force {run.id}` to stop "
+                "and delete it."
+            )
         if status.verified:
             stop_run(run)
             status = wait_for_end(run, timeout)
@@ -186,6 +211,8 @@ def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> No
                 kill_run(run)
                 status = wait_for_end(run, 10.0)
         if status.is_live:
-            raise RunStoreError(f"run {run.id} is still {status.state} (pid {status.pid}"
-                                f"{', on another host' if not status.verified else ''}); not deleting it.")
+            raise RunStoreError(
+                f"run {run.id} is still {status.state} (pid {status.pid}"
+                f"{', on another host' if not status.verified else ''}); not deleting it."
+            )
     shutil.rmtree(path)

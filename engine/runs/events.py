@@ -235,7 +235,8 @@ def required_fields(event_type: str) -> tuple[str, ...]:
     """The fields a writer must give for a known type."""
     cls = EVENT_TYPES[event_type]
     return tuple(
-        f.name for f in dataclasses.fields(cls)
+        f.name
+        for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     )
 
@@ -246,8 +247,11 @@ def defaults(event_type: str) -> dict[str, Any]:
     cls = EVENT_TYPES.get(event_type)
     if cls is None:
         return {}
-    return {f.name: f.default for f in dataclasses.fields(cls)
-            if f.name != "t" and f.default is not dataclasses.MISSING and f.default is not None}
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(cls)
+        if f.name != "t" and f.default is not dataclasses.MISSING and f.default is not None
+    }
 
 
 def validate(event_type: str, fields: dict[str, Any]) -> None:

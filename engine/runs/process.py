@@ -38,8 +38,12 @@ class ProcessIdentity:
 
     def as_meta(self) -> dict[str, Any]:
         """The run.json fields for this identity."""
-        return {"pid": self.pid, "pid_start_time": self.start_time,
-                "pid_start_ticks": self.start_ticks, "boot_id": self.boot_id}
+        return {
+            "pid": self.pid,
+            "pid_start_time": self.start_time,
+            "pid_start_ticks": self.start_ticks,
+            "boot_id": self.boot_id,
+        }
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> ProcessIdentity | None:
@@ -65,7 +69,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may itself contain spaces or ")".
-    rest = raw[raw.rfind(b")") + 2:].split()
+    rest = raw[raw.rfind(b")") + 2 :].split()
     try:
         return rest[0].decode(), int(rest[19])  # field 3 is state, field 22 is starttime
     except (IndexError, ValueError):
@@ -176,4 +180,3 @@ def python_argv(module: str, *args: str) -> list[str]:
     """``[sys.executable, "-m", module, *args]``: engine command lines use this interpreter, so a
     detached engine runs in the same virtualenv as the console that started it."""
     return [sys.executable, "-m", module, *args]
-

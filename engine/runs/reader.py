@@ -28,8 +28,13 @@ from typing import Any
 from engine.runs.events import HIGH_RATE_TYPES
 
 #: The field each high-rate type is thinned by (its extremes survive downsampling).
-_PRIMARY = {"metric": "loss", "gpu": "util", "system": "cpu_pct", "carbon": "emissions_kg",
-            "progress": "done"}
+_PRIMARY = {
+    "metric": "loss",
+    "gpu": "util",
+    "system": "cpu_pct",
+    "carbon": "emissions_kg",
+    "progress": "done",
+}
 
 
 class LineTail:
@@ -154,7 +159,7 @@ def _thin(indices: Sequence[int], values: Callable[[int], float | None], max_poi
     keep = {indices[0], indices[-1]}
     size = len(inner) / buckets
     for b in range(buckets):
-        chunk = inner[int(b * size): int((b + 1) * size)]
+        chunk = inner[int(b * size) : int((b + 1) * size)]
         if not chunk:
             continue
         numeric = [(v, i) for i in chunk if isinstance(v := values(i), (int, float)) and v == v]
@@ -194,7 +199,7 @@ def _read_back(path: Path, max_bytes: int) -> bytes:
         return b""
     if start > 0:  # drop the partial first line
         cut = data.find(b"\n")
-        data = data[cut + 1:] if cut >= 0 else b""
+        data = data[cut + 1 :] if cut >= 0 else b""
     return data
 
 

@@ -269,8 +269,12 @@ def _install_signals(session: EngineSession) -> dict[int, Any]:
         session.request_checkpoint()
 
     previous = {}
-    for sig, handler in ((signal.SIGTERM, on_term), (signal.SIGINT, on_int),
-                         (signal.SIGUSR1, on_usr1), (signal.SIGHUP, signal.SIG_IGN)):
+    for sig, handler in (
+        (signal.SIGTERM, on_term),
+        (signal.SIGINT, on_int),
+        (signal.SIGUSR1, on_usr1),
+        (signal.SIGHUP, signal.SIG_IGN),
+    ):
         previous[sig] = signal.signal(sig, handler)
     return previous
 
@@ -314,8 +318,13 @@ def run_context(
     previous = _install_signals(session) if install_signals else {}
     try:
         fields: dict[str, Any] = {
-            "status": "running", "message": "", "traceback": None, "started": now_iso(), "ended": None,
-            "host": socket.gethostname(), **(me.as_meta() if me else {"pid": os.getpid()}),
+            "status": "running",
+            "message": "",
+            "traceback": None,
+            "started": now_iso(),
+            "ended": None,
+            "host": socket.gethostname(),
+            **(me.as_meta() if me else {"pid": os.getpid()}),
         }
         if resume_argv is not None:
             fields["resume_argv"] = list(resume_argv)

@@ -86,8 +86,11 @@ def run_status(run: RunDir, meta: dict[str, Any] | None = None, *, tail: int = 2
         return run_status(run, fresh, tail=tail)
     if state == "starting" and identity is None:
         return RunStatus("starting", message, None, False, True)
-    why = f"the engine process (pid {pid}) is gone without a final status" if pid else \
-        "the engine never recorded a process"
+    why = (
+        f"the engine process (pid {pid}) is gone without a final status"
+        if pid
+        else "the engine never recorded a process"
+    )
     return RunStatus("crashed", why, pid, False, True, tail_text(run.log_path, tail))
 
 
@@ -129,17 +132,41 @@ def summarize(run: RunDir) -> RunSummary:
     try:
         meta = run.read_meta()
     except RunStoreError as exc:
-        return RunSummary(run.id, "?", "?", "unknown", str(exc), None, None, None, None, None, None,
-                          None, None, True, str(run.path))
+        return RunSummary(
+            run.id,
+            "?",
+            "?",
+            "unknown",
+            str(exc),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            True,
+            str(run.path),
+        )
     status = run_status(run, meta, tail=0)
     last = last_records(run.events_path, ("metric", "run_info"))
     metric = last.get("metric", {})
     total = meta.get("total_steps") or last.get("run_info", {}).get("total_steps")
     return RunSummary(
-        id=run.id, name=str(meta.get("name") or ""), kind=str(meta.get("kind") or ""),
-        status=status.state, message=status.message,
-        step=metric.get("step"), total_steps=total, loss=metric.get("loss"),
-        tokens_per_s=metric.get("tokens_per_s"), created=meta.get("created"),
-        age_s=_age(meta.get("created")), host=meta.get("host"), pid=status.pid,
-        verified=status.verified, path=str(run.path),
+        id=run.id,
+        name=str(meta.get("name") or ""),
+        kind=str(meta.get("kind") or ""),
+        status=status.state,
+        message=status.message,
+        step=metric.get("step"),
+        total_steps=total,
+        loss=metric.get("loss"),
+        tokens_per_s=metric.get("tokens_per_s"),
+        created=meta.get("created"),
+        age_s=_age(meta.get("created")),
+        host=meta.get("host"),
+        pid=status.pid,
+        verified=status.verified,
+        path=str(run.path),
     )

@@ -134,8 +134,9 @@ class RunDir:
         nor do the ``best.json`` / ``last.json`` pointer files, which only name a checkpoint.
         """
         try:
-            entries = [p for p in self.checkpoints_dir.iterdir()
-                       if not _is_temporary(p.name) and p.suffix != ".json"]
+            entries = [
+                p for p in self.checkpoints_dir.iterdir() if not _is_temporary(p.name) and p.suffix != ".json"
+            ]
         except FileNotFoundError:
             return None
         if not entries:

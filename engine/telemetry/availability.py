@@ -29,13 +29,16 @@ def cpu_power_source() -> str:
     """How CodeCarbon will get CPU power here: measured (RAPL, powermetrics) or estimated."""
     system = platform.system()
     if system == "Linux":
-        counters = glob("/sys/class/powercap/intel-rapl*/energy_uj") + \
-            glob("/sys/class/powercap/intel-rapl/intel-rapl:*/energy_uj")
+        counters = glob("/sys/class/powercap/intel-rapl*/energy_uj") + glob(
+            "/sys/class/powercap/intel-rapl/intel-rapl:*/energy_uj"
+        )
         if any(os.access(p, os.R_OK) for p in counters):
             return "measured (Intel RAPL energy counters)"
         if counters:
-            return ("estimated from CPU load: the RAPL counters in /sys/class/powercap are not readable "
-                    "(make energy_uj readable to measure)")
+            return (
+                "estimated from CPU load: the RAPL counters in /sys/class/powercap are not readable "
+                "(make energy_uj readable to measure)"
+            )
         return "estimated from CPU load (no RAPL counters here)"
     if system == "Darwin":
         if shutil.which("powermetrics"):
@@ -60,21 +63,35 @@ def availability(gpus: tuple[list[GpuInfo], str | None] | None = None) -> dict[s
     cpu_power = cpu_power_source()
     gpu_power = "NVML" if devices else "none (no GPU)"
     if carbon_v:
-        carbon_summary = (f"CodeCarbon {carbon_v}, offline (no network call), default country "
-                          f"{DEFAULT_COUNTRY}; CPU power {cpu_power}")
+        carbon_summary = (
+            f"CodeCarbon {carbon_v}, offline (no network call), default country "
+            f"{DEFAULT_COUNTRY}; CPU power {cpu_power}"
+        )
     else:
         carbon_summary = "unavailable: CodeCarbon is not installed (pip install codecarbon)"
     return {
-        "gpu": {"available": bool(devices), "source": f"NVML (nvidia-ml-py {nvml})" if nvml else None,
-                "devices": len(devices), "reason": reason, "summary": gpu_summary},
-        "system": {"available": psutil_v is not None, "source": f"psutil {psutil_v}" if psutil_v else None,
-                   "reason": None if psutil_v else "psutil is not installed",
-                   "summary": f"psutil {psutil_v}" if psutil_v else "unavailable: psutil is not installed"},
-        "emissions": {"available": carbon_v is not None,
-                      "source": f"CodeCarbon {carbon_v}" if carbon_v else None,
-                      "mode": "offline (OfflineEmissionsTracker)", "country_default": DEFAULT_COUNTRY,
-                      "cpu_power": cpu_power, "gpu_power": gpu_power,
-                      "trees_kg_co2_per_month": round(TREE_KG_CO2_PER_MONTH, 4),
-                      "reason": None if carbon_v else "CodeCarbon is not installed",
-                      "summary": carbon_summary},
+        "gpu": {
+            "available": bool(devices),
+            "source": f"NVML (nvidia-ml-py {nvml})" if nvml else None,
+            "devices": len(devices),
+            "reason": reason,
+            "summary": gpu_summary,
+        },
+        "system": {
+            "available": psutil_v is not None,
+            "source": f"psutil {psutil_v}" if psutil_v else None,
+            "reason": None if psutil_v else "psutil is not installed",
+            "summary": f"psutil {psutil_v}" if psutil_v else "unavailable: psutil is not installed",
+        },
+        "emissions": {
+            "available": carbon_v is not None,
+            "source": f"CodeCarbon {carbon_v}" if carbon_v else None,
+            "mode": "offline (OfflineEmissionsTracker)",
+            "country_default": DEFAULT_COUNTRY,
+            "cpu_power": cpu_power,
+            "gpu_power": gpu_power,
+            "trees_kg_co2_per_month": round(TREE_KG_CO2_PER_MONTH, 4),
+            "reason": None if carbon_v else "CodeCarbon is not installed",
+            "summary": carbon_summary,
+        },
     }

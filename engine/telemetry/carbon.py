@@ -75,8 +75,13 @@ class CarbonReading:
 
     def as_event(self) -> dict[str, Any]:
         """The fields of a ``carbon`` event."""
-        return {"energy_kwh": self.energy_kwh, "emissions_kg": self.emissions_kg, "trees": self.trees,
-                "power": self.power, "country": self.country}
+        return {
+            "energy_kwh": self.energy_kwh,
+            "emissions_kg": self.emissions_kg,
+            "trees": self.trees,
+            "power": self.power,
+            "country": self.country,
+        }
 
 
 def previous_totals(csv_path: Path) -> tuple[float, float]:
@@ -164,21 +169,32 @@ class CarbonTracker:
             raise CarbonUnavailable(f"CodeCarbon is not installed (pip install codecarbon): {exc}") from exc
         warnings: list[str] = []
         if known_country(self.country) is False:
-            warnings.append(f"CodeCarbon has no energy mix for carbon_country {self.country!r}: emissions "
-                            f"use its world average. Use an ISO 3166 alpha-3 code such as GBR, USA, FRA.")
+            warnings.append(
+                f"CodeCarbon has no energy mix for carbon_country {self.country!r}: emissions "
+                f"use its world average. Use an ISO 3166 alpha-3 code such as GBR, USA, FRA."
+            )
         if self.output_dir is not None and not self.output_dir.is_dir():
             raise CarbonUnavailable(f"output folder {self.output_dir} does not exist")
         if self.include_previous and self.csv_path is not None:
             self._offset = previous_totals(self.csv_path)
         logging.getLogger("codecarbon").setLevel(_log_level())  # before its constructor logs
         kwargs: dict[str, Any] = {
-            "country_iso_code": self.country, "measure_power_secs": self.interval, "api_call_interval": 1,
-            "output_handlers": [_handler(self)], "log_level": _log_level(), "allow_multiple_runs": True,
-            "tracking_mode": self.tracking_mode, "project_name": "neural-canvas",
+            "country_iso_code": self.country,
+            "measure_power_secs": self.interval,
+            "api_call_interval": 1,
+            "output_handlers": [_handler(self)],
+            "log_level": _log_level(),
+            "allow_multiple_runs": True,
+            "tracking_mode": self.tracking_mode,
+            "project_name": "neural-canvas",
         }
         if self.output_dir is not None:
-            kwargs.update(output_methods=["csv"], output_dir=str(self.output_dir), output_file=EMISSIONS_CSV,
-                          on_csv_write="update")
+            kwargs.update(
+                output_methods=["csv"],
+                output_dir=str(self.output_dir),
+                output_file=EMISSIONS_CSV,
+                on_csv_write="update",
+            )
         else:
             kwargs.update(output_methods=[])
         try:
@@ -191,8 +207,10 @@ class CarbonTracker:
         if not self._seen:
             with contextlib.suppress(Exception):
                 tracker.stop()
-            raise CarbonUnavailable("CodeCarbon's tracker did not start (run with CODECARBON_LOG_LEVEL="
-                                    "warning to see its reason in engine.log)")
+            raise CarbonUnavailable(
+                "CodeCarbon's tracker did not start (run with CODECARBON_LOG_LEVEL="
+                "warning to see its reason in engine.log)"
+            )
         self._tracker = tracker
         return warnings
 

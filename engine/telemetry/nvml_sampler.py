@@ -114,8 +114,12 @@ class NvmlSampler:
             self._devices.append((index, handle, name))
         if not self._devices:
             self.close()
-            return NO_GPU_VISIBLE if count == 0 else f"no GPU visible: none of NVML's {count} GPU(s) " \
+            return (
+                NO_GPU_VISIBLE
+                if count == 0
+                else f"no GPU visible: none of NVML's {count} GPU(s) "
                 f"is in CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
+            )
         return None
 
     def sample(self) -> list[dict[str, Any]]:
@@ -136,12 +140,14 @@ class NvmlSampler:
             "util": _na(lambda: float(util.gpu)) if util is not None else None,
             "mem_used": _na(lambda: int(mem.used)) if mem is not None else None,
             "mem_total": _na(lambda: int(mem.total)) if mem is not None else None,
-            "temp": _na(lambda: float(nvml.nvmlDeviceGetTemperature(
-                handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)))),
+            "temp": _na(
+                lambda: float(nvml.nvmlDeviceGetTemperature(handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)))
+            ),
             "power": power / 1000.0 if isinstance(power, (int, float)) else None,
             "power_limit": limit / 1000.0 if isinstance(limit, (int, float)) else None,
-            "sm_clock": _na(lambda: float(nvml.nvmlDeviceGetClockInfo(
-                handle, getattr(nvml, "NVML_CLOCK_SM", 1)))),
+            "sm_clock": _na(
+                lambda: float(nvml.nvmlDeviceGetClockInfo(handle, getattr(nvml, "NVML_CLOCK_SM", 1)))
+            ),
             "proc_mem": self._process_memory(handle),
             "fan": _na(lambda: float(nvml.nvmlDeviceGetFanSpeed(handle))),
             "pstate": _na(lambda: int(nvml.nvmlDeviceGetPerformanceState(handle))),

@@ -125,8 +125,11 @@ class TelemetrySampler:
             return True
         thread.join(self.interval + STOP_GRACE_S if timeout is None else timeout)
         if thread.is_alive():
-            print("[warning] telemetry thread still busy after stop; left as a daemon", file=sys.stderr,
-                  flush=True)
+            print(
+                "[warning] telemetry thread still busy after stop; left as a daemon",
+                file=sys.stderr,
+                flush=True,
+            )
             return False
         return True
 
@@ -172,8 +175,12 @@ class TelemetrySampler:
             self._sys = SystemSampler(self.disk_path, pid=self.pid, cuda_peak=self._cuda_peak)
 
     def _open_carbon(self) -> None:
-        tracker = CarbonTracker(country=self.country, interval=self.interval, output_dir=self.output_dir,
-                                on_reading=self._on_carbon)
+        tracker = CarbonTracker(
+            country=self.country,
+            interval=self.interval,
+            output_dir=self.output_dir,
+            on_reading=self._on_carbon,
+        )
         try:
             for warning in tracker.start():
                 self._warn(warning)

@@ -63,8 +63,13 @@ class SystemSampler:
     (``lambda: torch.cuda.max_memory_allocated(device)``): CUDA's current device is per thread.
     """
 
-    def __init__(self, disk_path: str | Path | None = None, *, pid: int | None = None,
-                 cuda_peak: Callable[[], int | None] | None = None) -> None:
+    def __init__(
+        self,
+        disk_path: str | Path | None = None,
+        *,
+        pid: int | None = None,
+        cuda_peak: Callable[[], int | None] | None = None,
+    ) -> None:
         self.disk_path = Path(disk_path) if disk_path is not None else Path.cwd()
         self._proc = psutil.Process(pid)
         self._cuda_peak = cuda_peak
@@ -80,8 +85,15 @@ class SystemSampler:
             return None
 
     def sample(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"cpu_pct": None, "ram_used": None, "ram_total": None, "rss": None,
-                               "disk_free": self.disk_free(), "proc_cpu_pct": None, "cuda_peak": None}
+        out: dict[str, Any] = {
+            "cpu_pct": None,
+            "ram_used": None,
+            "ram_total": None,
+            "rss": None,
+            "disk_free": self.disk_free(),
+            "proc_cpu_pct": None,
+            "cuda_peak": None,
+        }
         # A window of a few ms reads 0 or 100: leave the CPU figures out of such a sample.
         measured = time.monotonic() - self._window_start >= MIN_CPU_WINDOW_S
         try:
@@ -135,9 +147,11 @@ class DiskWatch:
                 return None
             self._low = True
             where = self.run_path if self.run_path is not None else "the working directory"
-            return (f"low disk space: {_gib(free)} free where the run writes ({where}), below the "
-                    f"{_gib(limit)} threshold; the next checkpoint may fail. Free some space or move "
-                    f"the run store (CANVAS_HOME).")
+            return (
+                f"low disk space: {_gib(free)} free where the run writes ({where}), below the "
+                f"{_gib(limit)} threshold; the next checkpoint may fail. Free some space or move "
+                f"the run store (CANVAS_HOME)."
+            )
         if free > limit * 1.1:
             self._low = False
         return None

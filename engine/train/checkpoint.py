@@ -69,8 +69,9 @@ def write_checkpoint(checkpoints_dir: Path, step: int, write_files: Callable[[Pa
     return final
 
 
-def write_model_files(directory: Path, model: CausalLM, state: TrainerState,
-                      weights: dict[str, torch.Tensor] | None = None) -> None:
+def write_model_files(
+    directory: Path, model: CausalLM, state: TrainerState, weights: dict[str, torch.Tensor] | None = None
+) -> None:
     """A pre-training checkpoint's files: the weights folder format plus ``trainer.pt``.
 
     ``weights`` is the full (unsharded) state dict when the model is sharded across ranks.
@@ -79,18 +80,26 @@ def write_model_files(directory: Path, model: CausalLM, state: TrainerState,
         tensors = export_state_dict(model)
     else:
         tied = model.config.tie_embeddings
-        tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()
-                   if not (tied and k == "lm_head.weight")}
+        tensors = {
+            k: v.detach().cpu().contiguous()
+            for k, v in weights.items()
+            if not (tied and k == "lm_head.weight")
+        }
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / MODEL_CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     torch.save(state.__dict__, directory / TRAINER_FILE)
 
 
-def save_checkpoint(checkpoints_dir: Path, model: CausalLM, state: TrainerState,
-                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    checkpoints_dir: Path,
+    model: CausalLM,
+    state: TrainerState,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write a pre-training checkpoint ``step-N/`` whole and point ``last`` at it."""
-    return write_checkpoint(checkpoints_dir, state.step,
-                            lambda tmp: write_model_files(tmp, model, state, weights))
+    return write_checkpoint(
+        checkpoints_dir, state.step, lambda tmp: write_model_files(tmp, model, state, weights)
+    )
 
 
 def load_trainer_state(path: Path) -> TrainerState:
@@ -99,10 +108,12 @@ def load_trainer_state(path: Path) -> TrainerState:
     return TrainerState(**raw)
 
 
-def set_pointer(checkpoints_dir: Path, which: str, target: Path, step: int,
-                val_loss: float | None = None) -> None:
-    write_json_atomic(Path(checkpoints_dir) / f"{which}.json",
-                      {"dir": target.name, "step": step, "val_loss": val_loss})
+def set_pointer(
+    checkpoints_dir: Path, which: str, target: Path, step: int, val_loss: float | None = None
+) -> None:
+    write_json_atomic(
+        Path(checkpoints_dir) / f"{which}.json", {"dir": target.name, "step": step, "val_loss": val_loss}
+    )
 
 
 def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:

@@ -5,13 +5,21 @@ from __future__ import annotations
 # Dense (no sparsity) bf16/fp16 tensor-core peaks from the vendors' datasheets, FLOP/s.
 PEAK_BF16 = (
     ("H200", 989e12),
-    ("H100 SXM", 989e12), ("H100 80GB HBM3", 989e12), ("H100 NVL", 835e12), ("H100 PCIe", 756e12),
+    ("H100 SXM", 989e12),
+    ("H100 80GB HBM3", 989e12),
+    ("H100 NVL", 835e12),
+    ("H100 PCIe", 756e12),
     ("H100", 756e12),
     ("A100", 312e12),
-    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
-    ("A10G", 70e12), ("A10", 125e12),
-    ("RTX 4090", 165e12), ("RTX 3090", 71e12),
-    ("V100", 125e12), ("T4", 65e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("L4", 121e12),
+    ("A10G", 70e12),
+    ("A10", 125e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),
+    ("T4", 65e12),
 )
 
 

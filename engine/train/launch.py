@@ -20,20 +20,26 @@ def worker_argv(run_dir: str, resume: bool = False, nproc: int = 1) -> list[str]
     """The engine command line; with ``nproc > 1`` it runs under ``torchrun`` (DDP)."""
     args = ["--run-dir", run_dir, *(["--resume"] if resume else [])]
     if nproc > 1:
-        return python_argv("torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                           "-m", WORKER, *args)
+        return python_argv(
+            "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", WORKER, *args
+        )
     return python_argv(WORKER, *args)
 
 
 def create_training_run(cfg: TrainConfig, name: str | None = None, nproc: int = 1) -> RunDir:
     cfg.validate()
-    return create_run("pretrain", name, cfg.to_dict(),
-                      resume_argv=worker_argv("{run_dir}", resume=True, nproc=nproc),
-                      extra={"nproc": nproc})
+    return create_run(
+        "pretrain",
+        name,
+        cfg.to_dict(),
+        resume_argv=worker_argv("{run_dir}", resume=True, nproc=nproc),
+        extra={"nproc": nproc},
+    )
 
 
-def start_training_run(cfg: TrainConfig, name: str | None = None, *, nproc: int = 1,
-                       env: Mapping[str, str] | None = None) -> RunDir:
+def start_training_run(
+    cfg: TrainConfig, name: str | None = None, *, nproc: int = 1, env: Mapping[str, str] | None = None
+) -> RunDir:
     """Create the run directory and launch its engine detached; returns at once."""
     run = create_training_run(cfg, name, nproc)
     launch_detached(run, worker_argv(str(run.path), nproc=nproc), env=env)

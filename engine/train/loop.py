@@ -47,8 +47,11 @@ class DistInfo:
 
     @classmethod
     def from_env(cls) -> DistInfo:
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+        return cls(
+            int(os.environ.get("RANK", 0)),
+            int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
 
     @property
     def is_main(self) -> bool:
@@ -86,8 +89,15 @@ class TrainingLoop:
     ``step``, ``tokens``, ``best_val``, ``nonfinite_streak``, ``skipped`` (restored on resume) and
     ``tb`` (rank 0), and implement the hooks below."""
 
-    def __init__(self, cfg: Any, run_dir: Path, session: EngineSession | None, *,
-                 resume: bool = False, dist_info: DistInfo | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        run_dir: Path,
+        session: EngineSession | None,
+        *,
+        resume: bool = False,
+        dist_info: DistInfo | None = None,
+    ) -> None:
         self.cfg = cfg.validate()
         self.run_dir = Path(run_dir)
         self.session = session
@@ -141,8 +151,10 @@ class TrainingLoop:
     def last_checkpoint(self) -> Path:
         path = resolve_checkpoint(self.checkpoints, "last")
         if path is None:
-            raise TrainingStopped(f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
-                                  "a new run (the run stopped before its first checkpoint).")
+            raise TrainingStopped(
+                f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
+                "a new run (the run stopped before its first checkpoint)."
+            )
         return path
 
     def restore_progress(self, path: Path, state: TrainerState, loader: Any) -> None:
@@ -157,10 +169,18 @@ class TrainingLoop:
 
     def progress_state(self, optimizer_state: dict, loader: Any) -> TrainerState:
         """What a checkpoint needs besides the weights for the next step to be exactly the same."""
-        return TrainerState(step=self.step, tokens=self.tokens, optimizer=optimizer_state,
-                            scaler=self.scaler.state_dict(), schedule=self.schedule.state_dict(),
-                            loader=loader.state_dict(), rng=rng_state(), best_val=self.best_val,
-                            nonfinite_streak=self.nonfinite_streak, skipped_steps=self.skipped)
+        return TrainerState(
+            step=self.step,
+            tokens=self.tokens,
+            optimizer=optimizer_state,
+            scaler=self.scaler.state_dict(),
+            schedule=self.schedule.state_dict(),
+            loader=loader.state_dict(),
+            rng=rng_state(),
+            best_val=self.best_val,
+            nonfinite_streak=self.nonfinite_streak,
+            skipped_steps=self.skipped,
+        )
 
     # ------------------------------------------------------------------------------ events
     def emit(self, event_type: str, /, **fields: Any) -> None:
@@ -190,8 +210,9 @@ class TrainingLoop:
 
     def mark_best(self, path: Path) -> None:
         set_pointer(self.checkpoints, "best", path, self.step, self.best_val)
-        self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="best",
-                  val_loss=self.best_val)
+        self.emit(
+            "checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="best", val_loss=self.best_val
+        )
 
     # ------------------------------------------------------------------------------ control
     def _control(self) -> tuple[bool, bool]:
@@ -213,8 +234,13 @@ class TrainingLoop:
 
         device = pick_device(self.cfg.device, self.dist)
         peak = (lambda: torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-        return TelemetrySampler(self.session, interval=self.cfg.telemetry_interval,
-                                country=self.cfg.carbon_country, output_dir=self.run_dir, cuda_peak=peak)
+        return TelemetrySampler(
+            self.session,
+            interval=self.cfg.telemetry_interval,
+            country=self.cfg.carbon_country,
+            output_dir=self.run_dir,
+            cuda_peak=peak,
+        )
 
     # ------------------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -236,7 +262,8 @@ class TrainingLoop:
             peak = f" (peak {peak_memory(device) / 2**30:.1f} GiB)" if device is not None else ""
             raise TrainingStopped(
                 f"out of memory {where} with micro_batch={cfg.micro_batch} and seq_len={cfg.seq_len}{peak}. "
-                f"Fix: {self.oom_advice()} The last checkpoint is intact.") from exc
+                f"Fix: {self.oom_advice()} The last checkpoint is intact."
+            ) from exc
         finally:
             if self.tb is not None:
                 self.tb.close()
@@ -259,16 +286,29 @@ class TrainingLoop:
             else:
                 self.nonfinite_streak += 1
                 self.skipped += 1
-                self.log(f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
-                         f"update skipped ({self.nonfinite_streak} in a row)", level="warning")
+                self.log(
+                    f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
+                    f"update skipped ({self.nonfinite_streak} in a row)",
+                    level="warning",
+                )
             diverged = self.nonfinite_streak >= cfg.max_nonfinite
             if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total or diverged):
                 elapsed = time.perf_counter() - window_start
                 rate = window_tokens / elapsed
-                fields = dict(step=self.step, loss=loss, lr=lr, grad_norm=norm, tokens_per_s=rate,
-                              samples_per_s=window_samples / elapsed, step_time=elapsed / window_steps,
-                              tokens=self.tokens, peak_mem=peak_memory(self.device), skipped=self.skipped,
-                              epoch=self.epoch_progress(), mfu=self.mfu(rate))
+                fields = dict(
+                    step=self.step,
+                    loss=loss,
+                    lr=lr,
+                    grad_norm=norm,
+                    tokens_per_s=rate,
+                    samples_per_s=window_samples / elapsed,
+                    step_time=elapsed / window_steps,
+                    tokens=self.tokens,
+                    peak_mem=peak_memory(self.device),
+                    skipped=self.skipped,
+                    epoch=self.epoch_progress(),
+                    mfu=self.mfu(rate),
+                )
                 self.emit("metric", **fields)
                 for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time"):
                     if fields[key] is not None and math.isfinite(fields[key]):
@@ -279,7 +319,8 @@ class TrainingLoop:
                     f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
                     f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
                     "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
-                    "checkpoint, which is intact.")
+                    "checkpoint, which is intact."
+                )
             reasons: list[str] = []
             if self.step % eval_every == 0 or self.step == self.total:
                 val = self.evaluate()  # all-reduced: every rank sees the same value and decides alike

@@ -20,14 +20,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             continue
         seen.add(id(p))
         (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
-                    device_type: str) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8,
-                             fused=device_type == "cuda")
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
+) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8, fused=device_type == "cuda"
+    )
 
 
 @dataclass

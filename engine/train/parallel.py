@@ -50,20 +50,28 @@ def gradient_sync(step_model: nn.Module, mode: str, world_size: int, sync: bool)
     return nullcontext() if sync else step_model.no_sync()
 
 
-def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: str,
-               world_size: int) -> tuple[dict[str, torch.Tensor], dict]:
+def full_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, mode: str, world_size: int
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Unsharded model and optimizer state on CPU. Under FSDP every rank must call this."""
     if world_size > 1 and mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
         opts = _options(cpu_offload=True)
-        return get_model_state_dict(model, options=opts), get_optimizer_state_dict(model, optimizer,
-                                                                                    options=opts)
+        return get_model_state_dict(model, options=opts), get_optimizer_state_dict(
+            model, optimizer, options=opts
+        )
     return model.state_dict(), optimizer.state_dict()
 
 
-def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, weights: dict, optim_state: dict,
-                    mode: str, world_size: int) -> None:
+def load_full_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weights: dict,
+    optim_state: dict,
+    mode: str,
+    world_size: int,
+) -> None:
     if world_size > 1 and mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
@@ -72,8 +80,9 @@ def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, weights:
         return
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"checkpoint does not match the model: missing {missing[:4]}, "
-                           f"unexpected {unexpected[:4]}")
+        raise RuntimeError(
+            f"checkpoint does not match the model: missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
     optimizer.load_state_dict(optim_state)
 
 

@@ -38,11 +38,17 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
         bf16 = torch.cuda.is_bf16_supported()
         name = torch.cuda.get_device_name(device)
         if requested == "auto":
-            return Precision("bf16", kind, f"{name} supports bf16") if bf16 else Precision(
-                "fp16", kind, f"{name} has no bf16: fp16 with a gradient scaler")
+            return (
+                Precision("bf16", kind, f"{name} supports bf16")
+                if bf16
+                else Precision("fp16", kind, f"{name} has no bf16: fp16 with a gradient scaler")
+            )
         if requested == "bf16" and not bf16:
-            raise ConfigError("precision", f"precision = bf16, but {name} does not support bfloat16. "
-                              "Fix: use precision=fp16 (with loss scaling) or auto.")
+            raise ConfigError(
+                "precision",
+                f"precision = bf16, but {name} does not support bfloat16. "
+                "Fix: use precision=fp16 (with loss scaling) or auto.",
+            )
         return Precision(requested, kind, "requested")
     if kind == "cpu":
         info = cpu_info()
@@ -51,8 +57,11 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
                 return Precision("bf16", kind, "the CPU has AVX512-BF16/AMX: bf16 autocast")
             return Precision("fp32", kind, "the CPU has no bf16 instructions: fp32")
         if requested == "fp16":
-            raise ConfigError("precision", "precision = fp16 is for GPUs; on a CPU it is slower than "
-                              "fp32 and needs loss scaling. Fix: use precision=bf16 or fp32 (or auto).")
+            raise ConfigError(
+                "precision",
+                "precision = fp16 is for GPUs; on a CPU it is slower than "
+                "fp32 and needs loss scaling. Fix: use precision=bf16 or fp32 (or auto).",
+            )
         return Precision(requested, kind, "requested")
     if requested == "auto":
         return Precision("fp32", kind, f"{kind}: fp32")

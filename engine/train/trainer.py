@@ -54,8 +54,15 @@ def total_steps(cfg: TrainConfig, batches_per_epoch: int, accum: int, world: int
 class Trainer(TrainingLoop):
     """Pre-training of our own Llama-style model (see :mod:`engine.train.loop` for the loop)."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, session: EngineSession | None, *,
-                 resume: bool = False, dist_info: DistInfo | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        session: EngineSession | None,
+        *,
+        resume: bool = False,
+        dist_info: DistInfo | None = None,
+    ) -> None:
         super().__init__(cfg, run_dir, session, resume=resume, dist_info=dist_info)
 
     def _data_progress(self) -> Any:
@@ -66,9 +73,15 @@ class Trainer(TrainingLoop):
             if p.stage != "done" and now - last[0] < 0.5:
                 return
             last[0] = now
-            self.emit("progress", phase=f"data: {p.stage}", done=p.bytes_done,
-                      total=p.bytes_total or None, unit="bytes",
-                      rate=p.mb_per_s * 1e6 if p.mb_per_s else None, eta=p.eta_s)
+            self.emit(
+                "progress",
+                phase=f"data: {p.stage}",
+                done=p.bytes_done,
+                total=p.bytes_total or None,
+                unit="bytes",
+                rate=p.mb_per_s * 1e6 if p.mb_per_s else None,
+                eta=p.eta_s,
+            )
 
         return report
 
@@ -98,8 +111,11 @@ class Trainer(TrainingLoop):
         self.prepared = self._prepare_data()
         if d.is_main and not (self.run_dir / "tokenizer" / "tokenizer.json").is_file():
             export_tokenizer(self.prepared.tokenizer_dir, self.run_dir / "tokenizer")
-        model_cfg = replace(cfg.model, vocab_size=self.prepared.vocab_size,
-                            max_seq_len=max(cfg.model.max_seq_len, cfg.seq_len))
+        model_cfg = replace(
+            cfg.model,
+            vocab_size=self.prepared.vocab_size,
+            max_seq_len=max(cfg.model.max_seq_len, cfg.seq_len),
+        )
         torch.manual_seed(cfg.seed)
         self.model = CausalLM(model_cfg).to(self.device)
         self.model.activation_checkpointing = cfg.activation_checkpointing
@@ -107,15 +123,23 @@ class Trainer(TrainingLoop):
         self.fsdp = d.world_size > 1 and cfg.distributed == "fsdp"
         if self.fsdp:
             shard_fsdp(self.model, self.device)  # before the optimizer: it must see the shards
-        self.loader = TokenLoader(self.prepared.train, cfg.seq_len, cfg.micro_batch, seed=cfg.seed,
-                                  rank=d.rank, world_size=d.world_size, device=self.device)
+        self.loader = TokenLoader(
+            self.prepared.train,
+            cfg.seq_len,
+            cfg.micro_batch,
+            seed=cfg.seed,
+            rank=d.rank,
+            world_size=d.world_size,
+            device=self.device,
+        )
         self.accum = cfg.accumulation(d.world_size)
         self.tokens_per_step = cfg.micro_batch * cfg.seq_len * self.accum * d.world_size
         self.total = total_steps(cfg, self.loader.batches_per_epoch, self.accum, d.world_size)
         warmup = auto_warmup(self.total) if cfg.warmup_steps < 0 else cfg.warmup_steps
         self.schedule = CosineSchedule(cfg.lr, self.total, warmup, cfg.min_lr_ratio)
-        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2),
-                                         self.device.type)
+        self.optimizer = build_optimizer(
+            self.model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.device.type
+        )
         self.scaler = self.precision.grad_scaler()
         self.start_progress()
         if self.resume:
@@ -134,15 +158,24 @@ class Trainer(TrainingLoop):
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
-            self.emit("run_info", config=cfg.to_dict(), params=self.n_params,
-                      precision=self.precision.name, precision_reason=self.precision.reason,
-                      device=str(self.device) + (f" x{d.world_size}" if d.world_size > 1 else ""),
-                      total_steps=self.total, tokens_per_step=self.tokens_per_step,
-                      compiled=self.compiled, resumed_from=self.resumed_from)
-            self.log(f"{self.n_params:,} parameters, {self.precision.name} "
-                     f"({self.precision.reason}), {self.total} steps of {self.tokens_per_step:,} tokens "
-                     f"on {self.device}" + (f" x {d.world_size} ranks ({cfg.distributed})"
-                                            if d.world_size > 1 else ""))
+            self.emit(
+                "run_info",
+                config=cfg.to_dict(),
+                params=self.n_params,
+                precision=self.precision.name,
+                precision_reason=self.precision.reason,
+                device=str(self.device) + (f" x{d.world_size}" if d.world_size > 1 else ""),
+                total_steps=self.total,
+                tokens_per_step=self.tokens_per_step,
+                compiled=self.compiled,
+                resumed_from=self.resumed_from,
+            )
+            self.log(
+                f"{self.n_params:,} parameters, {self.precision.name} "
+                f"({self.precision.reason}), {self.total} steps of {self.tokens_per_step:,} tokens "
+                f"on {self.device}"
+                + (f" x {d.world_size} ranks ({cfg.distributed})" if d.world_size > 1 else "")
+            )
         self.val_loader_ok = self.prepared.val is not None
         self.flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
         on_gpu = self.device.type == "cuda"
@@ -152,8 +185,9 @@ class Trainer(TrainingLoop):
     def _restore(self) -> None:
         path = self.last_checkpoint()
         weights, state = load_checkpoint(path, self.model)
-        load_full_state(self.model, self.optimizer, weights, state.optimizer, self.cfg.distributed,
-                        self.dist.world_size)
+        load_full_state(
+            self.model, self.optimizer, weights, state.optimizer, self.cfg.distributed, self.dist.world_size
+        )
         self.restore_progress(path, state, self.loader)
 
     # ------------------------------------------------------------------------------ the loop
@@ -168,9 +202,11 @@ class Trainer(TrainingLoop):
 
     def oom_advice(self) -> str:
         cfg = self.cfg
-        return (f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
-                f"grad_accum={self.accum * 2} keeps the tokens per step), lower seq_len, or set "
-                "activation_checkpointing=true.")
+        return (
+            f"lower micro_batch (e.g. --set micro_batch={max(1, cfg.micro_batch // 2)} --set "
+            f"grad_accum={self.accum * 2} keeps the tokens per step), lower seq_len, or set "
+            "activation_checkpointing=true."
+        )
 
     def epoch_progress(self) -> float:
         return self.loader.epoch + self.loader.step / self.loader.batches_per_epoch
@@ -190,8 +226,9 @@ class Trainer(TrainingLoop):
                 self.scaler.scale(loss).backward()
             loss_sum += loss.detach()
         self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                              self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf)
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        )
         if self.dist.world_size > 1:
             dist.all_reduce(loss_sum)  # SUM: gloo has no AVG
             loss_sum /= self.dist.world_size
@@ -203,8 +240,9 @@ class Trainer(TrainingLoop):
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         samples = self.cfg.micro_batch * self.accum * self.dist.world_size
-        return StepResult(loss_value, norm_value, applied and math.isfinite(norm_value),
-                          self.tokens_per_step, samples)
+        return StepResult(
+            loss_value, norm_value, applied and math.isfinite(norm_value), self.tokens_per_step, samples
+        )
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -212,12 +250,23 @@ class Trainer(TrainingLoop):
             return None
         cfg = self.cfg
         try:
-            val = TokenLoader(self.prepared.val, cfg.seq_len, cfg.micro_batch, seed=cfg.seed, shuffle=False,
-                              rank=self.dist.rank, world_size=self.dist.world_size, device=self.device)
+            val = TokenLoader(
+                self.prepared.val,
+                cfg.seq_len,
+                cfg.micro_batch,
+                seed=cfg.seed,
+                shuffle=False,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                device=self.device,
+            )
         except ConfigError:
             self.val_loader_ok = False
-            self.log("the validation split is smaller than one batch: validation is off for this run. "
-                     "Fix: raise val_fraction or use more data.", level="warning")
+            self.log(
+                "the validation split is smaller than one batch: validation is off for this run. "
+                "Fix: raise val_fraction or use more data.",
+                level="warning",
+            )
             return None
         self.model.eval()
         n = min(cfg.eval_batches, val.batches_per_epoch)
