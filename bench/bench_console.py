@@ -18,6 +18,7 @@ Everything lives in a temporary ``CANVAS_HOME``. Run:
 
     .venv/bin/python bench/bench_console.py
     .venv/bin/python bench/bench_console.py --seconds 10 --repeats 5
+    .venv/bin/python bench/bench_console.py --tiny      # smoke mode (what the tests run)
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import Sizes
 
 SIZE = (120, 40)
 
@@ -104,10 +107,10 @@ async def wait_until(predicate, timeout: float, what: str, poll: float = 0.01) -
 async def measure_cpu(seconds: float) -> tuple[float, int]:
     from canvas_tui.app import CanvasApp
     from canvas_tui.screens.dashboard import DashboardScreen
-    from engine.runs import create_run, launch_detached, run_status
+    from engine.runs import RunKind, create_run, launch_detached, run_status
     from engine.runs.control import kill_run, stop_run
 
-    run = create_run("train", "bench-stream", {"bench": True})
+    run = create_run(RunKind.PRETRAIN, "bench-stream", {"bench": True})
     launch_detached(
         run,
         [
@@ -187,12 +190,13 @@ async def first_paint(run_path: Path) -> tuple[float, str, float]:
 # ------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="CPU measurement window")
-    parser.add_argument("--repeats", type=int, default=3, help="first-paint repeats")
-    parser.add_argument("--events", type=int, default=200_000, help="metric events in the long history")
+    sizes = Sizes(parser)
+    sizes.add("--seconds", 30.0, 2.0, "CPU measurement window", type=float)
+    sizes.add("--repeats", 3, 1, "first-paint repeats", type=int)
+    sizes.add("--events", 200_000, 2_000, "metric events in the long history", type=int)
     parser.add_argument("--only", choices=("cpu", "paint"), help="run one part only")
     parser.add_argument("--stream", metavar="RUN_DIR", help=argparse.SUPPRESS)  # the writer process
-    args = parser.parse_args()
+    args = sizes.resolve(parser.parse_args())
     if args.stream:
         stream(args.stream, args.seconds)
         return

@@ -15,6 +15,8 @@ GPU; the process's peak RSS on a CPU, which includes Python and both models).
 
     .venv/bin/python bench/bench_finetune.py [--dim 256 --layers 4 --vocab 4096] [--batch 4] [--seq-len 256]
     .venv/bin/python bench/bench_finetune.py --llama2-7b-shape      # on a GPU: 4096 x 32 layers, ~13 GB disk
+    .venv/bin/python bench/bench_finetune.py --no-bf16              # as on a machine without bf16
+    .venv/bin/python bench/bench_finetune.py --tiny                 # smoke mode (what the tests run)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from benchlib import Sizes, add_no_bf16_flag, machine_line, simulate_no_bf16
 
 
 def save_base(folder: Path, dim: int, layers: int, vocab: int, ffn: int, heads: int, kv_heads: int) -> Path:
@@ -68,21 +71,25 @@ def peak_memory(device: torch.device) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=4096)
-    ap.add_argument("--heads", type=int, default=8)
-    ap.add_argument("--kv-heads", type=int, default=4)
+    sizes = Sizes(ap)
+    sizes.add("--dim", 256, 64, "model width", type=int)
+    sizes.add("--layers", 4, 2, "layers", type=int)
+    sizes.add("--vocab", 4096, 512, "vocabulary", type=int)
+    sizes.add("--heads", 8, 4, "attention heads", type=int)
+    sizes.add("--kv-heads", 4, 2, "key/value heads", type=int)
     ap.add_argument(
         "--llama2-7b-shape", action="store_true", help="4096 wide, 32 layers, 11008 FFN, 32000 vocab"
     )
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=5)
+    sizes.add("--batch", 4, 2, "micro-batch", type=int)
+    sizes.add("--seq-len", 256, 64, "sequence length", type=int)
+    sizes.add("--steps", 3, 1, "steps per round", type=int)
+    sizes.add("--rounds", 5, 1, "interleaved rounds", type=int)
     ap.add_argument("--only-ours", action="store_true", help="skip the peer (when two models do not fit)")
-    args = ap.parse_args()
+    add_no_bf16_flag(ap)
+    args = sizes.resolve(ap.parse_args())
     warnings.filterwarnings("ignore")
+    if args.no_bf16:
+        simulate_no_bf16()
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -115,6 +122,7 @@ def main() -> None:
         ours = FinetuneTrainer(cfg, Path(tmp) / "run", None)
         ours.setup()
         device, precision = ours.device, ours.precision
+        print(machine_line(device.type))
         print(
             f"base {args.dim} wide x {args.layers} layers, vocab {args.vocab}: {ours.n_params:,} parameters; "
             f"LoRA r={cfg.lora_r}: {ours.trainable:,} trainable; {precision.name} compute on {device}; "

@@ -3,10 +3,25 @@
 Both models are built at the same shape with the same weights and measured in this one process,
 interleaved (ours, theirs, ours, theirs…) so that machine noise hits both alike. Each line gives
 the median of the rounds and the best round (the least disturbed, as ``timeit`` advises on a
-shared machine); ratios are given for both. Run:
+shared machine); ratios are given for both. Every row compares like with like:
 
-    .venv/bin/python bench/bench_model.py                 # CPU: fp32 and bf16 autocast
-    .venv/bin/python bench/bench_model.py --device cuda   # GPU: bf16 autocast
+* training: the same precision, the same optimizer (``torch.optim.AdamW``, fused on CUDA on both
+  sides), both eager;
+* generation, eager: our ``generate`` (preallocated cache) against ``transformers``' ``generate``
+  (its default dynamic cache), neither compiled;
+* generation, compiled: ``generate(..., compile=True)`` against ``transformers``' ``generate`` with
+  ``cache_implementation="static"`` and a ``CompileConfig`` (its documented compiled path; the
+  default config on CUDA, the same config told to compile on a CPU too). Each side's compile is
+  timed once and not counted.
+
+Before any timing, greedy tokens are compared in fp32 (TF32 off): ours eager against
+transformers eager, and each compiled path against the same. Any difference fails the benchmark
+(exit 1): a speed measured on different output is no result. Run:
+
+    .venv/bin/python bench/bench_model.py                 # CPU: fp32 (and bf16 autocast if the CPU has it)
+    .venv/bin/python bench/bench_model.py --device cuda   # GPU: the recipe precision (bf16)
+    .venv/bin/python bench/bench_model.py --no-compile    # skip the compiled generation rows
+    .venv/bin/python bench/bench_model.py --tiny          # smoke mode (what the tests run)
 
 Targets (issue 2): training >= 1.0x transformers at the same precision; generation at batch 1
 >= 1.5x transformers' generate.
@@ -19,14 +34,19 @@ import statistics
 import tempfile
 import time
 import warnings
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from benchlib import Sizes, add_no_bf16_flag, fail, machine_line, simulate_no_bf16
 
 from engine.config import get_preset
 from engine.model import CausalLM, SamplingParams, export_hf, generate
+from engine.train.precision import Precision, choose_precision
+
+TINY_MODEL = {"vocab_size": 512, "dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 0}
 
 
 def sync(device: str) -> None:
@@ -34,20 +54,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_rate(model, loss_fn, batches, steps: int, precision: str, device: str) -> float:
+def train_rate(model, loss_fn, batches, steps: int, precision: Precision, device: str) -> float:
     """Tokens per second of forward + backward + AdamW over ``steps`` steps."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device == "cuda")
-    autocast = (
-        torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    )
+    scaler = precision.grad_scaler()  # enabled for fp16 only, on both sides alike
     x, y = batches
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        with autocast:
+        with precision.autocast():
             loss = loss_fn(model, x, y)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
     sync(device)
     return steps * x.numel() / (time.perf_counter() - start)
@@ -62,7 +81,7 @@ def hf_loss(model, x, y):
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
 
 
-def gen_rate(fn, new_tokens: int, device: str) -> float:
+def gen_rate(fn: Callable[[], object], new_tokens: int, device: str) -> float:
     sync(device)
     start = time.perf_counter()
     fn()
@@ -70,43 +89,107 @@ def gen_rate(fn, new_tokens: int, device: str) -> float:
     return new_tokens / (time.perf_counter() - start)
 
 
-def main() -> None:
+def check_same_tokens(name: str, got: list[int], want: list[int]) -> None:
+    """Fail the benchmark unless ``got`` (``name``'s greedy tokens) equals ``want`` (transformers')."""
+    if got == want:
+        return
+    at = next(
+        (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want))
+    )
+    a = got[at] if at < len(got) else "nothing"
+    b = want[at] if at < len(want) else "nothing"
+    fail(
+        f"{name} generated different tokens from transformers' eager generate: first difference at new "
+        f"token {at} of {len(want)} (ours {a}, transformers {b}). Greedy decoding of the same weights in "
+        "fp32 must agree; speeds measured on different output compare nothing."
+    )
+
+
+@contextmanager
+def exact_fp32(device: str) -> Iterator[None]:
+    """fp32 matmuls without TF32, for the token comparison only (TF32 may flip a near-tie)."""
+    if device != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def default_precisions(device: torch.device) -> list[Precision]:
+    """CPU: fp32 and the recipe's precision (bf16 autocast where the CPU has it); GPU: the recipe's."""
+    recipe = choose_precision("auto", device)
+    if device.type == "cuda":
+        return [recipe]
+    fp32 = choose_precision("fp32", device)
+    return [fp32] if recipe.name == "fp32" else [fp32, recipe]
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sizes = Sizes(ap)
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=5, help="training steps per round")
-    ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--prompt-len", type=int, default=32)
-    ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--precision", nargs="+", default=None, help="fp32 and/or bf16")
-    args = ap.parse_args()
+    sizes.add("--batch", 8, 2, "training batch", type=int)
+    sizes.add("--seq-len", 256, 32, "training sequence length", type=int)
+    sizes.add("--steps", 5, 1, "training steps per round", type=int)
+    sizes.add("--rounds", 9, 1, "interleaved rounds", type=int)
+    sizes.add("--prompt-len", 32, 8, "generation prompt length", type=int)
+    sizes.add("--new-tokens", 128, 8, "tokens generated per call", type=int)
+    sizes.add(
+        "--compile",
+        True,
+        False,
+        "also time both compiled generation paths",
+        action=argparse.BooleanOptionalAction,
+    )
+    ap.add_argument("--precision", nargs="+", default=None, help="fp32 and/or bf16 (training rows)")
+    add_no_bf16_flag(ap)
+    return sizes.resolve(ap.parse_args())
+
+
+def main() -> None:
+    args = parse_args()
     warnings.filterwarnings("ignore")
+    if args.no_bf16:
+        simulate_no_bf16()
     device = args.device
-    precisions = args.precision or (["bf16"] if device == "cuda" else ["fp32", "bf16"])
+    dev = torch.device(device)
+    if args.precision:
+        precisions = [choose_precision(p, dev) for p in args.precision]
+    else:
+        precisions = default_precisions(dev)
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, CompileConfig
+    from transformers.utils import logging as hf_logging
 
-    cfg = replace(
-        get_preset(args.preset).model, max_seq_len=max(args.seq_len, args.prompt_len + args.new_tokens)
-    )
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    cfg = get_preset(args.preset).model
+    if args.tiny:
+        cfg = replace(cfg, **TINY_MODEL)
+    cfg = replace(cfg, max_seq_len=max(args.seq_len, args.prompt_len + args.new_tokens))
     torch.manual_seed(0)
     ours = CausalLM(cfg).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         export_hf(ours, f"{tmp}/hf")
         theirs = AutoModelForCausalLM.from_pretrained(f"{tmp}/hf").to(device)
+    print(machine_line(device))
     print(
-        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, preset "
-        f"{args.preset} ({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
+        f"device {device}, preset {args.preset}{' (--tiny: figures mean nothing)' if args.tiny else ''} "
+        f"({ours.num_params():,} params), batch {args.batch} x {args.seq_len}, "
         f"transformers attention: {theirs.config._attn_implementation}"
     )
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len), generator=g).to(device)
     y = torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len), generator=g).to(device)
+    optimizer = f"AdamW{', fused' if device == 'cuda' else ''}"
     for precision in precisions:
         ours.train(), theirs.train()
         train_rate(ours, ours_loss, (x, y), 1, precision, device)  # warm-up
@@ -117,52 +200,102 @@ def main() -> None:
             b.append(train_rate(theirs, hf_loss, (x, y), args.steps, precision, device))
         ma, mb = statistics.median(a), statistics.median(b)
         print(
-            f"train {precision:>4}: ours {ma:10,.0f} tok/s | transformers {mb:10,.0f} tok/s | "
-            f"ratio {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best  (target >= 1.0x)"
+            f"train {precision.name:>4} (both: {optimizer}, eager): ours {ma:10,.0f} tok/s | transformers "
+            f"{mb:10,.0f} tok/s | ratio {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best  (target >= 1.0x)"
         )
 
     ours.eval(), theirs.eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, args.prompt_len), generator=g).tolist()[0]
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=0)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    ours.to(dtype), theirs.to(dtype)
     ids = torch.tensor([prompt], device=device)
+    compile_config = CompileConfig()  # transformers' default: inductor, "reduce-overhead"
+    if device != "cuda":
+        # transformers compiles automatically on CUDA only; this flag (documented on the class as
+        # "to flag our generate call to compile on e.g. CPU") asks for the same path here.
+        compile_config._compile_all_devices = True
 
-    def run_ours(compile: bool = False):
-        return lambda: generate(ours, [prompt], params, compile=compile)
+    def ours_tokens(compile: bool) -> list[int]:
+        return generate(ours, [prompt], params, compile=compile)[0]
 
-    def run_theirs():
+    def theirs_tokens(compile: bool) -> list[int]:
+        extra = {"cache_implementation": "static", "compile_config": compile_config} if compile else {}
         with torch.inference_mode():
-            return theirs.generate(
+            out = theirs.generate(
                 ids,
                 max_new_tokens=args.new_tokens,
                 min_new_tokens=args.new_tokens,
                 do_sample=False,
                 pad_token_id=0,
+                **extra,
             )
+        return out[0, args.prompt_len :].tolist()
 
-    same = run_ours()()[0] == run_theirs()[0, args.prompt_len :].tolist()
-    precision = str(dtype).split(".")[-1]
-    label = f"generate batch 1 ({precision}, {args.prompt_len}+{args.new_tokens} tokens, greedy)"
-    print(f"{label}: same tokens as transformers: {same}")
-    start = time.perf_counter()
-    run_ours(compile=True)()  # compiles the decode step once; excluded from the rate below
-    compile_s = time.perf_counter() - start
-    variants = {"eager": run_ours(), "compiled": run_ours(compile=True)}
-    rates: dict[str, list[float]] = {"eager": [], "compiled": [], "transformers": []}
+    # 1. The same tokens, in fp32: a failed check ends the benchmark before any timing.
+    modes = ["eager", "compiled"] if args.compile else ["eager"]
+    compile_s = {"ours": 0.0, "transformers": 0.0}
+    ours.float(), theirs.float()
+    with exact_fp32(device):
+        want = theirs_tokens(False)
+        check_same_tokens("ours eager", ours_tokens(False), want)
+        if args.compile:
+            start = time.perf_counter()
+            got = ours_tokens(True)
+            compile_s["ours"] += time.perf_counter() - start
+            if "_compiled_decode" not in ours.__dict__:
+                fail("ours compiled did not compile its decode step")
+            check_same_tokens("ours compiled", got, want)
+            start = time.perf_counter()
+            got = theirs_tokens(True)
+            compile_s["transformers"] += time.perf_counter() - start
+            if "_compiled_call" not in theirs.__dict__:
+                fail(
+                    "transformers' generate did not compile its decode step: the compiled row would be eager"
+                )
+            check_same_tokens("transformers compiled (static cache)", got, want)
+    checked = ["ours eager", "ours compiled", "transformers compiled"] if args.compile else ["ours eager"]
+    print(
+        f"same tokens as transformers' eager generate (fp32, greedy, {args.new_tokens} new tokens): yes "
+        f"({', '.join(checked)})"
+    )
+
+    # 2. Timing, at the benchmark's dtype.
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    ours.to(dtype), theirs.to(dtype)
+    if args.compile and dtype != torch.float32:  # the dtype changed: each side compiles again, once
+        for name, fn in (("ours", ours_tokens), ("transformers", theirs_tokens)):
+            start = time.perf_counter()
+            fn(True)
+            compile_s[name] += time.perf_counter() - start
+    rates: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):
-        for name, fn in variants.items():
-            rates[name].append(gen_rate(fn, args.new_tokens, device))
-        rates["transformers"].append(gen_rate(run_theirs, args.new_tokens, device))
-    theirs_rates = rates["transformers"]
-    mb, bb = statistics.median(theirs_rates), max(theirs_rates)
-    print(f"  transformers generate (eager, dynamic cache): {mb:8,.0f} tok/s median, {bb:8,.0f} best")
-    for name in variants:
-        ma, ba = statistics.median(rates[name]), max(rates[name])
-        note = f", compile {compile_s:.0f} s once, not counted" if name == "compiled" else ""
+        for mode in modes:
+            rates.setdefault(("ours", mode), []).append(
+                gen_rate(lambda m=mode: ours_tokens(m == "compiled"), args.new_tokens, device)
+            )
+            rates.setdefault(("transformers", mode), []).append(
+                gen_rate(lambda m=mode: theirs_tokens(m == "compiled"), args.new_tokens, device)
+            )
+    precision = str(dtype).split(".")[-1]
+    print(f"generate batch 1 ({precision}, {args.prompt_len}+{args.new_tokens} tokens, greedy):")
+    caches = {
+        ("ours", "eager"): "preallocated cache",
+        ("transformers", "eager"): "dynamic cache",
+        ("ours", "compiled"): f"preallocated cache, compile {compile_s['ours']:.0f} s once, not counted",
+        ("transformers", "compiled"): (
+            f"static cache + CompileConfig, compile {compile_s['transformers']:.0f} s once, not counted"
+        ),
+    }
+    for mode in modes:
+        a, b = rates[("ours", mode)], rates[("transformers", mode)]
+        for side, r in (("ours", a), ("transformers", b)):
+            print(
+                f"  {side:<12} {mode:<8} ({caches[(side, mode)]}): "
+                f"{statistics.median(r):8,.0f} tok/s median, {max(r):8,.0f} best"
+            )
+        ma, mb = statistics.median(a), statistics.median(b)
         print(
-            f"  ours {name:<8} (preallocated cache{note}): {ma:8,.0f} tok/s median, {ba:8,.0f} best | "
-            f"ratio {ma / mb:.2f}x median, {ba / bb:.2f}x best (target >= 1.5x)"
+            f"  ratio {mode} ours / {mode} transformers: {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best "
+            "(target >= 1.5x)"
         )
 
 

@@ -1,6 +1,7 @@
 """Tokenization throughput: our text → token-shard pipeline against the HF batch encoder.
 
     .venv/bin/python bench/bench_tokenize.py [--vocab-size 4096] [--repeats 5]
+    .venv/bin/python bench/bench_tokenize.py --tiny     # smoke mode (what the tests run)
 
 Both sides encode the embedded corpus (~2.5 MB) with the same byte-level BPE:
 
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import Sizes
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -38,9 +41,10 @@ def best_of(repeats: int, fn) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    sizes = Sizes(parser)
+    sizes.add("--vocab-size", 4096, 512, "BPE vocabulary", type=int)
+    sizes.add("--repeats", 5, 1, "timed repeats (best kept)", type=int)
+    args = sizes.resolve(parser.parse_args())
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["CANVAS_HOME"] = home
@@ -70,8 +74,8 @@ def main() -> int:
 
         def ours(num_proc: int | None) -> None:
             timer = StageTimer("tokenize", ignore_progress, bytes_total=int(mb * 1e6))
-            packing._tokenize_split(
-                ds, info, "uint16", work / "train.bin", work, num_proc, timer, packing._Split()
+            packing.tokenize_split(
+                ds, info, "uint16", work / "train.bin", work, num_proc, timer, packing.TokenCount()
             )
 
         bar()  # warm both paths (thread pools, imports) before timing

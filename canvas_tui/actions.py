@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 SCOPES = {
     "app": "Everywhere",
@@ -171,7 +171,7 @@ ACTIONS: tuple[CanvasAction, ...] = (
 )
 
 
-def bindings(scope: str) -> list[Binding]:
+def bindings(scope: str) -> list[BindingType]:
     """The Textual bindings of one scope, each with the action's id and tooltip."""
     return [
         Binding(

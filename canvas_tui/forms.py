@@ -3,9 +3,10 @@
 Pre-training values become ``--set``-style pairs handed to
 :func:`engine.config.train.load_train_config`, so the form, ``canvas train --set`` and TOML files
 share one validation that names the field (``ConfigError.field``). The form shows the error next
-to that field. Fine-tuning values go the same way through
-:func:`engine.config.finetune.load_finetune_config` (``canvas finetune --set``), with their defaults
-read from :class:`FinetuneConfig` itself. No Textual, no torch.
+to that field, in the engine's words unchanged: every front end gives the same message.
+Fine-tuning values go the same way through :func:`engine.config.finetune.load_finetune_config`
+(``canvas finetune --set``), with their defaults read from :class:`FinetuneConfig` itself. No
+Textual, no torch.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import Any
 
 from engine.config.errors import ConfigError
 from engine.config.finetune import CHAT_TEMPLATES, QUANTIZATIONS, FinetuneConfig, load_finetune_config
-from engine.config.presets import PRESETS
+from engine.config.presets import get_preset
 from engine.config.train import PRECISIONS, TrainConfig, load_train_config
 from engine.data.spec import parse_spec
+from engine.preflight import check_nproc
+from engine.train.preflight import check_config
 
 #: Form fields of the pre-training tab: (key, label). The key is the run-config key.
 PRETRAIN_FIELDS: tuple[tuple[str, str], ...] = (
@@ -52,6 +55,8 @@ def preset_values(preset: str) -> dict[str, str]:
         length_kind="max_steps",
         length=str(cfg.max_steps),
         precision=cfg.precision,
+        device=cfg.device,
+        nproc="1",
         name="",
     )
     return values
@@ -72,11 +77,12 @@ def _to_text(value: Any) -> str:
 def pretrain_config(values: dict[str, str]) -> TrainConfig:
     """A validated :class:`TrainConfig` from the form's values; :class:`ConfigError` names the field.
 
-    The data spec is checked for syntax only (paths are checked off the UI thread at launch).
+    The data spec is checked for syntax only: the data files, the device and the process count are
+    :func:`engine.train.preflight.preflight`'s job (it reads the disk, so the form runs it in a worker
+    at launch).
     """
     preset = values.get("preset") or "tiny"
-    if preset not in PRESETS:
-        raise ConfigError("preset", f"unknown preset {preset!r}. Fix: choose one of {', '.join(PRESETS)}.")
+    get_preset(preset)  # the engine's message, as `canvas train --preset` gives it
     sets = []
     for key, label in PRETRAIN_FIELDS:
         raw = (values.get(key) or "").strip()
@@ -92,9 +98,10 @@ def pretrain_config(values: dict[str, str]) -> TrainConfig:
     sets.append(f"{kind}={raw}")
     precision = values.get("precision") or "auto"
     sets.append(f"precision={precision}")
+    sets.append(f"device={(values.get('device') or '').strip() or 'auto'}")
     data = (values.get("data") or "").strip() or "embedded"
     parse_spec(data, field_name="data")
-    cfg = load_train_config(preset, None, sets, data)
+    cfg = check_config(load_train_config(preset, None, sets, data))
     length = getattr(cfg, kind)
     if not length or length <= 0:
         raise ConfigError(
@@ -103,6 +110,15 @@ def pretrain_config(values: dict[str, str]) -> TrainConfig:
             f"{ {'max_steps': 600, 'epochs': 1, 'max_tokens': 10_000_000}[kind] }.",
         )
     return cfg
+
+
+def pretrain_nproc(values: dict[str, str]) -> int:
+    """The form's process count (``canvas train --nproc``); the engine's message when it is not one."""
+    raw = (values.get("nproc") or "").strip() or "1"
+    nproc: Any = int(raw) if raw.isdigit() else raw
+    if not isinstance(nproc, int) or nproc < 1:
+        check_nproc(nproc, "cpu")  # raises: the same words as the launch's preflight
+    return nproc
 
 
 def check_name(name: str) -> str | None:
@@ -221,7 +237,7 @@ def finetune_config(values: dict[str, str]) -> FinetuneConfig:
     the data's files and the LoRA targets are :func:`engine.finetune.preflight.preflight`'s job (it
     reads the disk, so the form runs it in a worker).
     """
-    from engine.finetune.conversations import parse_chat_spec
+    from engine.finetune.chat_data.spec import parse_chat_spec
 
     defaults = finetune_values()
     sets = []
@@ -266,7 +282,7 @@ def finetune_errors(values: dict[str, str]) -> dict[str, str]:
         finetune_config(values)
         return {}
     except ConfigError as exc:
-        errors = {finetune_slot(exc.field): _plain(exc)}
+        errors = {finetune_slot(exc.field): str(exc)}
     defaults = finetune_values()
     singles = [[key] for key, _ in FINETUNE_FIELDS if key != "base"] + [["length_kind", "length"]]
     for keys in singles:
@@ -274,13 +290,8 @@ def finetune_errors(values: dict[str, str]) -> dict[str, str]:
         try:
             finetune_config(probe)
         except ConfigError as exc:
-            errors.setdefault(finetune_slot(exc.field), _plain(exc))
+            errors.setdefault(finetune_slot(exc.field), str(exc))
     return errors
-
-
-def _plain(exc: ConfigError) -> str:
-    """The message without the command-line spelling (``--set lr=…`` → ``lr=…``)."""
-    return str(exc).replace("--set ", "")
 
 
 PRECISION_CHOICES = tuple((p, p) for p in PRECISIONS)

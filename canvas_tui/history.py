@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.runs.events import Event, decode_any
 from engine.runs.reader import EventReader, parse_line
 
 #: Files at least this large get a sketch before the full read.
@@ -32,8 +33,8 @@ def sketch_history(
     path: Path,
     samples: int = SKETCH_SAMPLES,
     tail_bytes: int = SKETCH_TAIL,
-) -> tuple[list[dict[str, Any]], int]:
-    """Sampled records across ``path`` plus all records of its tail, in file order, and the size
+) -> tuple[list[Event], int]:
+    """Sampled events across ``path`` plus all events of its tail, in file order, and the size
     read up to. Only ``metric``/``eval`` lines are taken from the samples."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -82,13 +83,13 @@ def sketch_history(
         if key in seen:
             continue
         seen.add(key)
-        unique.append(r)
+        unique.append(decode_any(r))
     return unique, size
 
 
 def read_full(
     reader: EventReader,
-    on_chunk: Callable[[list[dict[str, Any]]], None],
+    on_chunk: Callable[[list[Event]], object],
     cancelled: Callable[[], bool] = lambda: False,
     chunk: int = CHUNK,
 ) -> bool:
@@ -97,7 +98,7 @@ def read_full(
         if cancelled():
             return False
         before = reader.offset
-        records = reader.read_new(max_bytes=chunk)
+        records = reader.read_events(max_bytes=chunk)
         if records:
             on_chunk(records)
         if reader.offset == before:

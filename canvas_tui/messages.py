@@ -13,6 +13,8 @@ from textual.message import Message
 
 from canvas_tui.runs_model import RunRow
 from canvas_tui.viewmodel import RunView
+from engine.runs.events import Event
+from engine.runs.meta import RunMeta
 from engine.runs.status import RunStatus
 
 
@@ -44,12 +46,14 @@ class HistoryLoaded(Message):
 
 
 class RunEvents(Message):
-    """Event records appended since the last batch, in file order."""
+    """Typed events appended since the last batch, in file order; ``skipped``: the reader's count
+    of unreadable lines so far (the screen says so once)."""
 
-    def __init__(self, run_id: str, records: list[dict[str, Any]]) -> None:
+    def __init__(self, run_id: str, records: list[Event], skipped: int = 0) -> None:
         super().__init__()
         self.run_id = run_id
         self.records = records
+        self.skipped = skipped
 
 
 class LogLines(Message):
@@ -64,7 +68,7 @@ class LogLines(Message):
 class RunStatusChanged(Message):
     """The run's true status and run.json, polled about once a second; replaceable."""
 
-    def __init__(self, run_id: str, status: RunStatus, meta: dict[str, Any]) -> None:
+    def __init__(self, run_id: str, status: RunStatus, meta: RunMeta) -> None:
         super().__init__()
         self.run_id = run_id
         self.status = status

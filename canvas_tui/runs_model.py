@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from canvas_tui.fmt import finite, fmt_si, num
+from canvas_tui.fmt import finite, fmt_si
+from engine.runs.events import Eval, Metric, RunInfo
+from engine.runs.meta import RunKind, RunMeta
 from engine.runs.reader import EventReader
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, RunStoreError, list_runs
@@ -61,7 +62,7 @@ class RunRow:
 
     def model(self) -> str:
         """What the run trains, in a few words: ``5.8M params``; a fine-tune ``LoRA 32.8k on tiny-owt``."""
-        if self.kind == "finetune" or self.trainable_params is not None:
+        if self.kind == RunKind.FINETUNE or self.trainable_params is not None:
             base = f" on {self.base}" if self.base else ""
             return f"LoRA {fmt_si(self.trainable_params)}{base}"
         return "-" if self.params is None else f"{fmt_si(self.params)} params"
@@ -86,14 +87,13 @@ class _Acc:
         self._seen = 0
 
     def update(self, max_bytes: int) -> None:
-        for r in self.reader.read_new(max_bytes=max_bytes):
-            kind = r.get("type")
-            if kind == "metric":
-                if isinstance(r.get("step"), int):
-                    self.step = r["step"]
-                self.loss = num(r.get("loss"))
-                self.tps = finite(r.get("tokens_per_s"))
-                loss = finite(r.get("loss"))
+        for event in self.reader.read_events(max_bytes=max_bytes):
+            if isinstance(event, Metric):
+                if isinstance(event.step, int):
+                    self.step = event.step
+                self.loss = event.loss
+                self.tps = finite(event.tokens_per_s)
+                loss = finite(event.loss)
                 if loss is not None:
                     if self._seen % self._stride == 0:
                         self.spark.append(loss)
@@ -101,27 +101,27 @@ class _Acc:
                             self.spark = self.spark[::2]
                             self._stride *= 2
                     self._seen += 1
-            elif kind == "eval":
-                v = finite(r.get("val_loss"))
+            elif isinstance(event, Eval):
+                v = finite(event.val_loss)
                 if v is not None:
                     self.last_val = v
                     self.best_val = v if self.best_val is None else min(self.best_val, v)
-            elif kind == "run_info":
-                if isinstance(r.get("total_steps"), int):
-                    self.total = r["total_steps"]
-                for attr, key in (("params", "params"), ("trainable", "trainable_params")):
-                    if isinstance(r.get(key), int) and not isinstance(r.get(key), bool):
-                        setattr(self, attr, r[key])
-                if isinstance(r.get("quantization"), str):
-                    self.quantization = r["quantization"]
+            elif isinstance(event, RunInfo):
+                if isinstance(event.total_steps, int):
+                    self.total = event.total_steps
+                if isinstance(event.params, int):
+                    self.params = event.params
+                if isinstance(event.trainable_params, int):
+                    self.trainable = event.trainable_params
+                if event.quantization is not None:
+                    self.quantization = event.quantization
 
 
-def _created(meta: dict[str, Any]) -> float | None:
-    created = meta.get("created")
-    if not created:
+def _created(meta: RunMeta) -> float | None:
+    if not meta.created:
         return None
     try:
-        return datetime.fromisoformat(str(created)).timestamp()
+        return datetime.fromisoformat(meta.created).timestamp()
     except ValueError:
         return None
 
@@ -143,13 +143,13 @@ class RunsTracker:
             live_ids = {run.id for run in runs}
             for gone in set(self._accs) - live_ids:
                 del self._accs[gone]
-            metas: dict[str, dict[str, Any]] = {}
+            metas: dict[str, RunMeta] = {}
             for run in runs:
                 try:
                     metas[run.id] = run.read_meta()
                 except RunStoreError:
                     continue  # deleted between listing and reading, or being created
-            names = {run_id: str(meta.get("name") or "") for run_id, meta in metas.items()}
+            names = {run_id: meta.name for run_id, meta in metas.items()}
             for run in runs:
                 if cancelled():
                     break
@@ -157,17 +157,17 @@ class RunsTracker:
                     rows.append(self._row(run, metas[run.id], names))
             return rows
 
-    def _row(self, run: RunDir, meta: dict[str, Any], names: dict[str, str]) -> RunRow:
+    def _row(self, run: RunDir, meta: RunMeta, names: dict[str, str]) -> RunRow:
         status = run_status(run, meta, tail=0)
         acc = self._accs.get(run.id)
         if acc is None:
             acc = self._accs[run.id] = _Acc(run.events_path)
         acc.update(self.max_bytes)
-        total = meta.get("total_steps") if isinstance(meta.get("total_steps"), int) else acc.total
+        total = meta.total_steps if meta.total_steps is not None else acc.total
         return RunRow(
             id=run.id,
-            name=str(meta.get("name") or ""),
-            kind=str(meta.get("kind") or ""),
+            name=meta.name,
+            kind=str(meta.kind),
             status=status.state,
             message=status.message,
             verified=status.verified,
@@ -183,22 +183,17 @@ class RunsTracker:
             path=str(run.path),
             params=acc.params,
             trainable_params=acc.trainable,
-            base=base_label(meta, names) if meta.get("kind") == "finetune" else "",
-            quantization=acc.quantization or str(_config(meta).get("quantization") or ""),
+            base=base_label(meta, names) if meta.kind == RunKind.FINETUNE else "",
+            quantization=acc.quantization or str(meta.config.get("quantization") or ""),
         )
 
 
-def _config(meta: dict[str, Any]) -> dict[str, Any]:
-    config = meta.get("config")
-    return config if isinstance(config, dict) else {}
-
-
-def base_label(meta: dict[str, Any], names: dict[str, str]) -> str:
+def base_label(meta: RunMeta, names: dict[str, str]) -> str:
     """A fine-tune's base in a few characters: the name of one of our runs, a folder's name, a Hub id.
 
     The config holds the base as preflight pinned it (a run id, an absolute folder or a Hub id).
     """
-    base = str(_config(meta).get("base") or "").strip()
+    base = str(meta.config.get("base") or "").strip()
     if not base:
         return ""
     if base in names:

@@ -1,7 +1,7 @@
 """Turns a run's events into what the dashboard draws. No Textual, no torch: unit-testable alone.
 
-A :class:`RunView` ingests event records (dicts from :class:`engine.runs.EventReader`) in file
-order and keeps:
+A :class:`RunView` ingests typed events (:meth:`engine.runs.EventReader.read_events`; record
+dicts are decoded on the way in) in file order and keeps, as the typed events themselves:
 
 - the curves as compact :class:`Series` (training loss, validation loss, learning rate,
   tokens/s, gradient norm), finite values only; non-finite losses are counted, not plotted;
@@ -19,11 +19,25 @@ import math
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from canvas_tui.fmt import finite, num
+from canvas_tui.fmt import finite
+from engine.runs.events import (
+    Carbon,
+    Checkpoint,
+    Eval,
+    Event,
+    Gpu,
+    Log,
+    Metric,
+    Progress,
+    RunInfo,
+    Status,
+    System,
+    decode_any,
+)
 
 #: Samples of GPU/system history kept for the panes' sparklines.
 TELEMETRY_HISTORY = 120
@@ -111,31 +125,26 @@ class GpuState:
     """The latest sample of one GPU and short histories for its sparklines."""
 
     index: int
-    latest: dict[str, Any] = field(default_factory=dict)
+    latest: Gpu | None = None
     util: deque = field(default_factory=lambda: deque(maxlen=TELEMETRY_HISTORY))
     mem_pct: deque = field(default_factory=lambda: deque(maxlen=TELEMETRY_HISTORY))
 
-    def add(self, record: dict[str, Any]) -> None:
-        self.latest = record
-        self.util.append(finite(record.get("util")))
-        used, total = finite(record.get("mem_used")), finite(record.get("mem_total"))
+    def add(self, sample: Gpu) -> None:
+        self.latest = sample
+        self.util.append(finite(sample.util))
+        used, total = finite(sample.mem_used), finite(sample.mem_total)
         self.mem_pct.append(100.0 * used / total if used is not None and total else None)
 
 
-def gpu_unavailable_reason(record: dict[str, Any]) -> str | None:
+def gpu_unavailable_reason(sample: Gpu) -> str | None:
     """The reason in a ``gpu`` event that says telemetry is unavailable, else None.
 
-    The sampler writes one such event on machines without a usable GPU: ``index = -1`` with
-    ``reason`` (engine/runs/events.py ``Gpu``). ``unavailable``/``available: false`` are accepted too.
+    The sampler writes one such event on machines without a usable GPU: ``index = -1`` (or
+    ``unavailable: true``) with ``reason`` (engine/runs/events.py ``Gpu``).
     """
-    index = record.get("index")
-    flag = record.get("unavailable")
-    if (isinstance(index, int) and index < 0) or flag or record.get("available") is False:
-        for key in ("reason", "message", "unavailable"):
-            value = record.get(key)
-            if isinstance(value, str) and value.strip():
-                return value
-        return "GPU telemetry unavailable"
+    if (sample.index is not None and sample.index < 0) or sample.unavailable:
+        reason = sample.reason
+        return reason if reason and reason.strip() else "GPU telemetry unavailable"
     return None
 
 
@@ -148,114 +157,115 @@ class RunView:
         self.lr = Series()
         self.tps = Series()
         self.grad = Series()
-        self.last_metric: dict[str, Any] | None = None
-        self.last_eval: dict[str, Any] | None = None
+        self.last_metric: Metric | None = None
+        self.last_eval: Eval | None = None
         self.best_val: tuple[int, float] | None = None
         self.nonfinite: list[tuple[Any, str]] = []  # (step, "nan"/"inf") of non-finite losses
-        self.run_info: dict[str, Any] | None = None
+        self.run_info: RunInfo | None = None
         self.total_steps: int | None = None
-        self.progress: dict[str, Any] | None = None
-        self.status: dict[str, Any] | None = None
+        self.progress: Progress | None = None
+        self.status: Status | None = None
         self.gpus: dict[int, GpuState] = {}
         self.gpu_unavailable: str | None = None
-        self.system: dict[str, Any] | None = None
+        self.system: System | None = None
         self.cpu: deque = deque(maxlen=TELEMETRY_HISTORY)
         self.ram_pct: deque = deque(maxlen=TELEMETRY_HISTORY)
-        self.carbon: dict[str, Any] | None = None
-        self.checkpoints: list[dict[str, Any]] = []
-        self.logs: deque = deque(maxlen=LOG_EVENTS)
+        self.carbon: Carbon | None = None
+        self.checkpoints: list[Checkpoint] = []
+        self.logs: deque[Log | Status] = deque(maxlen=LOG_EVENTS)
         self.events = 0
         self.resolution = "empty"  # "sketch" while a sampled first paint is shown, then "full"
         self._rate: deque = deque(maxlen=RATE_WINDOW)
 
     # ------------------------------------------------------------------------------- ingest
-    def ingest(self, records: Iterable[dict[str, Any]]) -> set[str]:
-        """Apply records in file order; returns the set of event types seen (what to redraw)."""
+    def ingest(self, events: Iterable[Event | dict[str, Any]]) -> set[str]:
+        """Apply events in file order; returns the set of event types seen (what to redraw).
+
+        Record dicts are decoded (:func:`engine.runs.events.decode_any`); unknown types count in
+        ``events`` and change nothing else.
+        """
         kinds: set[str] = set()
-        for record in records:
-            kind = record.get("type")
-            handler = _HANDLERS.get(kind)  # type: ignore[arg-type]
+        for event in events:
+            if isinstance(event, dict):
+                event = decode_any(event)
+            handler = _HANDLERS.get(type(event))
             self.events += 1
             if handler is not None:
-                handler(self, record)
-                kinds.add(kind)  # type: ignore[arg-type]
+                handler(self, event)
+                kinds.add(event.TYPE)
         if kinds and self.resolution == "empty":
             self.resolution = "full"
         return kinds
 
-    def _metric(self, r: dict[str, Any]) -> None:
-        step = r.get("step")
-        self.last_metric = r
-        x = finite(step)
+    def _metric(self, m: Metric) -> None:
+        self.last_metric = m
+        x = finite(m.step)
         if x is None:
             return
-        loss = num(r.get("loss"))
-        if loss is not None:
-            if math.isfinite(loss):
-                self.train.append(x, loss)
+        if m.loss is not None:
+            if math.isfinite(m.loss):
+                self.train.append(x, m.loss)
             else:
-                self.nonfinite.append((step, "nan" if loss != loss else "inf"))
-        for series, key in ((self.lr, "lr"), (self.tps, "tokens_per_s"), (self.grad, "grad_norm")):
-            v = finite(r.get(key))
+                self.nonfinite.append((m.step, "nan" if m.loss != m.loss else "inf"))
+        for series, value in ((self.lr, m.lr), (self.tps, m.tokens_per_s), (self.grad, m.grad_norm)):
+            v = finite(value)
             if v is not None:
                 series.append(x, v)
-        t = finite(r.get("t"))
+        t = finite(m.t)
         if t is not None:
             self._rate.append((t, x))
 
-    def _eval(self, r: dict[str, Any]) -> None:
-        self.last_eval = r
-        x, v = finite(r.get("step")), finite(r.get("val_loss"))
+    def _eval(self, e: Eval) -> None:
+        self.last_eval = e
+        x, v = finite(e.step), finite(e.val_loss)
         if x is not None and v is not None:
             self.val.append(x, v)
             if self.best_val is None or v < self.best_val[1]:
                 self.best_val = (int(x), v)
 
-    def _run_info(self, r: dict[str, Any]) -> None:
+    def _run_info(self, r: RunInfo) -> None:
         self.run_info = r
-        total = r.get("total_steps")
-        if isinstance(total, int) and not isinstance(total, bool):
-            self.total_steps = total
+        if isinstance(r.total_steps, int):
+            self.total_steps = r.total_steps
 
-    def _gpu(self, r: dict[str, Any]) -> None:
-        reason = gpu_unavailable_reason(r)
+    def _gpu(self, g: Gpu) -> None:
+        reason = gpu_unavailable_reason(g)
         if reason is not None:
             self.gpu_unavailable = reason
             return
-        index = r.get("index")
-        if not isinstance(index, int) or isinstance(index, bool):
+        if not isinstance(g.index, int):
             return
-        self.gpus.setdefault(index, GpuState(index)).add(r)
+        self.gpus.setdefault(g.index, GpuState(g.index)).add(g)
 
-    def _system(self, r: dict[str, Any]) -> None:
-        self.system = r
-        self.cpu.append(finite(r.get("cpu_pct")))
-        used, total = finite(r.get("ram_used")), finite(r.get("ram_total"))
+    def _system(self, s: System) -> None:
+        self.system = s
+        self.cpu.append(finite(s.cpu_pct))
+        used, total = finite(s.ram_used), finite(s.ram_total)
         self.ram_pct.append(100.0 * used / total if used is not None and total else None)
 
-    def _carbon(self, r: dict[str, Any]) -> None:
-        self.carbon = r
+    def _carbon(self, c: Carbon) -> None:
+        self.carbon = c
 
-    def _checkpoint(self, r: dict[str, Any]) -> None:
+    def _checkpoint(self, c: Checkpoint) -> None:
         # One row per (path, kind): a rewritten "last" checkpoint replaces its row.
-        key = (r.get("path"), r.get("kind"))
-        self.checkpoints = [c for c in self.checkpoints if (c.get("path"), c.get("kind")) != key]
-        self.checkpoints.append(r)
+        key = (c.path, c.kind)
+        self.checkpoints = [k for k in self.checkpoints if (k.path, k.kind) != key]
+        self.checkpoints.append(c)
 
-    def _log(self, r: dict[str, Any]) -> None:
-        self.logs.append(r)
+    def _log(self, e: Log) -> None:
+        self.logs.append(e)
 
-    def _status(self, r: dict[str, Any]) -> None:
-        self.status = r
-        self.logs.append(r)
+    def _status(self, s: Status) -> None:
+        self.status = s
+        self.logs.append(s)
 
-    def _progress(self, r: dict[str, Any]) -> None:
-        self.progress = r
+    def _progress(self, p: Progress) -> None:
+        self.progress = p
 
     # ------------------------------------------------------------------------------- derived
     @property
     def step(self) -> int | None:
-        step = (self.last_metric or {}).get("step")
+        step = self.last_metric.step if self.last_metric is not None else None
         return step if isinstance(step, int) else None
 
     def step_rate(self) -> float | None:
@@ -280,23 +290,23 @@ class RunView:
         return max(0.0, min(1.0, self.step / self.total_steps))
 
 
-_HANDLERS = {
-    "metric": RunView._metric,
-    "eval": RunView._eval,
-    "run_info": RunView._run_info,
-    "gpu": RunView._gpu,
-    "system": RunView._system,
-    "carbon": RunView._carbon,
-    "checkpoint": RunView._checkpoint,
-    "log": RunView._log,
-    "status": RunView._status,
-    "progress": RunView._progress,
+_HANDLERS: dict[type, Callable[[RunView, Any], None]] = {
+    Metric: RunView._metric,
+    Eval: RunView._eval,
+    RunInfo: RunView._run_info,
+    Gpu: RunView._gpu,
+    System: RunView._system,
+    Carbon: RunView._carbon,
+    Checkpoint: RunView._checkpoint,
+    Log: RunView._log,
+    Status: RunView._status,
+    Progress: RunView._progress,
 }
 
 
-def build_view(records: Iterable[dict[str, Any]], resolution: str = "full") -> RunView:
+def build_view(events: Iterable[Event | dict[str, Any]], resolution: str = "full") -> RunView:
     view = RunView()
-    view.ingest(records)
+    view.ingest(events)
     view.resolution = resolution
     return view
 

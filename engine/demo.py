@@ -1,42 +1,102 @@
 """The headless demo: the tiny model learns the embedded corpus for a few hundred steps on CPU.
 
-It is what ``canvas`` runs until the console lands, and the shortest end-to-end proof that data,
-tokenizer, model, mixed precision and generation fit together. It is deliberately a plain loop;
-the real training engine (schedules, checkpoints, exact resume, events) is ``engine.train``.
+It is the shortest end-to-end proof that data, tokenizer, model, mixed precision, the training
+loop and generation fit together, so it runs the real thing: a ``pretrain`` run is created in the
+run store and :class:`engine.train.trainer.Trainer` trains it in the foreground, in this process,
+with the run's events, checkpoints and TensorBoard scalars written as for any run (``canvas runs``
+lists it afterwards). The demo only chooses the config, prints what the run reports, and samples
+from the trained model at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-import time
+import threading
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import torch
+from engine.config.errors import ConfigError
+from engine.config.train import TrainConfig, load_train_config
+from engine.data import DataProgress
+from engine.runs.store import RunDir
 
-from engine.config.presets import get_preset
-from engine.data import DataProgress, TokenizerConfig, prepare
-from engine.data.loader import TokenLoader
-from engine.model import CausalLM, SamplingParams, generate, save_model
-from engine.sysinfo import cpu_info
+
+class DemoStopped(RuntimeError):
+    """The demo's run failed for a reason the message explains (it is recorded in the run too)."""
 
 
 @dataclass
 class DemoResult:
-    losses: list[float]
+    losses: list[float]  # every step's training loss, as the run's metric events recorded it
     val_loss: float
     sample: str
     tokens_per_s: float
     precision: str
+    run: RunDir | None = None
+    steps: int = 0  # steps trained (fewer than asked when stopped with Ctrl-C)
 
 
-def pick_precision(device: str) -> str:
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_info()["bf16"] else "fp32"
+def demo_config(steps: int, *, micro_batch: int, seq_len: int, lr: float, seed: int) -> TrainConfig:
+    """The tiny preset, shortened to ``steps`` and evaluated once, at the end. Every step is
+    logged: the demo prints from (and returns) the run's own metric events."""
+    return load_train_config(
+        "tiny",
+        sets=[
+            f"max_steps={steps}",
+            f"micro_batch={micro_batch}",
+            f"seq_len={seq_len}",
+            f"lr={lr}",
+            f"seed={seed}",
+            "log_every=1",
+            f"eval_every={steps}",
+            "eval_batches=4",
+        ],
+    )
+
+
+@dataclass
+class _Printer:
+    """Turns the run's events into the demo's lines as they happen."""
+
+    echo: Callable[[str], None]
+    log_every: int
+    summary: Callable[[], str]
+    losses: list[float] = field(default_factory=list)
+    val_loss: float = float("nan")
+    precision: str = ""
+    total: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def __call__(self, event_type: str, fields: dict[str, Any]) -> None:
+        if event_type == "run_info":
+            self.precision = fields["precision"]
+            cfg = fields["config"]
+            self.echo(self.summary())
+            self.echo(
+                f"training the tiny model ({fields['params']:,} parameters) for {fields['total_steps']} "
+                f"steps on {fields['device']} in {self.precision}, batch {cfg['micro_batch']} x "
+                f"{cfg['seq_len']} tokens"
+            )
+            self.total = fields["total_steps"]
+        elif event_type == "metric":
+            step, loss = fields["step"], fields["loss"]
+            self.losses.append(loss)
+            self.seconds += fields["step_time"]
+            self.tokens = fields["tokens"]
+            if step % self.log_every == 0 or step == self.total:
+                rate = self.tokens / self.seconds if self.seconds else 0.0
+                self.echo(
+                    f"step {step:5d}/{self.total}  loss {loss:.3f}  lr {fields['lr']:.2e}  {rate:,.0f} tok/s"
+                )
+        elif event_type == "eval":
+            self.val_loss = fields["val_loss"]
+        elif event_type == "log" and fields.get("level") in ("warning", "error"):
+            self.echo(f"{fields['level']}: {fields['message']}")
 
 
 def run_demo(
@@ -52,77 +112,65 @@ def run_demo(
     progress: Callable[[DataProgress], None] | None = None,
     echo: Callable[[str], None] = print,
 ) -> DemoResult:
-    preset = get_preset("tiny")
-    prepared = prepare(
-        "embedded",
-        TokenizerConfig(vocab_size=preset.model.vocab_size),
-        seed=seed,
-        progress=progress or (lambda p: None),
-    )
-    echo(prepared.summary())
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = pick_precision(device)
-    torch.manual_seed(seed)
-    cfg = replace(preset.model, vocab_size=prepared.vocab_size, max_seq_len=seq_len)
-    model = CausalLM(cfg).to(device)
-    loader = TokenLoader(prepared.train, seq_len, micro_batch, seed=seed, device=device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.95),
-    )
-    warmup = max(1, steps // 10)
+    """Create a ``pretrain`` run of the tiny model, train it here, sample from it, and report."""
+    from engine.runs.session import run_context
+    from engine.train.preflight import create
+    from engine.train.trainer import Trainer, TrainingStopped
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine to 10%
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    # The same check-and-create as `canvas train` and the console: bad settings are refused with
+    # the same message before a run directory exists.
+    run, checked = create(demo_config(steps, micro_batch=micro_batch, seq_len=seq_len, lr=lr, seed=seed))
+    cfg = checked.config
+    trainer: Trainer | None = None
+    printer = _Printer(echo, max(1, log_every), lambda: trainer.prepared.summary() if trainer else "")
+    main_thread = threading.current_thread() is threading.main_thread()
+    # The engine's own log lines go to the run's engine.log, as for a detached run, not the terminal.
+    with (
+        open(run.log_path, "a") as log,
+        contextlib.redirect_stderr(log),
+        run_context(run, install_signals=main_thread, exit_on_error=False) as session,
+    ):
+        trainer = Trainer(cfg, run.path, session, observer=printer, data_progress=progress)
+        try:
+            trainer.run()
+        except (TrainingStopped, ConfigError) as exc:
+            session.set_outcome("failed", str(exc))
+            raise DemoStopped(str(exc)) from None
+    if trainer.step < steps:
+        echo(f"stopped at step {trainer.step} of {steps}")
+    if math.isfinite(printer.val_loss):
+        echo(f"validation loss {printer.val_loss:.3f} (perplexity {math.exp(printer.val_loss):.1f})")
+    sample = _sample(trainer, prompt, seed)
+    echo("sample: " + sample)
+    if out is not None:
+        from engine.data.tokenizer import export_tokenizer
+        from engine.model import save_model
 
-    autocast = (
-        torch.autocast(device_type=device, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        save_model(trainer.model, out)
+        export_tokenizer(trainer.prepared.tokenizer_dir, out)
+        echo(
+            f"weights and tokenizer saved to {out} (canvas export {out} --hf DIR makes it a "
+            "transformers model)"
+        )
+    name = run.read_meta().name
+    echo(f"the run is {name} in the run store: `canvas logs {name}` shows its events, `canvas` opens it")
+    rate = printer.tokens / printer.seconds if printer.seconds else 0.0
+    return DemoResult(
+        printer.losses, printer.val_loss, sample, rate, printer.precision, run=run, steps=trainer.step
     )
-    echo(
-        f"training the tiny model ({model.num_params():,} parameters) for {steps} steps on "
-        f"{device} in {precision}, batch {micro_batch} x {seq_len} tokens"
-    )
-    losses: list[float] = []
-    start = time.perf_counter()
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        x, y = loader.next_batch()
-        with autocast:
-            loss = model(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            rate = (step + 1) * x.numel() / (time.perf_counter() - start)
-            echo(
-                f"step {step + 1:5d}/{steps}  loss {losses[-1]:.3f}  lr {lr_at(step):.2e}  {rate:,.0f} tok/s"
-            )
-    tokens_per_s = steps * micro_batch * seq_len / (time.perf_counter() - start)
 
-    model.eval()
-    val_loss = float("nan")
-    if prepared.val is not None:
-        val = TokenLoader(prepared.val, min(seq_len, 64), 4, seed=seed, shuffle=False, device=device)
-        with torch.no_grad(), autocast:
-            val_loss = sum(model(*val.next_batch()).item() for _ in range(4)) / 4
-        echo(f"validation loss {val_loss:.3f} (perplexity {math.exp(val_loss):.1f})")
 
-    tokenizer = prepared.tokenizer_dir
+def _sample(trainer: Any, prompt: str, seed: int) -> str:
+    """A few dozen tokens the trained model writes after ``prompt``."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
+    from engine.model import SamplingParams, generate
+
+    prepared, model = trainer.prepared, trainer.model
+    tok = Tokenizer.from_file(str(prepared.tokenizer_dir / "tokenizer.json"))
     ids = [tok.token_to_id("<|bos|>"), *tok.encode(prompt).ids]
-    room = max(1, min(60, cfg.max_seq_len - len(ids)))
+    room = max(1, min(60, model.config.max_seq_len - len(ids)))
+    model.eval()
     new = generate(
         model,
         [ids],
@@ -130,18 +178,7 @@ def run_demo(
             max_new_tokens=room, temperature=0.8, top_k=50, seed=seed, stop_tokens=(prepared.eos_id,)
         ),
     )[0]
-    sample = prompt + tok.decode(new)
-    echo("sample: " + sample)
-    if out is not None:
-        save_model(model, out)
-        from engine.data.tokenizer import export_tokenizer
-
-        export_tokenizer(tokenizer, out)
-        echo(
-            f"weights and tokenizer saved to {out} (canvas export {out} --hf DIR makes it a "
-            "transformers model)"
-        )
-    return DemoResult(losses, val_loss, sample, tokens_per_s, precision)
+    return prompt + tok.decode(new)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,9 @@
 By default runs live in the platform's user data directory, prepared data in the user cache
 directory and settings in the user config directory (XDG on Linux). Setting ``CANVAS_HOME`` (or
 passing ``--home``, which sets it for child processes too) puts all three under one folder, which
-is what makes tests and shared servers hermetic.
+is what makes tests and shared servers hermetic. ``CANVAS_CACHE`` moves only the prepared-data
+cache (it wins over ``CANVAS_HOME``): the test suite prepares the embedded corpus once per session
+and shares it between tests that each keep their own runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 APP_NAME = "neural-canvas"
 HOME_ENV = "CANVAS_HOME"
+CACHE_ENV = "CANVAS_CACHE"
 
 
 def canvas_home() -> Path | None:
@@ -33,6 +36,9 @@ def runs_dir() -> Path:
 
 def cache_dir() -> Path:
     """Prepared data (tokenizers, token shards), keyed by content hash; safe to delete."""
+    override = os.environ.get(CACHE_ENV, "").strip()
+    if override:
+        return Path(override).expanduser().resolve()
     home = canvas_home()
     if home is not None:
         return home / "cache"

@@ -101,7 +101,7 @@ def run_engine(args: argparse.Namespace) -> None:
 
 
 def start(args: argparse.Namespace) -> int:
-    run = create_run("train", args.name, {"stub": True, "steps": args.steps})
+    run = create_run("pretrain", args.name, {"stub": True, "steps": args.steps})
     launch_detached(run, engine_argv(run.path, args.steps, args.step_time))
     print(run.id, flush=True)
     if args.follow:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import pytest
 import torch
 
 from engine.config import ModelConfig
 from engine.model import CausalLM
+from tests.waiting import wait_until
+
+__all__ = ["in_tmux_then_kill_it", "random_model", "small_config", "wait_until"]
 
 
 def small_config(**overrides) -> ModelConfig:
@@ -41,17 +42,6 @@ def small_config(**overrides) -> ModelConfig:
 def random_model(seed: int = 0, **overrides) -> CausalLM:
     torch.manual_seed(seed)
     return CausalLM(small_config(**overrides)).eval()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 120.0, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy (returned), or fail the test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def in_tmux_then_kill_it(cmd: list[str], tmp_path: Path, ready: Callable[[], object], cwd: Path) -> object:

@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from engine.runs import control
+from engine.runs.events import Event
 from engine.runs.reader import EventReader
 from engine.runs.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
+E = TypeVar("E", bound=Event)
 
 
 def canvas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -31,6 +34,14 @@ def events(run: RunDir, kind: str | None = None) -> list[dict]:
     records = reader.read_new()
     assert reader.garbage == 0
     return [r for r in records if kind is None or r["type"] == kind]
+
+
+def typed_events(run: RunDir, cls: type[E]) -> list[E]:
+    """The run's decoded events of class ``cls`` (engine.runs.events), every line readable."""
+    reader = EventReader(run.events_path)
+    found = [e for e in reader.read_events() if isinstance(e, cls)]
+    assert reader.skipped == 0
+    return found
 
 
 def last_step(run: RunDir) -> int:

@@ -26,34 +26,6 @@ def canvas(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-def torch_imported_by(code: str) -> bool:
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys; print('torch' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1] == "True"
-
-
-def test_importing_the_console_does_not_import_torch():
-    assert not torch_imported_by("import canvas_tui, canvas_tui.cli, engine.config, engine.locations")
-
-
-def test_help_and_info_do_not_import_torch():
-    code = (
-        "from canvas_tui.cli import main\n"
-        "import contextlib, io\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    main(['info']); main(['info', '--presets'])\n"
-        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass"
-    )
-    assert not torch_imported_by(code)
-    assert torch_imported_by("import engine.model")  # the guard above can fail
-
-
 def test_version():
     from canvas_tui import __version__
 

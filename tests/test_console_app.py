@@ -41,6 +41,7 @@ from tests.console_fixtures import (
     training,
     wait_running,
 )
+from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -53,15 +54,6 @@ def anyio_backend() -> str:
 def make_app(**kw) -> CanvasApp:
     kw.setdefault("poll_interval", 0.1)
     return CanvasApp(**kw)
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def open_dashboard(app, pilot, run) -> DashboardScreen:
@@ -361,7 +353,7 @@ async def test_quitting_never_stops_a_run_and_reopening_reattaches():
 async def test_new_run_form_validates_inline_and_launches(monkeypatch):
     launched = {}
 
-    def fake_launch(cfg, name=None):
+    def fake_launch(cfg, name=None, **kw):
         from engine.runs import create_run
 
         launched.update(cfg=cfg, name=name)
@@ -396,7 +388,7 @@ async def test_new_run_form_validates_inline_and_launches(monkeypatch):
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard of new run")
         cfg = launched["cfg"]
         assert (cfg.max_steps, cfg.micro_batch, cfg.seq_len, launched["name"]) == (5, 2, 32, "form-run")
-        assert app.screen.run.read_meta()["name"] == "form-run"
+        assert app.screen.run.read_meta().name == "form-run"
 
 
 @pytest.fixture
@@ -533,8 +525,8 @@ async def test_finetune_launch_records_the_typed_values_and_opens_the_dashboard(
         assert len(launches) == 1
         run = app.screen.run
         meta = run.read_meta()
-        assert meta["kind"] == "finetune" and meta["name"] == "ft-form"
-        cfg = meta["config"]
+        assert meta.kind == "finetune" and meta.name == "ft-form"
+        cfg = meta.config
         assert {
             k: cfg[k]
             for k in (
@@ -631,6 +623,8 @@ async def test_finetune_header_shows_hostile_run_info_literally():
     not (REPO / "engine" / "train" / "worker.py").exists(),
     reason="the training worker (engine/train/worker.py) is not in the checkout yet",
 )
+@pytest.mark.slow  # a real training run
+@pytest.mark.usefixtures("shared_cache")  # the embedded corpus, prepared once per session
 async def test_launch_a_real_tiny_run_from_the_form():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -7,8 +7,6 @@ Waits poll the dashboard's view model (never a blind sleep); the timeouts only b
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import Input
 
@@ -21,9 +19,12 @@ from canvas_tui.widgets.loss_plot import LossPlot
 from engine.runs.control import stop_run
 from engine.runs.status import run_status
 from tests.console_fixtures import REPO, finish
+from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = [
     pytest.mark.anyio,
+    pytest.mark.slow,  # a real training run driven from the console
+    pytest.mark.usefixtures("shared_cache"),  # the embedded corpus, prepared once per session
     pytest.mark.skipif(
         not (REPO / "engine" / "train" / "worker.py").exists(),
         reason="the training worker (engine/train/worker.py) is not in the checkout yet",
@@ -47,15 +48,6 @@ FORM = (
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def wait_for(pilot, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
 def on_screen(app, cls) -> bool:
@@ -101,7 +93,7 @@ async def test_launch_watch_quit_reattach_and_stop_a_real_run():
             await wait_for(pilot, lambda: on_screen(app, DashboardScreen), 30, "the new run's dashboard")
             screen = app.screen
             run = screen.run
-            assert run.read_meta()["name"] == "e2e-live"
+            assert run.read_meta().name == "e2e-live"
 
             # -- 2. the loss curve gains points while we watch --------------------------------
             await wait_for(pilot, lambda: len(train_steps(screen)) >= 1, 120, "the first loss point")

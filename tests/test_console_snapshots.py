@@ -15,6 +15,7 @@ from canvas_tui.screens.new_run import NewRunScreen
 from engine.config.finetune import FinetuneConfig
 from engine.runs.store import RunDir
 from tests.console_fixtures import FROZEN_NOW, fake_checkpoint, finetuning, make_run, training
+from tests.waiting import pilot_wait_until
 
 RUN_A = "20261127-100000-000-0000aaaa"
 RUN_B = "20261127-115900-000-0000bbbb"
@@ -61,21 +62,24 @@ def app(theme: str | None = None) -> CanvasApp:
 
 
 async def runs_loaded(pilot) -> None:
-    while pilot.app.screen.scans < 1:
-        await pilot.pause(0.05)
+    await pilot_wait_until(pilot, lambda: pilot.app.screen.scans >= 1, what="the first runs scan")
     await pilot.pause(0.1)
+
+
+def dashboard_painted(app: CanvasApp) -> bool:
+    screen = app.screen
+    return (
+        isinstance(screen, DashboardScreen)
+        and screen.view.resolution == "full"
+        and screen.status is not None
+        and not screen._dirty
+    )
 
 
 async def dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
     pilot.app.open_dashboard(_path(RUN_A))
-    while not (
-        isinstance(pilot.app.screen, DashboardScreen)
-        and pilot.app.screen.view.resolution == "full"
-        and pilot.app.screen.status is not None
-        and not pilot.app.screen._dirty
-    ):
-        await pilot.pause(0.05)
+    await pilot_wait_until(pilot, lambda: dashboard_painted(pilot.app), what="the dashboard's first paint")
     await pilot.pause(0.3)
 
 
@@ -119,8 +123,11 @@ async def help_loaded(pilot) -> None:
 
     await runs_loaded(pilot)
     await pilot.press("question_mark")
-    while not (isinstance(pilot.app.screen, HelpScreen) and pilot.app.screen.is_mounted):
-        await pilot.pause(0.05)
+    await pilot_wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, HelpScreen) and pilot.app.screen.is_mounted,
+        what="the help screen",
+    )
     await pilot.pause(0.2)
 
 
@@ -144,19 +151,26 @@ def test_screen_in_theme(store, snap_compare, screen, theme):
 
 
 # The fine-tune tab, ready to launch: an empty base is the newest pre-training run with a checkpoint
-# (RUN_A, given one here), the data a Hub dataset (not read offline, so nothing depends on a count).
+# (RUN_A, given one here), the data the embedded conversations cut to a fixed count (the preflight
+# reads local data, and offline Hub data from the cache, so a Hub dataset would be refused here).
 async def finetune_tab_loaded(pilot) -> None:
     await runs_loaded(pilot)
     fake_checkpoint(RunDir(_path(RUN_A)), 200)
     await pilot.press("n")
-    while not (isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.is_mounted):
-        await pilot.pause(0.05)
+    await pilot_wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, NewRunScreen) and pilot.app.screen.is_mounted,
+        what="the new-run form",
+    )
     form = pilot.app.screen
     form.query_one("#new-tabs").active = "tab-finetune"
-    form.query_one("#ft-data").value = "hf:tatsu-lab/alpaca"
+    form.query_one("#ft-data").value = "embedded?limit=100"
     await pilot.pause(0.1)
-    while form.preflight_state != "ok" or not form.base_hint_loaded:
-        await pilot.pause(0.05)
+    await pilot_wait_until(
+        pilot,
+        lambda: form.preflight_state == "ok" and form.base_hint_loaded,
+        what="the fine-tune preflight and base hint",
+    )
     for field in form.query(Input):
         field.cursor_blink = False
     await pilot.pause(0.2)
@@ -196,13 +210,7 @@ def ft_store(utc):
 async def ft_dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
     pilot.app.open_dashboard(_path(RUN_F))
-    while not (
-        isinstance(pilot.app.screen, DashboardScreen)
-        and pilot.app.screen.view.resolution == "full"
-        and pilot.app.screen.status is not None
-        and not pilot.app.screen._dirty
-    ):
-        await pilot.pause(0.05)
+    await pilot_wait_until(pilot, lambda: dashboard_painted(pilot.app), what="the dashboard's first paint")
     await pilot.pause(0.3)
 
 

@@ -40,7 +40,7 @@ def test_corpus_is_real_english_of_at_least_two_megabytes(prepared: PreparedData
     joined = "\n".join(docs)
     assert 'The "if" statement is used for conditional execution' in joined  # pydoc_data topic
     assert "Module json" in joined and "JSON (JavaScript Object Notation)" in joined  # stdlib docstring
-    assert prepared.manifest["sources"][0]["text_bytes"] == size
+    assert prepared.manifest.sources[0].text_bytes == size
 
 
 def test_corpus_is_deterministic(prepared: PreparedData, same_home: Path) -> None:
@@ -59,13 +59,13 @@ def test_packed_tokens_are_the_tokenizers_encoding_plus_eos(prepared: PreparedDa
         .splitlines()
     ]
     expected = sum(len(e.ids) + 1 for e in tok.encode_batch(docs, add_special_tokens=False))
-    splits = prepared.manifest["splits"]
-    assert splits["train"]["tokens"] + splits["val"]["tokens"] == expected
-    assert splits["train"]["documents"] + splits["val"]["documents"] == len(docs)
-    assert splits["val"]["documents"] == round(0.02 * len(docs))
+    splits = prepared.manifest.splits
+    assert splits["train"].tokens + splits["val"].tokens == expected
+    assert splits["train"].documents + splits["val"].documents == len(docs)
+    assert splits["val"].documents == round(0.02 * len(docs))
     assert prepared.vocab_size == 4096 and prepared.dtype == "uint16"
     assert prepared.tokens("train").max() < 4096
-    assert (prepared.tokens("val") == prepared.eos_id).sum() == splits["val"]["documents"]
+    assert (prepared.tokens("val") == prepared.eos_id).sum() == splits["val"].documents
 
 
 def test_tiny_preset_loader_runs_on_it(prepared: PreparedData) -> None:
@@ -84,4 +84,4 @@ def test_cli_default_prepare_is_the_cached_embedded_data(
 
     assert main(["data", "prepare", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["cached"] is True and out["key"] == prepared.manifest["key"]
+    assert out["cached"] is True and out["key"] == prepared.manifest.key

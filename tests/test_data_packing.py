@@ -47,7 +47,7 @@ def test_second_prepare_reuses_the_cache_and_does_no_work(
         raise AssertionError("the second preparation did work")
 
     for module, name in (
-        (packing, "_tokenize_split"),
+        (packing, "tokenize_split"),
         (sources, "load_source"),
         (tokenizer, "train_tokenizer"),
         (sources, "check_source"),
@@ -67,11 +67,11 @@ def test_cache_key_follows_everything_that_determines_the_bytes(corpus: Path) ->
         fh.write(json.dumps({"text": "one more document"}) + "\n")
     changed = prepare(str(corpus), TOK, seed=3)
     assert changed.root != base.root and not changed.cached
-    assert sum(s["documents"] for s in changed.manifest["splits"].values()) == 41
+    assert changed.manifest.documents == 41
 
 
 def test_a_failed_preparation_leaves_no_cache_behind(corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = packing._tokenize_split
+    real = packing.tokenize_split
     calls = []
 
     def dies_midway(*args, **kwargs):
@@ -79,11 +79,11 @@ def test_a_failed_preparation_leaves_no_cache_behind(corpus: Path, monkeypatch: 
         real(*args, **kwargs)  # train.bin is fully written in the temporary folder ...
         raise KeyboardInterrupt  # ... and then the process is interrupted
 
-    monkeypatch.setattr(packing, "_tokenize_split", dies_midway)
+    monkeypatch.setattr(packing, "tokenize_split", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         prepare(str(corpus), TOK)
     assert calls and list(data_cache_root().iterdir()) == []
-    monkeypatch.setattr(packing, "_tokenize_split", real)
+    monkeypatch.setattr(packing, "tokenize_split", real)
     assert not prepare(str(corpus), TOK).cached
 
 
@@ -100,8 +100,8 @@ def test_leftovers_of_killed_processes_are_removed(corpus: Path) -> None:
 
 def test_validation_split_holds_out_whole_documents(corpus: Path) -> None:
     prepared = prepare(str(corpus), TOK, val_fraction=0.1, seed=5)
-    splits = prepared.manifest["splits"]
-    assert (splits["train"]["documents"], splits["val"]["documents"]) == (36, 4)
+    splits = prepared.manifest.splits
+    assert (splits["train"].documents, splits["val"].documents) == (36, 4)
     tok = load_tokenizer(prepared.tokenizer_dir)
     encoded = {d: [*tok.encode(d, add_special_tokens=False).ids, prepared.eos_id] for d in _all_docs(corpus)}
     val = prepared.tokens("val").tolist()
@@ -117,8 +117,8 @@ def test_validation_split_holds_out_whole_documents(corpus: Path) -> None:
 def test_a_single_document_is_split_by_tokens(tmp_path: Path) -> None:
     (tmp_path / "input.txt").write_text("To be, or not to be, that is the question. " * 40, encoding="utf-8")
     prepared = prepare(str(tmp_path / "input.txt"), TOK, val_fraction=0.1)
-    train, val = prepared.manifest["splits"]["train"], prepared.manifest["splits"]["val"]
-    assert train["split_by"] == "tokens" and val["tokens"] >= 2
+    train, val = prepared.manifest.splits["train"], prepared.manifest.splits["val"]
+    assert train.split_by == "tokens" and val.tokens >= 2
     tok = load_tokenizer(prepared.tokenizer_dir)
     whole = [*tok.encode((tmp_path / "input.txt").read_text(), add_special_tokens=False).ids, prepared.eos_id]
     assert prepared.tokens("train").tolist() + prepared.tokens("val").tolist() == whole
@@ -143,11 +143,11 @@ def test_saved_tokenizer_loads_with_transformers_and_can_be_adopted(corpus: Path
         [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
     )
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    assert len(hf) == prepared.vocab_size == prepared.manifest["tokenizer"]["vocab_size"]
+    assert len(hf) == prepared.vocab_size == prepared.manifest.tokenizer.vocab_size
 
     adopted = prepare(str(corpus), TokenizerConfig(pretrained=str(prepared.tokenizer_dir)), val_fraction=0)
     assert adopted.root != prepared.root
-    assert adopted.manifest["tokenizer"]["sha256"] == prepared.manifest["tokenizer"]["sha256"]
+    assert adopted.manifest.tokenizer.sha256 == prepared.manifest.tokenizer.sha256
     assert adopted.train.read_bytes() == prepared.train.read_bytes()
 
     exported = tokenizer.export_tokenizer(prepared.tokenizer_dir, tmp_path / "export")

@@ -133,7 +133,7 @@ def test_each_format_packs_exactly_the_tokenizers_encoding(tmp_path: Path, kind:
     spec, docs = _make(tmp_path, kind)
     prepared, tokens = packed(spec)
     assert tokens == expected_tokens(prepared, docs)
-    assert prepared.manifest["splits"]["train"]["documents"] == len(docs)
+    assert prepared.manifest.splits["train"].documents == len(docs)
     assert prepared.dtype == "uint16"
 
 
@@ -142,16 +142,16 @@ def test_limit_and_several_sources(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("Another source entirely.", encoding="utf-8")
     prepared, tokens = packed(f"{tmp_path / 'a.jsonl'}?limit=2,{tmp_path / 'b.txt'}")
     assert tokens == expected_tokens(prepared, [DOCS[0], DOCS[1], "Another source entirely."])
-    assert [s["documents"] for s in prepared.manifest["sources"]] == [2, 1]
+    assert [s.documents for s in prepared.manifest.sources] == [2, 1]
 
 
 def test_weights_mix_by_proportion_without_repeating(tmp_path: Path) -> None:
     _write_jsonl(tmp_path / "a.jsonl", [{"text": f"alpha document {i}"} for i in range(10)])
     _write_jsonl(tmp_path / "b.jsonl", [{"text": f"beta document {i}"} for i in range(40)])
     prepared, _ = packed(f"1*{tmp_path / 'a.jsonl'},3*{tmp_path / 'b.jsonl'}")
-    assert [s["documents"] for s in prepared.manifest["sources"]] == [10, 30]
+    assert [s.documents for s in prepared.manifest.sources] == [10, 30]
     prepared, _ = packed(f"3*{tmp_path / 'a.jsonl'},1*{tmp_path / 'b.jsonl'}")
-    assert [s["documents"] for s in prepared.manifest["sources"]] == [10, 3]
+    assert [s.documents for s in prepared.manifest.sources] == [10, 3]
 
 
 # --- bad input -----------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def no_expensive_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("expensive work started before the input was checked")
 
     monkeypatch.setattr(tokenizer, "train_tokenizer", boom)
-    monkeypatch.setattr(packing, "_tokenize_split", boom)
+    monkeypatch.setattr(packing, "tokenize_split", boom)
 
 
 def test_jsonl_line_that_is_not_json_names_the_line(tmp_path: Path, no_expensive_work) -> None:
@@ -218,10 +218,10 @@ def test_invalid_utf8_is_replaced_and_counted(tmp_path: Path) -> None:
     raw = b'{"text": "bad \xff byte"}\n{"text": "fine"}\n'
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(raw))
     prepared, tokens = packed(f"{tmp_path / 'a.txt'},{tmp_path / 'b.jsonl.gz'}")
-    a, b = prepared.manifest["sources"]
-    assert (a["invalid_utf8_bytes"], b["invalid_utf8_bytes"]) == (3, 1)
-    assert a["first_invalid_utf8"].endswith("a.txt at byte 3")
-    assert b["first_invalid_utf8"].endswith("b.jsonl.gz at byte 14")
+    a, b = prepared.manifest.sources
+    assert (a.invalid_utf8_bytes, b.invalid_utf8_bytes) == (3, 1)
+    assert a.first_invalid_utf8.endswith("a.txt at byte 3")
+    assert b.first_invalid_utf8.endswith("b.jsonl.gz at byte 14")
     assert tokens == expected_tokens(
         prepared, ["caf\ufffd ol\ufffd\ufffd and more text", "bad \ufffd byte", "fine"]
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -116,15 +114,3 @@ def test_folders_and_globs_list_supported_files_in_order(tmp_path: Path) -> None
     (tmp_path / ".hidden.txt").write_text("ignored")
     files = local_files(parse_spec(str(tmp_path)).sources[0])
     assert [f.relative_to(tmp_path).as_posix() for f in files] == ["b.txt", "sub/a.jsonl.gz"]
-
-
-def test_console_imports_stay_light() -> None:
-    code = (
-        "import sys, engine.data, engine.data.spec, engine.data.progress, canvas_tui.commands.data\n"
-        "engine.data.parse_spec('embedded,hf:allenai/c4:en')\n"
-        "heavy = ('torch', 'datasets', 'tokenizers', 'transformers', 'pyarrow')\n"
-        "heavy = [m for m in heavy if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""

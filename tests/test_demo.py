@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the demo trains for real, in process and through the CLI
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.usefixtures("shared_cache")  # the corpus prepared once per session
 def test_demo_learns_and_saves_an_exportable_model(tmp_path):
     from engine.demo import run_demo
 
@@ -22,6 +28,19 @@ def test_demo_learns_and_saves_an_exportable_model(tmp_path):
     assert any(line.startswith("step    40/40") for line in lines)
     assert (tmp_path / "w" / "model.safetensors").is_file()
     assert (tmp_path / "w" / "tokenizer.json").is_file()
+    # The demo is a real pre-training run in the store, trained by the real loop: its metric
+    # events are the losses the demo reported, one a step, and it finished with a checkpoint.
+    from engine.runs.store import list_runs
+
+    assert [r.path for r in list_runs()] == [result.run.path]
+    meta = result.run.read_meta()
+    assert (meta.kind, meta.status, meta.total_steps) == ("pretrain", "finished", 40)
+    events = [json.loads(line) for line in result.run.events_path.read_text().splitlines()]
+    metrics = [e for e in events if e["type"] == "metric"]
+    assert [m["step"] for m in metrics] == list(range(1, 41))
+    assert [m["loss"] for m in metrics] == result.losses
+    assert [e["val_loss"] for e in events if e["type"] == "eval"] == [result.val_loss]
+    assert json.loads((result.run.checkpoints_dir / "last.json").read_text())["step"] == 40
 
 
 def test_canvas_demo_through_the_cli(tmp_path):

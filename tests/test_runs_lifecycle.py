@@ -74,7 +74,7 @@ def engine() -> Engine:
             "--follow",
         ]
 
-    return Engine("train", argv, shell_start)
+    return Engine("pretrain", argv, shell_start)
 
 
 def canvas(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -119,8 +119,8 @@ def finish(run: RunDir, timeout: float = 60.0):
 def test_a_detached_run_finishes_with_all_its_events(engine):
     run = launch(engine, 8)
     meta = run.read_meta()
-    assert meta["pid"] and meta["pid_start_time"] and meta["status"] in ("starting", "running")
-    proc = psutil.Process(meta["pid"])
+    assert meta.pid and meta.pid_start_time and meta.status in ("starting", "running")
+    proc = psutil.Process(meta.pid)
     assert os.getsid(proc.pid) == proc.pid  # leads its own session: no terminal to lose
     status = finish(run)
     assert status.state == "finished", status
@@ -130,7 +130,7 @@ def test_a_detached_run_finishes_with_all_its_events(engine):
     assert records[-1]["type"] == "status" and any(r["type"] == "checkpoint" for r in records)
     assert "done" in run.log_path.read_text()
     meta = run.read_meta()
-    assert meta["total_steps"] == 8 and meta["ended"] and meta["resume_argv"]
+    assert meta.total_steps == 8 and meta.ended and meta.resume_argv
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -152,7 +152,7 @@ def test_run_started_in_tmux_survives_killing_the_tmux_server(engine, tmp_path):
 def test_sighup_is_ignored_sigusr1_checkpoints_and_sigterm_stops(engine):
     run = launch(engine, 400, "--checkpoint-every", "0")
     wait_until(lambda: last_step(run) >= 2, what="two steps")
-    os.kill(run.read_meta()["pid"], signal.SIGHUP)
+    os.kill(run.read_meta().pid, signal.SIGHUP)
     control.request_checkpoint(run)
     wait_until(
         lambda: any(r["type"] == "checkpoint" and r["kind"] == "step" for r in events(run)),
@@ -180,7 +180,7 @@ def test_stop_by_control_file_alone(engine):
 def test_stop_while_the_engine_is_still_starting_is_not_lost():
     """``canvas stop`` during a slow start (importing torch) must neither kill the engine before it
     can record anything nor be forgotten: it is honoured at the first step. Stub-specific (delay)."""
-    run = create_run("train")
+    run = create_run("pretrain")
     control.launch_detached(
         run,
         [
@@ -206,7 +206,7 @@ def test_kill_9_reads_as_crashed_with_the_log_tail_and_resume_continues(engine):
     steps = 30
     run = launch(engine, steps, "--checkpoint-every", "5")
     wait_until(lambda: last_step(run) >= 7, what="a checkpoint and two more steps")
-    pid = run.read_meta()["pid"]
+    pid = run.read_meta().pid
     subprocess.run(["kill", "-9", str(pid)], check=True)
     status = finish(run)
     assert status.state == "crashed" and str(pid) in status.message
@@ -224,14 +224,14 @@ def test_kill_9_reads_as_crashed_with_the_log_tail_and_resume_continues(engine):
     steps_seen = steps_of(run)
     second = steps_seen[crashed_at:]
     assert second == list(range(checkpointed + 1, steps + 1))  # resumed from the checkpoint
-    assert run.read_meta()["attempts"] == 2
+    assert run.read_meta().attempts == 2
     states = [r["state"] for r in events(run) if r["type"] == "status"]
     assert states == ["running", "running", "finished"]
 
 
 def test_a_failure_is_recorded_with_its_message_and_traceback():
     """run_context itself, so it uses the stub directly rather than the engine fixture."""
-    run = create_run("train")
+    run = create_run("pretrain")
     control.launch_detached(
         run,
         [sys.executable, str(STUB), str(run.path), "--steps", "5", "--step-time", "0.01", "--fail-at", "3"],
@@ -240,7 +240,7 @@ def test_a_failure_is_recorded_with_its_message_and_traceback():
     assert status.state == "failed"
     assert status.message == "RuntimeError: stub engine failed on purpose at step 3"
     assert any("Traceback" in line for line in run.log_path.read_text().splitlines())
-    assert "Traceback" in run.read_meta()["traceback"]
+    assert "Traceback" in run.read_meta().traceback
     assert events(run)[-1] == {**events(run)[-1], "type": "status", "state": "failed"}
 
 
@@ -275,7 +275,7 @@ def test_cli_stop_resume_and_rm(engine):
     out = canvas("resume", "controlled")
     assert out.returncode == 0, out.stderr
     wait_until(lambda: run_status(run).state == "running", what="the resumed run")
-    pid = run.read_meta()["pid"]
+    pid = run.read_meta().pid
     out = canvas("rm", "--force", "controlled")
     assert out.returncode == 0, out.stderr
     assert not run.path.exists()

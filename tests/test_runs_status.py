@@ -51,7 +51,7 @@ def test_a_zombie_is_not_alive():
 
 
 def _running_run(identity: ProcessIdentity, **extra):
-    run = create_run("train", "fake")
+    run = create_run("pretrain", "fake")
     run.update_meta(status="running", **identity.as_meta(), **extra)
     run.log_path.write_text("step 1\nstep 2\nKilled\n")
     return run
@@ -85,7 +85,7 @@ def test_a_gone_process_is_crashed_and_final_states_are_trusted():
     assert (status.state, status.message) == ("failed", "RuntimeError: boom") and status.log_tail
     run.update_meta(status="finished", message="")
     assert run_status(run).state == "finished" and run_status(run).log_tail == []
-    assert run_status(create_run("train")).state == "created"
+    assert run_status(create_run("pretrain")).state == "created"
 
 
 def test_a_run_on_another_host_is_reported_unverified():
@@ -99,7 +99,7 @@ def test_a_run_on_another_host_is_reported_unverified():
 
 
 def test_summary_reads_latest_numbers():
-    run = create_run("train", "numbers")
+    run = create_run("pretrain", "numbers")
     from engine.runs.session import EventWriter
 
     with EventWriter(run.events_path) as w:
@@ -108,7 +108,7 @@ def test_summary_reads_latest_numbers():
     s = summarize(run)
     assert (s.name, s.kind, s.status, s.step, s.total_steps, s.loss, s.tokens_per_s) == (
         "numbers",
-        "train",
+        "pretrain",
         "created",
         7,
         50,

@@ -24,6 +24,7 @@ from engine.telemetry.carbon import (
     previous_totals,
     tree_months,
 )
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,13 @@ def carbon_events(records: list[dict]) -> list[dict]:
     return [r for r in records if r["type"] == "carbon"]
 
 
+def samples_after_warning(run) -> int:
+    """How many system samples follow the first warning (0 before the warning is written)."""
+    records = read(run)
+    warnings = [r for r in records if r["type"] == "log" and r["level"] == "warning"]
+    return len([r for r in records if r["type"] == "system" and r["t"] > warnings[0]["t"]]) if warnings else 0
+
+
 def run_until_carbon(run, n: int, timeout: float = 30.0) -> list[dict]:
     """Launch the engine, wait until it has written ``n`` carbon events while still running, stop it."""
     launch_detached(run, [sys.executable, "-c", ENGINE], cwd=REPO)
@@ -79,7 +87,7 @@ def run_until_carbon(run, n: int, timeout: float = 30.0) -> list[dict]:
 
 
 def test_energy_and_emissions_stream_and_grow_during_the_run_and_across_a_resume():
-    run = create_run("train", "telemetry-carbon", {})
+    run = create_run("pretrain", "telemetry-carbon", {})
     while_running = run_until_carbon(run, 3)
     first = read(run)
     carbon = carbon_events(first)
@@ -116,7 +124,7 @@ def test_energy_and_emissions_stream_and_grow_during_the_run_and_across_a_resume
 
 @pytest.fixture
 def run_session():
-    run = create_run("train", "telemetry-carbon-fail", {})
+    run = create_run("pretrain", "telemetry-carbon-fail", {})
     with run_context(run.path, install_signals=False, exit_on_error=False) as session:
         yield session
 
@@ -130,10 +138,10 @@ def test_a_failing_tracker_is_one_warning_and_the_rest_goes_on(run_session, monk
 
     monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
     with TelemetrySampler(run_session, interval=0.05) as sampler:
-        deadline = time.monotonic() + 10
-        while sampler.carbon_reason is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)
+        wait_until(lambda: sampler.carbon_reason, 30, what="the carbon tracker's failure reason")
+        wait_until(
+            lambda: samples_after_warning(run_session.run) >= 3, 30, what="3 system samples after the warning"
+        )
     assert "no energy data for you" in sampler.carbon_reason
     records = read(run_session.run)
     warnings = [r for r in records if r["type"] == "log" and r["level"] == "warning"]

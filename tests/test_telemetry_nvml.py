@@ -13,6 +13,7 @@ from engine.runs import EventReader, create_run, run_context
 from engine.telemetry import TelemetrySampler
 from engine.telemetry.gpus import list_gpus
 from engine.telemetry.nvml_sampler import NO_GPU_VISIBLE, NvmlSampler
+from tests.waiting import wait_until
 
 OTHER_PID = 999_999
 
@@ -132,7 +133,7 @@ class FakeNvml:
 
 @pytest.fixture
 def run_session():
-    run = create_run("train", "telemetry-gpu", {})
+    run = create_run("pretrain", "telemetry-gpu", {})
     with run_context(run.path, install_signals=False, exit_on_error=False) as session:
         yield session
 
@@ -220,7 +221,7 @@ def test_the_reasons_there_is_nothing_to_sample():
 def test_no_driver_gives_exactly_one_reason_event_and_nothing_else_breaks(run_session):
     fake = FakeNvml(init_error=NVMLError_LibraryNotFound("libnvidia-ml.so.1: cannot open"))
     with TelemetrySampler(run_session, interval=0.05, nvml=fake, carbon=False) as sampler:
-        time.sleep(0.4)
+        wait_until(lambda: len(events_of(run_session, "system")) >= 3, 30, what="three system samples")
     assert sampler.gpu_reason and sampler.dropped == 0
     gpu = events_of(run_session, "gpu")
     assert len(gpu) == 1
@@ -239,7 +240,13 @@ def test_the_real_nvml_on_this_gpu_less_machine_says_why(run_session):
 def test_the_sampler_streams_gpu_events_and_shuts_nvml_down(run_session):
     fake = FakeNvml(unsupported=("nvmlDeviceGetFanSpeed",))
     with TelemetrySampler(run_session, interval=0.05, nvml=fake, carbon=False, system=False):
-        time.sleep(0.3)
+        wait_until(
+            lambda: all(
+                len([g for g in events_of(run_session, "gpu") if g["index"] == i]) >= 3 for i in (0, 1)
+            ),
+            30,
+            what="three samples of each GPU",
+        )
     assert fake.initialised == 1 and fake.shut_down == 1
     gpu = events_of(run_session, "gpu")
     for index in (0, 1):

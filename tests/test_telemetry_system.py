@@ -11,11 +11,12 @@ import pytest
 from engine.runs import EventReader, create_run, run_context
 from engine.telemetry import TelemetrySampler
 from engine.telemetry.system import DISK_WARN_BYTES, DiskWatch, SystemSampler, largest_checkpoint
+from tests.waiting import wait_until
 
 
 @pytest.fixture
 def run_session():
-    run = create_run("train", "telemetry-system", {})
+    run = create_run("pretrain", "telemetry-system", {})
     with run_context(run.path, install_signals=False, exit_on_error=False) as session:
         yield session
 
@@ -45,7 +46,7 @@ def test_a_snapshot_is_plausible_and_consistent(tmp_path):
 
 def test_the_cuda_peak_callable_is_reported_and_a_broken_one_is_ignored(run_session):
     with TelemetrySampler(run_session, interval=0.05, gpu=False, carbon=False, cuda_peak=lambda: 123_456):
-        time.sleep(0.2)
+        wait_until(lambda: len(events_of(run_session, "system")) >= 2, 30, what="a periodic system sample")
     peaks = {e["cuda_peak"] for e in events_of(run_session, "system")}
     assert peaks == {123_456}
 
@@ -62,7 +63,7 @@ def test_the_cuda_peak_callable_is_reported_and_a_broken_one_is_ignored(run_sess
 
 def test_low_disk_warns_once_in_the_events_and_engine_log(run_session, capfd):
     with TelemetrySampler(run_session, interval=0.05, gpu=False, carbon=False, disk_warn_bytes=10**18):
-        time.sleep(0.3)
+        wait_until(lambda: len(events_of(run_session, "system")) >= 3, 30, what="three system samples")
     system = events_of(run_session, "system")
     assert len(system) >= 3 and all(e["disk_free"] > 0 for e in system)
     warnings = [e for e in events_of(run_session, "log") if "low disk space" in e["message"]]
@@ -73,7 +74,7 @@ def test_low_disk_warns_once_in_the_events_and_engine_log(run_session, capfd):
 
 def test_no_warning_when_there_is_room(run_session):
     with TelemetrySampler(run_session, interval=0.05, gpu=False, carbon=False, disk_warn_bytes=1):
-        time.sleep(0.15)
+        wait_until(lambda: len(events_of(run_session, "system")) >= 3, 30, what="three system samples")
     assert not [e for e in events_of(run_session, "log") if "disk" in e["message"]]
 
 

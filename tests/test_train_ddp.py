@@ -13,6 +13,9 @@ from engine.runs.reader import EventReader
 from engine.runs.store import resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
+#: The embedded corpus is prepared once per session (tests/conftest.py); each test keeps its own runs.
+pytestmark = pytest.mark.usefixtures("shared_cache")
+
 COMMON = [
     "--set",
     "max_steps=6",
@@ -66,7 +69,7 @@ def test_two_gloo_ranks_match_one_process_with_the_same_global_batch():
     assert info["device"] == "cpu x2" and info["tokens_per_step"] == 4 * 32
     # One writer: rank 0 alone wrote events and checkpoints.
     assert [r["step"] for r in ddp if r["type"] == "metric"] == list(range(1, 7))
-    assert resolve_run(run_id).read_meta()["status"] == "finished"
+    assert resolve_run(run_id).read_meta().status == "finished"
 
 
 @pytest.mark.slow
@@ -87,12 +90,8 @@ def test_fsdp_matches_one_process_and_its_checkpoints_resume_exactly():
         "--set", "micro_batch=2", "--set", "distributed=fsdp", "--nproc", "2", *flat, "--set", "max_steps=3"
     )
     short = resolve_run(short_id)
-    meta = short.read_meta()
-    meta["config"]["max_steps"] = 6
-    meta["status"] = "stopped"  # as if stopped at step 3 (a real stop cannot be timed in 3 tiny steps)
-    from engine.runs.store import write_json_atomic
-
-    write_json_atomic(short.run_json, meta)
+    # As if stopped at step 3 (a real stop cannot be timed in 3 tiny steps).
+    short.update_meta(config={**short.read_meta().config, "max_steps": 6}, status="stopped")
     out = subprocess.run(
         [sys.executable, "-m", "canvas_tui", "resume", short_id, "-f"],
         capture_output=True,

@@ -15,6 +15,9 @@ from engine.train.launch import create_training_run
 from engine.train.trainer import Trainer
 from engine.train.worker import run_training
 
+#: The embedded corpus is prepared once per session (tests/conftest.py); each test keeps its own runs.
+pytestmark = pytest.mark.usefixtures("shared_cache")
+
 SETS = [
     "micro_batch=2",
     "seq_len=32",
@@ -52,9 +55,9 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(monkeypatch):
     monkeypatch.setattr(CausalLM, "forward", forward)
     run_training(run, install_signals=False)
     meta = run.read_meta()
-    assert meta["status"] == "failed"
-    assert "not finite for 3 steps in a row (max_nonfinite=3) at step 8" in meta["message"]
-    assert "Fix: lower lr" in meta["message"]
+    assert meta.status == "failed"
+    assert "not finite for 3 steps in a row (max_nonfinite=3) at step 8" in meta.message
+    assert "Fix: lower lr" in meta.message
     metrics = records(run, "metric")
     assert [m["skipped"] for m in metrics] == [0, 0, 1, 1, 1, 2, 3, 4]
     assert metrics[2]["loss"] == "nan" and math.isfinite(metrics[3]["loss"])  # JSON has no NaN
@@ -81,8 +84,8 @@ def test_out_of_memory_names_the_batch_and_what_to_lower(monkeypatch):
     monkeypatch.setattr(Trainer, "train_step", step)
     run_training(run, install_signals=False)
     meta = run.read_meta()
-    assert meta["status"] == "failed"
-    msg = meta["message"]
+    assert meta.status == "failed"
+    msg = meta.message
     assert "out of memory at step 5 with micro_batch=4 and seq_len=32" in msg
     assert "--set micro_batch=2 --set grad_accum=4" in msg and "activation_checkpointing=true" in msg
     assert json.loads((run.checkpoints_dir / "last.json").read_text())["step"] == 4
@@ -92,7 +95,7 @@ def test_resume_without_a_checkpoint_is_refused_clearly():
     run = make_run("max_steps=5")
     run_training(run, resume=True, install_signals=False)
     meta = run.read_meta()
-    assert meta["status"] == "failed" and "holds no checkpoint" in meta["message"]
+    assert meta.status == "failed" and "holds no checkpoint" in meta.message
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
@@ -114,4 +117,4 @@ def test_fp16_on_cpu_is_refused_by_name(precision):
     run = make_run("max_steps=2", f"precision={precision}")
     run_training(run, install_signals=False)
     meta = run.read_meta()
-    assert meta["status"] == "failed" and "precision = fp16 is for GPUs" in meta["message"]
+    assert meta.status == "failed" and "precision = fp16 is for GPUs" in meta.message

@@ -18,12 +18,15 @@ from pathlib import Path
 import pytest
 
 from engine.runs import control
+from engine.runs.events import Metric
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, resolve_run
 from tests.helpers import in_tmux_then_kill_it, wait_until
-from tests.lifecycle_helpers import REPO, canvas, events, finish, last_step
+from tests.lifecycle_helpers import REPO, canvas, events, finish, last_step, typed_events
 
 # Small and quick on 2 CPU cores: the tiny preset at 4 x 64 tokens a step, an event every step.
+pytestmark = pytest.mark.slow  # real training runs through the CLI, killed and resumed
+
 FAST = ["--set", "micro_batch=4", "--set", "seq_len=64", "--set", "log_every=1", "--set", "eval_batches=2"]
 
 
@@ -33,7 +36,7 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def canvas_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def canvas_home(shared_home: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CANVAS_HOME", str(shared_home))
     return shared_home
 
@@ -96,7 +99,7 @@ def test_foreground_train_shows_progress_and_finishes(tmp_path):
     acc = EventAccumulator(str(run.path / "tb"))
     acc.Reload()
     tb_loss = [s.value for s in acc.Scalars("train/loss")]
-    assert tb_loss == pytest.approx([m["loss"] for m in metrics], rel=1e-6)
+    assert tb_loss == pytest.approx([m.loss for m in typed_events(run, Metric)], rel=1e-6)
 
 
 def test_kill_9_then_resume_gives_the_same_losses_and_weights():
@@ -118,7 +121,7 @@ def test_kill_9_then_resume_gives_the_same_losses_and_weights():
     wait_until(lambda: any(c["step"] >= 10 for c in events(broken, "checkpoint")), what="a checkpoint")
     checkpointed = max(c["step"] for c in events(broken, "checkpoint"))
     wait_until(lambda: last_step(broken) >= checkpointed + 2, what="two steps past the checkpoint")
-    pid = broken.read_meta()["pid"]
+    pid = broken.read_meta().pid
     os.kill(pid, signal.SIGKILL)
     crashed = finish(broken)
     assert crashed.state == "crashed", crashed
@@ -154,7 +157,7 @@ def test_kill_9_then_resume_gives_the_same_losses_and_weights():
 def test_checkpoint_now_then_stop_then_resume():
     run = start("--set", "max_steps=400", "--set", "eval_every=1000", name="steered")
     wait_until(lambda: last_step(run) >= 3, what="three steps")
-    os.kill(run.read_meta()["pid"], signal.SIGHUP)  # ignored: a closing terminal must not matter
+    os.kill(run.read_meta().pid, signal.SIGHUP)  # ignored: a closing terminal must not matter
     out = canvas("checkpoint", "steered")
     assert out.returncode == 0, out.stderr
     wait_until(lambda: events(run, "checkpoint"), what="the requested checkpoint")
@@ -207,7 +210,7 @@ def test_training_started_in_tmux_survives_killing_the_tmux_server(tmp_path):
 def _runs_named(name: str) -> list[RunDir]:
     from engine.runs.store import list_runs
 
-    return [r for r in list_runs() if r.read_meta().get("name") == name]
+    return [r for r in list_runs() if r.read_meta().name == name]
 
 
 def test_ctrl_c_in_the_foreground_stops_gracefully_with_a_checkpoint():

@@ -161,7 +161,10 @@ def _prepare(args: argparse.Namespace) -> int:
         bar.close()
     if args.json:
         print(
-            json.dumps({"path": str(prepared.root), "cached": prepared.cached, **prepared.manifest}, indent=2)
+            json.dumps(
+                {"path": str(prepared.root), "cached": prepared.cached, **prepared.manifest.to_dict()},
+                indent=2,
+            )
         )
     else:
         print(prepared.summary())

@@ -1,4 +1,6 @@
-"""``canvas demo``: the tiny model learns the embedded corpus, headless, in a minute or two."""
+"""``canvas demo``: the tiny model learns the embedded corpus, headless, in a minute or two.
+
+It is a real ``pretrain`` run (listed by ``canvas runs`` afterwards) trained in the foreground."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         "(`canvas train` for a real run you can watch in the console).",
         flush=True,
     )
-    from engine.demo import run_demo
+    from engine.demo import DemoStopped, run_demo
 
     bar = ProgressBar()
     try:
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             progress=bar,
             echo=lambda s: print(s, flush=True),
         )
+    except DemoStopped as exc:  # explained (and recorded in the run): no traceback
+        raise CliError(f"the demo's run failed: {exc}") from None
     finally:
         bar.close()
     return 0

@@ -99,6 +99,7 @@ def resolve_weights(source: str, checkpoint: str) -> tuple[Path, Path | None]:
 
 def _finetune_run(source: str):
     """The fine-tune run ``source`` names, or ``None`` when it names something else."""
+    from engine.runs.meta import RunKind
     from engine.runs.store import RunStoreError, resolve_run
 
     if (Path(source).expanduser() / MODEL_CONFIG_FILE).is_file():
@@ -107,7 +108,7 @@ def _finetune_run(source: str):
         run = resolve_run(source)
     except RunStoreError:
         return None
-    return run if run.read_meta().get("kind") == "finetune" else None
+    return run if run.read_meta().kind == RunKind.FINETUNE else None
 
 
 def run(args: argparse.Namespace) -> int:

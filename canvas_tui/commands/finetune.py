@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from canvas_tui.commands.train import check_device, launch
+from canvas_tui.commands.train import launch, show_warnings
 from engine.config.finetune import BASE_PRESETS, load_finetune_config
 
 
@@ -54,18 +55,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the config from the flags, then check and start it through the one fine-tune path
+    (:mod:`engine.finetune.preflight`) that the console takes too."""
     cfg = load_finetune_config(args.base, args.config, args.sets, args.data)
-    check_device(cfg.device, "compute_dtype", cfg.compute_dtype)
-    from engine.finetune.preflight import preflight
+    from engine.finetune import preflight
 
-    checked = preflight(cfg, read_hub_cache=True)
-    cfg = checked.config  # the base pinned to what was checked
-    print(checked.summary(), file=sys.stderr, flush=True)
     if args.dry_run:
         import json
 
-        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        checked = preflight.preflight(cfg)
+        show(checked)
+        print(json.dumps(checked.config.to_dict(), indent=2, sort_keys=True))  # the base pinned
         return 0
-    from engine.finetune.launch import start_finetune_run
 
-    return launch(lambda: start_finetune_run(cfg, args.name), "fine-tune", args.detach)
+    def start() -> Any:
+        run_dir, checked = preflight.start(cfg, args.name)
+        show(checked)
+        return run_dir
+
+    return launch(start, "fine-tune", args.detach)
+
+
+def show(checked: Any) -> None:
+    print(checked.summary(), file=sys.stderr, flush=True)
+    show_warnings(checked.warnings)

@@ -11,19 +11,20 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime
 from typing import Any
 
 from canvas_tui.cli import CliError
 from canvas_tui.fmt import fmt_age
 from engine import locations
 from engine.runs import control
+from engine.runs.events import Carbon, Event, Gpu, RunInfo, System, UnknownEvent, decode_any
+from engine.runs.format import fmt_num, fmt_rate, fmt_step, format_line, skipped_note
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
 from engine.runs.status import RunStatus, run_status, summarize
 from engine.runs.store import RunDir, RunStoreError, list_runs, resolve_run
 
 #: Telemetry types hidden from ``canvas logs`` unless ``--telemetry`` is given.
-TELEMETRY_TYPES = ("gpu", "system", "carbon")
+TELEMETRY_TYPES = (Gpu, System, Carbon)
 FOLLOW_POLL_S = 0.2
 
 
@@ -139,78 +140,15 @@ def _resolve(ref: str) -> RunDir:
         raise CliError(str(exc)) from None
 
 
-# -- formatting -------------------------------------------------------------------------------
+# -- formatting: the one formatter of engine.runs.format (also used by `canvas train` and the
+# console's log pane) ----------------------------------------------------------------------------
 
 
-def fmt_num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):  # "nan", "inf" as the writer spells non-finite floats
-        return value
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def fmt_rate(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
-
-
-def fmt_step(step: Any, total: Any) -> str:
-    if step is None:
-        return "-" if total is None else f"0/{total}"
-    return f"{step}/{total}" if total is not None else str(step)
-
-
-def format_event(record: dict[str, Any], total_steps: Any = None) -> str | None:
-    """One human line for an event, or None for types not shown (unknown ones included)."""
-    kind = record.get("type")
-    g = record.get
-    if kind == "metric":
-        parts = [f"step {fmt_step(g('step'), total_steps)}", f"loss {fmt_num(g('loss'))}"]
-        if g("lr") is not None:
-            parts.append(f"lr {g('lr'):.3g}" if isinstance(g("lr"), float) else f"lr {g('lr')}")
-        if g("grad_norm") is not None:
-            parts.append(f"grad {fmt_num(g('grad_norm'), 3)}")
-        if g("tokens_per_s") is not None:
-            parts.append(f"{fmt_rate(g('tokens_per_s'))} tok/s")
-        if isinstance(g("step_time"), (int, float)):
-            parts.append(f"{g('step_time'):.3f} s/step")
-        text = "  ".join(parts)
-    elif kind == "eval":
-        text = (
-            f"eval @ step {g('step')}  val_loss {fmt_num(g('val_loss'))}  ppl {fmt_num(g('perplexity'), 2)}"
-        )
-        for name, value in (g("metrics") or {}).items():
-            text += f"  {name} {fmt_num(value)}"
-    elif kind == "checkpoint":
-        text = f"checkpoint ({g('kind')}) @ step {g('step')} -> {g('path')}"
-    elif kind == "status":
-        text = f"status: {g('state')}" + (f" ({g('message')})" if g("message") else "")
-    elif kind == "log":
-        text = f"[{g('level') or 'info'}] {g('message')}"
-    elif kind == "run_info":
-        bits = [
-            f"{g('params'):,} params" if isinstance(g("params"), int) else None,
-            g("precision"),
-            f"on {g('device')}" if g("device") else None,
-            f"{g('total_steps')} steps" if g("total_steps") is not None else None,
-        ]
-        text = "run: " + ", ".join(b for b in bits if b)
-    elif kind == "progress":
-        total = f"/{fmt_num(g('total'), 0)}" if g("total") is not None else ""
-        eta = f", eta {fmt_age(g('eta'))}" if isinstance(g("eta"), (int, float)) else ""
-        text = f"{g('phase')}: {fmt_num(g('done'), 0)}{total} {g('unit') or ''}{eta}".rstrip()
-    elif kind in TELEMETRY_TYPES:
-        fields = {k: v for k, v in record.items() if k not in ("v", "t", "type") and v is not None}
-        text = f"{kind}: " + " ".join(f"{k}={fmt_num(v, 2)}" for k, v in fields.items())
-    else:
-        return None
-    t = g("t")
-    stamp = datetime.fromtimestamp(t).strftime("%H:%M:%S") if isinstance(t, (int, float)) else "--:--:--"
-    return f"{stamp}  {text}"
+def _shown(event: Event, args: argparse.Namespace) -> bool:
+    """Whether ``canvas logs`` prints this event: known types, telemetry only with --telemetry."""
+    if isinstance(event, UnknownEvent):
+        return bool(args.raw)  # a newer engine's type: only its raw line means anything
+    return args.telemetry or not isinstance(event, TELEMETRY_TYPES)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -262,14 +200,14 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
         "alive": status.alive,
         "verified": status.verified,
         "log_tail": status.log_tail,
-        "started": meta.get("started"),
-        "ended": meta.get("ended"),
-        "attempts": meta.get("attempts"),
+        "started": meta.started,
+        "ended": meta.ended,
+        "attempts": meta.attempts,
         "last_checkpoint": str(latest) if latest else None,
-        "resumable": bool(meta.get("resume_argv"))
+        "resumable": bool(meta.resume_argv)
         and latest is not None
         and status.state in ("stopped", "crashed", "failed"),
-        "config": meta.get("config"),
+        "config": meta.config,
     }
 
 
@@ -303,11 +241,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     ]
     meta = run.read_meta()
     if info["kind"] == "finetune":  # what it trains on, and what it produced
-        rows.insert(-2, ("base", meta.get("base") or (info.get("config") or {}).get("base") or "-"))
-        if meta.get("adapter_bytes"):
-            size = meta["adapter_bytes"] / 2**20
-            where = run.path / meta.get("adapter", "adapter")
-            rows.insert(-2, ("adapter", f"{where} ({size:.1f} MiB, from {meta.get('adapter_from')})"))
+        rows.insert(-2, ("base", meta.base or (info.get("config") or {}).get("base") or "-"))
+        if meta.adapter_bytes:
+            size = meta.adapter_bytes / 2**20
+            where = run.path / (meta.adapter or "adapter")
+            rows.insert(-2, ("adapter", f"{where} ({size:.1f} MiB, from {meta.adapter_from})"))
     for label, value in rows:
         print(f"{label:<11} {value}")
     if status.log_tail:
@@ -319,16 +257,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_events(records: list[dict[str, Any]], args: argparse.Namespace, total: Any) -> None:
-    for record in records:
-        if record.get("type") in TELEMETRY_TYPES and not args.telemetry:
-            continue
-        if args.raw:
-            print(json.dumps(record))
-            continue
-        text = format_event(record, total)
-        if text is not None:
-            print(text)
+def _read(events: EventReader, args: argparse.Namespace) -> list[tuple[dict[str, Any], Event]]:
+    """The new lines that ``canvas logs`` shows, each as its record (for --raw) and typed event."""
+    pairs = [(record, decode_any(record)) for record in events.read_new()]
+    return [(record, event) for record, event in pairs if _shown(event, args)]
+
+
+def _print_events(pairs: list[tuple[dict[str, Any], Event]], args: argparse.Namespace, total: Any) -> None:
+    for record, event in pairs:
+        print(json.dumps(record) if args.raw else format_line(event, total))
 
 
 def _print_log(lines: list[bytes]) -> None:
@@ -337,19 +274,29 @@ def _print_log(lines: list[bytes]) -> None:
 
 
 def follow_run(run: RunDir, args: argparse.Namespace, *, history: bool = True) -> int:
-    """Print recent events and log lines, then (with ``args.follow``) new ones until the run ends."""
-    show_events, show_log = not args.log, not args.events
+    """Print recent events and log lines, then (with ``args.follow``) new ones until the run ends.
+
+    Lines of events.jsonl that are not events are skipped and reported once, on stderr, at the end.
+    """
     n = max(0, args.lines)
     events = EventReader(run.events_path, line_offset_near_end(run.events_path, 4 << 20 if n else 0))
+    try:
+        return _follow(run, args, events, history=history)
+    finally:  # however it ends (Ctrl-C included): one note for every line that was not an event
+        note = skipped_note(events.skipped)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+
+
+def _follow(run: RunDir, args: argparse.Namespace, events: EventReader, *, history: bool) -> int:
+    show_events, show_log = not args.log, not args.events
+    n = max(0, args.lines)
     log = LineTail(run.log_path, line_offset_near_end(run.log_path, 256 << 10 if n else 0))
-    total = run.read_meta().get("total_steps")
-    first_events, first_log = events.read_new(), log.read_lines()
+    total = run.read_meta().total_steps
+    first_events, first_log = _read(events, args), log.read_lines()
     if history:
         if show_events:
-            shown = [r for r in first_events if args.telemetry or r.get("type") not in TELEMETRY_TYPES]
-            if not args.raw:
-                shown = [r for r in shown if format_event(r, total) is not None]
-            _print_events(shown[-n:] if n else [], args, total)
+            _print_events(first_events[-n:] if n else [], args, total)
         if show_log:
             _print_log(first_log[-n:] if n else [])
     if not args.follow:
@@ -357,9 +304,9 @@ def follow_run(run: RunDir, args: argparse.Namespace, *, history: bool = True) -
     status = run_status(run, tail=0)
     while True:
         ended = not status.is_live  # decided *before* the last read, so nothing written is missed
-        new_events, new_log = events.read_new(), log.read_lines()
+        new_events, new_log = _read(events, args), log.read_lines()
         if show_events:
-            infos = [r.get("total_steps") for r in new_events if r.get("type") == "run_info"]
+            infos = [e.total_steps for _, e in new_events if isinstance(e, RunInfo)]
             total = total or next(iter(infos), None)
             _print_events(new_events, args, total)
         if show_log:

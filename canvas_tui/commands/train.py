@@ -12,14 +12,16 @@ import argparse
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
 from canvas_tui.fmt import fmt_duration
 from engine.config.presets import PRESETS
-from engine.config.train import TrainConfig, load_train_config
+from engine.config.train import load_train_config
+from engine.runs.events import Checkpoint, Eval, Event, Log, Metric, Progress, RunInfo
+from engine.runs.format import format_event
 
 POLL_S = 0.25
 
@@ -32,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data, then each --set KEY=VALUE (see the README for every key: max_steps, epochs, "
         "max_tokens, lr, micro_batch, grad_accum, seq_len, precision, compile, model.n_layers, …).",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), help="model and recipe preset (default: tiny)")
+    p.add_argument(
+        "--preset",
+        metavar="{" + ",".join(sorted(PRESETS)) + "}",
+        help="model and recipe preset (default: tiny)",
+    )
     p.add_argument("--config", type=Path, metavar="RUN.TOML", help="a TOML file of run-config keys")
     p.add_argument("--data", metavar="SPEC", help="data spec (default: embedded, the offline corpus)")
     p.add_argument(
@@ -57,21 +63,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the config from the flags, then check and start it through the one pre-training path
+    (:mod:`engine.train.preflight`) that the console and the demo take too."""
     cfg = load_train_config(args.preset, args.config, args.sets, args.data)
-    from engine.data.spec import parse_spec, validate_spec
+    from engine.train import preflight
 
-    validate_spec(parse_spec(cfg.data, field_name="data"), field_name="data")
-    if args.nproc < 1:
-        raise CliError(f"--nproc {args.nproc}: use 1 or more processes.")
-    check_hardware(cfg)
     if args.dry_run:
         from engine.config.train import config_json
 
-        print(config_json(cfg))
+        checked = preflight.preflight(cfg, nproc=args.nproc)
+        show_warnings(checked.warnings)
+        print(config_json(checked.config))
         return 0
-    from engine.train.launch import start_training_run
 
-    return launch(lambda: start_training_run(cfg, args.name, nproc=args.nproc), "run", args.detach)
+    def start() -> Any:
+        run_dir, checked = preflight.start(cfg, args.name, nproc=args.nproc)
+        show_warnings(checked.warnings)
+        return run_dir
+
+    return launch(start, "run", args.detach)
+
+
+def show_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"canvas: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def launch(start: Callable[[], Any], what: str, detach: bool) -> int:
@@ -93,32 +108,6 @@ def launch(start: Callable[[], Any], what: str, detach: bool) -> int:
     return follow(run_dir)
 
 
-def check_hardware(cfg: TrainConfig) -> None:
-    check_device(cfg.device, "precision", cfg.precision)
-
-
-def check_device(device: str, precision_key: str, precision: str) -> None:
-    """Refuse before launching what this machine's torch build cannot do (read without torch)."""
-    from engine.config.errors import ConfigError
-    from engine.sysinfo import torch_build
-
-    build = torch_build()
-    cpu_only = build.get("installed") and not build.get("cuda") and not build.get("hip")
-    if cpu_only and device in ("auto", "cpu") and precision == "fp16":
-        raise ConfigError(
-            precision_key,
-            f"{precision_key} = fp16 needs a GPU, and this torch build is "
-            f"CPU-only ({build['summary']}). Fix: use {precision_key}=auto (bf16 where the "
-            "CPU has it).",
-        )
-    if cpu_only and device.startswith("cuda"):
-        raise ConfigError(
-            "device",
-            f"device = {device}, but this torch build is CPU-only "
-            f"({build['summary']}). Fix: use device=auto or cpu, or install a CUDA build.",
-        )
-
-
 def _bar(fraction: float, width: int = 20) -> str:
     filled = round(max(0.0, min(1.0, fraction)) * width)
     return "#" * filled + "." * (width - filled)
@@ -131,7 +120,7 @@ class ProgressView:
         self.stream = stream
         self.tty = stream.isatty()
         self.total: int | None = None
-        self.last_metric: dict[str, Any] | None = None
+        self.last_metric: Metric | None = None
         self.val: float | None = None
         self._open = False
 
@@ -145,10 +134,10 @@ class ProgressView:
         m = self.last_metric
         if m is None:
             return
-        step, total = m.get("step", 0), self.total or 0
-        loss = m.get("loss")
-        rate = m.get("tokens_per_s") or 0
-        eta = (total - step) * (m.get("step_time") or 0) if total else None
+        step, total = m.step or 0, self.total or 0
+        loss = m.loss
+        rate = m.tokens_per_s or 0
+        eta = (total - step) * (m.step_time or 0) if total else None
         shown = f"{loss:.4f}" if isinstance(loss, (int, float)) else "?"
         text = f"step {step}/{total or '?'} [{_bar(step / total if total else 0)}] loss {shown}"
         text += f"  {rate:,.0f} tok/s  ETA {fmt_duration(eta)}"
@@ -161,40 +150,26 @@ class ProgressView:
         else:
             self._line(text)
 
-    def handle(self, record: dict[str, Any]) -> None:
-        kind = record.get("type")
-        if kind == "run_info":
-            self.total = record.get("total_steps") or self.total
-            params = f"{record.get('params') or 0:,} parameters"
-            if record.get("trainable_params") is not None:  # a fine-tune: the base, and what trains
-                share = 100 * record["trainable_params"] / max(1, record.get("params") or 1)
-                params = (
-                    f"base {record.get('base')}: {params} ({record.get('quantization')}), "
-                    f"{record['trainable_params']:,} trainable ({share:.2f}%)"
-                )
-            self._line(
-                f"{params}, {record.get('precision')} ({record.get('precision_reason')}), "
-                f"{self.total} steps on {record.get('device')}"
-            )
-        elif kind == "metric":
-            self.last_metric = record
+    def handle(self, event: Event) -> None:
+        """Show one typed event: the progress line for metrics, a line (engine.runs.format) for
+        notable ones; status is left to the final summary."""
+        if isinstance(event, RunInfo):
+            self.total = event.total_steps or self.total
+            self._line(format_event(event))
+        elif isinstance(event, Metric):
+            self.last_metric = event
             self._redraw()
-        elif kind == "eval":
-            self.val = record.get("val_loss")
-            self._line(
-                f"step {record.get('step')}: validation loss {self.val:.4f} "
-                f"(perplexity {record.get('perplexity', float('nan')):.1f})"
-            )
-        elif kind == "checkpoint":
-            self._line(f"step {record.get('step')}: checkpoint {record.get('kind')} -> {record.get('path')}")
-        elif kind == "progress":
-            done, total = record.get("done") or 0, record.get("total")
+        elif isinstance(event, Eval):
+            self.val = event.val_loss
+            self._line(format_event(event))
+        elif isinstance(event, Checkpoint):
+            self._line(format_event(event))
+        elif isinstance(event, Progress):
             if self.tty:
-                frac = f" {done / total:4.0%}" if total else ""
-                self.stream.write(f"\r\x1b[2K{record.get('phase')}{frac}")
+                self.stream.write("\r\x1b[2K" + format_event(event))
                 self._open = True
-        elif kind == "log" and record.get("level") in ("warning", "error"):
-            self._line(f"{record.get('level')}: {record.get('message')}")
+        elif isinstance(event, Log) and event.level in ("warning", "error"):
+            self._line(format_event(event))
         self.stream.flush()
 
     def close(self) -> None:
@@ -207,6 +182,7 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
     """Show the run's progress until it ends; Ctrl-C stops it gracefully (with a checkpoint)."""
     from engine.runs import EventReader, run_status
     from engine.runs.control import stop_run
+    from engine.runs.format import skipped_note
 
     view = ProgressView(stream or sys.stdout)
     reader = EventReader(run_dir.events_path, 0)
@@ -216,8 +192,8 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
             status = run_status(run_dir, tail=0)
             ended = not status.is_live
             try:
-                for record in reader.read_new():
-                    view.handle(record)
+                for event in reader.read_events():
+                    view.handle(event)
             except KeyboardInterrupt:
                 raise
             if ended:
@@ -244,6 +220,9 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
         )
         return 130
     view.close()
+    note = skipped_note(reader.skipped)
+    if note:  # once, however many lines were not events
+        print(note, file=sys.stderr, flush=True)
     status = run_status(run_dir, tail=12)
     message = f": {status.message}" if status.message else ""
     print(f"run {run_dir.id} {status.state}{message}", flush=True)

@@ -23,12 +23,12 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header
 
 from canvas_tui import actions
 from canvas_tui.history import SKETCH_THRESHOLD, read_full, sketch_history
 from canvas_tui.messages import HistoryLoaded, HistorySketch, LogLines, RunEvents, RunStatusChanged
+from canvas_tui.screens.base import CanvasScreen
 from canvas_tui.viewmodel import RunView, build_view
 from canvas_tui.widgets.checkpoints import CheckpointList
 from canvas_tui.widgets.emissions_pane import EmissionsPane
@@ -37,8 +37,10 @@ from canvas_tui.widgets.log_pane import LogPane
 from canvas_tui.widgets.loss_plot import LossPlot, MetricPlot
 from canvas_tui.widgets.run_header import RunHeader
 from canvas_tui.widgets.system_pane import SystemPane
+from engine.runs.events import Log, Status
+from engine.runs.meta import RunMeta
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
-from engine.runs.status import run_status
+from engine.runs.status import RunStatus, run_status
 from engine.runs.store import RunDir, RunStoreError
 
 REDRAW_HZ = 4
@@ -52,7 +54,7 @@ SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 NARROW = 110
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(CanvasScreen):
     BINDINGS = actions.bindings("dashboard")
     AUTO_FOCUS = "#dash-body"  # arrows and page keys scroll the whole dashboard on small terminals
 
@@ -60,8 +62,8 @@ class DashboardScreen(Screen[None]):
         super().__init__()
         self.run = RunDir(Path(run_path))
         self.view = RunView()
-        self.meta: dict = {}
-        self.status = None
+        self.meta = RunMeta()
+        self.status: RunStatus | None = None
         self._plots_drawn = 0.0
         self._plots_resolution = "empty"
         self.garbage = 0
@@ -89,7 +91,7 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        settings = self.app.settings
+        settings = self.canvas.settings
         plot = self.query_one(LossPlot)
         plot.smoothing = settings.smoothing
         plot.log_y = settings.log_scale
@@ -97,7 +99,7 @@ class DashboardScreen(Screen[None]):
             self.meta = self.run.read_meta()
         except RunStoreError as exc:
             self.notify(str(exc), severity="error", markup=False)
-        self.sub_title = str(self.meta.get("name") or self.run.id)
+        self.sub_title = self.meta.name or self.run.id
         self.query_one(RunHeader).show(meta=self.meta, view=self.view)
         self._dirty |= self._kinds_all
         self.set_interval(1 / REDRAW_HZ, self._flush)
@@ -140,9 +142,9 @@ class DashboardScreen(Screen[None]):
         next_status = 0.0
         while not cancelled():
             busy = False
-            records = reader.read_new(max_bytes=1 << 20)
+            records = reader.read_events(max_bytes=1 << 20)
             if records:
-                self.post_message(RunEvents(run_id, records))
+                self.post_message(RunEvents(run_id, records, reader.skipped))
                 busy = len(records) > 1000
             lines = log.read_lines(max_bytes=256 << 10)
             if lines:
@@ -172,13 +174,16 @@ class DashboardScreen(Screen[None]):
         self.view = message.view
         self.garbage = message.garbage
         self.query_one(LogPane).add_events(list(self.view.logs))
+        self.query_one(LogPane).note_skipped(message.garbage)
         self._dirty |= self._kinds_all
         self._flush()
 
     @on(RunEvents)
     def _on_events(self, message: RunEvents) -> None:
         kinds = self.view.ingest(message.records)
-        self.query_one(LogPane).add_events([r for r in message.records if r.get("type") in ("log", "status")])
+        log_pane = self.query_one(LogPane)
+        log_pane.add_events([e for e in message.records if isinstance(e, (Log, Status))])
+        log_pane.note_skipped(message.skipped)
         if kinds & {"metric", "eval"}:
             self._dirty |= {"plots", "header"}
         if kinds & {"run_info", "progress", "status"}:
@@ -201,7 +206,7 @@ class DashboardScreen(Screen[None]):
         if (message.status, message.meta) == (self.status, self.meta):
             return  # polled every second: redraw only what changed
         self.status, self.meta = message.status, message.meta
-        self.sub_title = str(self.meta.get("name") or self.run.id)
+        self.sub_title = self.meta.name or self.run.id
         self._dirty.add("header")
 
     # ------------------------------------------------------------------------ drawing
@@ -239,18 +244,18 @@ class DashboardScreen(Screen[None]):
         self.app.pop_screen()
 
     def action_stop_run(self) -> None:
-        self.app.confirm_control("stop", str(self.run.path), str(self.meta.get("name") or self.run.id))
+        self.canvas.confirm_control("stop", str(self.run.path), self.meta.name or self.run.id)
 
     def action_checkpoint_run(self) -> None:
-        self.app.run_control("checkpoint", str(self.run.path))
+        self.canvas.run_control("checkpoint", str(self.run.path))
 
     def action_resume_run(self) -> None:
-        self.app.run_control("resume", str(self.run.path))
+        self.canvas.run_control("resume", str(self.run.path))
 
     def action_toggle_log_scale(self) -> None:
         plot = self.query_one(LossPlot)
         plot.log_y = not plot.log_y
-        self.app.update_settings(log_scale=plot.log_y)
+        self.canvas.update_settings(log_scale=plot.log_y)
         plot.redraw()
 
     def action_cycle_smoothing(self) -> None:
@@ -258,7 +263,7 @@ class DashboardScreen(Screen[None]):
         steps = SMOOTHING_STEPS
         nxt = steps[(steps.index(plot.smoothing) + 1) % len(steps)] if plot.smoothing in steps else steps[0]
         plot.smoothing = nxt
-        self.app.update_settings(smoothing=nxt)
+        self.canvas.update_settings(smoothing=nxt)
         plot.redraw()
         self.notify(f"Smoothing {nxt:g}", timeout=1.5)
 

@@ -2,8 +2,10 @@
 
 Every change re-validates through the same code as ``canvas train --set`` (:mod:`canvas_tui.forms`),
 shows the live parameter count and memory estimate, and puts an error next to the field it names.
-Launch checks the data paths and starts the run detached in a thread worker
-(:func:`canvas_tui.launching.launch_pretraining`); the app then opens its dashboard.
+Launch runs the engine's check-and-start in a thread worker
+(:func:`canvas_tui.launching.launch_pretraining`: data files, device, processes, then the run
+directory) and shows a refusal under the field it names, in the CLI's words; else the app opens the
+run's dashboard.
 
 The fine-tune tab's fields are :class:`engine.config.finetune.FinetuneConfig` keys with its defaults,
 validated by the same code as ``canvas finetune --set``. Once they are valid, the torch-free preflight
@@ -23,15 +25,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TabbedContent, TabPane
 
 from canvas_tui import actions, forms
 from canvas_tui.fmt import clean_text, fmt_bytes, fmt_si
 from canvas_tui.messages import BaseHint, ControlDone, FinetuneChecked
+from canvas_tui.screens.base import CanvasScreen
 from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
 from engine.config.presets import PRESETS
+from engine.config.train import TrainConfig
 
 #: Seconds after the last change before the fine-tune preflight runs (it reads the disk).
 PREFLIGHT_DELAY = 0.3
@@ -62,13 +66,14 @@ def _choice(fid: str, label: str, options, value: str) -> ComposeResult:
             yield Static(Content(""), id=f"err-{fid}", classes="form-error", markup=False)
 
 
-class NewRunScreen(Screen[None]):
+class NewRunScreen(CanvasScreen):
     BINDINGS = actions.bindings("new_run")
 
     def __init__(self, preset: str = "tiny") -> None:
         super().__init__()
         self.values = forms.preset_values(preset)
-        self.config = None
+        self.config: TrainConfig | None = None
+        self.nproc = 1
         self.errors: dict[str, str] = {}
         self.launching = False
         self._filling = False
@@ -84,7 +89,7 @@ class NewRunScreen(Screen[None]):
         self._ft_key: dict | None = None
         self._ft_generation = 0
         self._ft_check_error: dict[str, str] = {}  # the preflight's (or the launch's) verdict
-        self._preflight_timer = None
+        self._preflight_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         v = self.values
@@ -134,6 +139,10 @@ class NewRunScreen(Screen[None]):
                             classes="form-input",
                             compact=True,
                         )
+                    yield from _field(
+                        "device", "device", v["device"], placeholder="auto · cpu · cuda · cuda:1"
+                    )
+                    yield from _field("nproc", "processes", v["nproc"], placeholder="1, or one per GPU (DDP)")
                     yield Static(Content(""), id="err-general", classes="form-error", markup=False)
                     yield Button("Launch (ctrl+l)", id="launch-pretrain", variant="primary")
                 yield Static(Content(""), id="estimate", markup=False)
@@ -185,7 +194,7 @@ class NewRunScreen(Screen[None]):
 
     # ------------------------------------------------------------------------ values
     def _collect(self) -> None:
-        for key in ("name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length"):
+        for key in ("name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length", "device", "nproc"):
             self.values[key] = self.query_one(f"#{forms.field_id(key)}", Input).value
         selects = (("preset", "f-preset"), ("length_kind", "f-length_kind"), ("precision", "f-precision"))
         for key, wid in selects:
@@ -223,7 +232,8 @@ class NewRunScreen(Screen[None]):
             self.query_one("#f-length_kind", Select).value = values["length_kind"]
         finally:
             self.call_after_refresh(self._end_fill)
-        self.values.update({k: v for k, v in values.items() if k not in ("name", "data")})
+        keep = ("name", "data", "device", "nproc")
+        self.values.update({k: v for k, v in values.items() if k not in keep})
 
     def _end_fill(self) -> None:
         self._filling = False
@@ -237,7 +247,11 @@ class NewRunScreen(Screen[None]):
         try:
             self.config = forms.pretrain_config(self.values)
         except ConfigError as exc:
-            self.errors[self._error_slot(exc.field)] = str(exc).replace("--set ", "")
+            self.errors[self._error_slot(exc.field)] = str(exc)  # the engine's words, as the CLI says
+        try:
+            self.nproc = forms.pretrain_nproc(self.values)
+        except ConfigError as exc:
+            self.errors.setdefault(self._error_slot(exc.field), str(exc))
         name_problem = forms.check_name(self.values.get("name", ""))
         if name_problem:
             self.errors["f-name"] = name_problem
@@ -245,7 +259,15 @@ class NewRunScreen(Screen[None]):
             self.errors,
             [
                 forms.field_id(k)
-                for k in ("preset", "name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length")
+                for k in (
+                    "preset",
+                    "name",
+                    "data",
+                    *(k for k, _ in forms.PRETRAIN_FIELDS),
+                    "length",
+                    "device",
+                    "nproc",
+                )
             ]
             + ["general"],
         )
@@ -365,17 +387,16 @@ class NewRunScreen(Screen[None]):
         self.launching = True
         name = self.values.get("name", "").strip() or None
         self.query_one("#launch-pretrain", Button).disabled = True
-        self._launch_worker(self.config, name)
+        self._launch_worker(self.config, name, self.nproc)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
-    def _launch_worker(self, cfg, name: str | None) -> None:
+    def _launch_worker(self, cfg, name: str | None, nproc: int) -> None:
+        """The engine's check-and-start (data files, device, processes; then the run directory)."""
         from canvas_tui.launching import launch_pretraining
-        from engine.data.spec import parse_spec, validate_spec
 
         try:
-            validate_spec(parse_spec(cfg.data), check_paths=True)
-            run = launch_pretraining(cfg, name)
-        except Exception as exc:  # shown next to the form, never a crash
+            run = launch_pretraining(cfg, name, nproc=nproc)
+        except Exception as exc:  # shown next to the field it names, never a crash
             field = getattr(exc, "field", "")
             self.post_message(ControlDone("launch", "", str(exc), error=True, new_run_id=field or None))
             return
@@ -400,14 +421,15 @@ class NewRunScreen(Screen[None]):
                     self._start_preflight()
                 self._revalidate_finetune()
                 self._show_errors({"ft-general": message.text}, ["ft-general"])
-            else:
-                slot = "f-data" if message.new_run_id == "data" else "general"
-                self._show_errors({slot: message.text}, [slot])
+            else:  # under the field the preflight blames (data, device, nproc), else below the form
+                slot = self._error_slot(message.new_run_id) if message.new_run_id else "general"
+                self.errors = {slot: message.text}
+                self._show_errors(self.errors, [slot])
             self.notify(message.text, title="Not launched", severity="error", markup=False)
             return
         self.notify(message.text, markup=False)
         self.app.pop_screen()
-        self.app.open_dashboard(Path(message.new_run_id or ""))
+        self.canvas.open_dashboard(Path(message.new_run_id or ""))
 
     # ------------------------------------------------------------------------ fine-tune
     FT_SLOTS = tuple(
@@ -473,7 +495,7 @@ class NewRunScreen(Screen[None]):
 
         worker = get_current_worker()
         try:
-            checked = preflight(cfg, read_data=True)
+            checked = preflight(cfg)  # what the launch runs, so the verdict is the launch's
         except ConfigError as exc:
             message = FinetuneChecked(generation, field=exc.field, error=str(exc))
         except Exception as exc:  # an unreadable file, a broken cache: shown, never a crash
@@ -569,6 +591,7 @@ class NewRunScreen(Screen[None]):
     def _base_hint_worker(self) -> None:
         from engine.config.finetune import BASE_PRESETS
         from engine.finetune.base import resolve_base
+        from engine.runs.meta import RunKind
         from engine.runs.store import list_runs
 
         newest = None
@@ -583,8 +606,8 @@ class NewRunScreen(Screen[None]):
         try:
             for run in reversed(list_runs()):
                 meta = run.read_meta()
-                if meta.get("kind") == "pretrain":
-                    suggestions += [run.id, *([str(meta["name"])] if meta.get("name") else [])]
+                if meta.kind == RunKind.PRETRAIN:
+                    suggestions += [run.id, *([meta.name] if meta.name else [])]
         except Exception:
             pass
         self.post_message(BaseHint(newest, [*suggestions, *BASE_PRESETS]))
@@ -608,6 +631,7 @@ class NewRunScreen(Screen[None]):
         self._show_check()
         name = self.ft_values.get("name", "").strip() or None
         self.query_one("#launch-finetune", Button).disabled = True
+        assert self.ft_config is not None  # _refuse returned early otherwise
         self._ft_launch_worker(replace(self.ft_config), name)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")

@@ -13,13 +13,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from canvas_tui import actions
 from canvas_tui.fmt import clean_text, clip, fmt_age, fmt_loss, fmt_si, fmt_step, sparkline
 from canvas_tui.messages import RunsScanned
 from canvas_tui.runs_model import RunRow, RunsTracker
+from canvas_tui.screens.base import CanvasScreen
 
 #: Theme variable of each status's colour (the table's cells are Rich Text, so the colour is looked
 #: up in the current theme when the rows are drawn, and the rows are redrawn on a theme change).
@@ -45,7 +45,7 @@ SPARK_WIDTH = 12
 NARROW_SPARK = 8
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(CanvasScreen):
     BINDINGS = actions.bindings("runs")
     AUTO_FOCUS = "#runs-table"
 
@@ -121,7 +121,7 @@ class RunsScreen(Screen[None]):
         self.scans += 1
         self.rows = message.rows
         self._render_rows()
-        self.set_timer(self.app.poll_interval, self._rearm)
+        self.set_timer(self.canvas.poll_interval, self._rearm)
 
     def _rearm(self) -> None:
         if self.is_current:
@@ -140,7 +140,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one("#runs-table", DataTable)
         selected = self.selected_id()
         rows = self.visible_rows()
-        now = self.app.clock()
+        now = self.canvas.clock()
         with self.app.batch_update():
             table.clear()
             for row in rows:
@@ -219,30 +219,32 @@ class RunsScreen(Screen[None]):
     def action_open_run(self) -> None:
         row = self._need_row()
         if row is not None:
-            self.app.open_dashboard(row.path)
+            self.canvas.open_dashboard(row.path)
 
     def action_new_run(self) -> None:
-        self.app.action_new_run()
+        self.canvas.action_new_run()
 
     def action_stop_run(self) -> None:
         row = self._need_row()
         if row is not None:
-            self.app.confirm_control("stop", row.path, row.name)
+            self.canvas.confirm_control("stop", row.path, row.name)
 
     def action_resume_run(self) -> None:
         row = self._need_row()
         if row is not None:
-            self.app.run_control("resume", row.path)
+            self.canvas.run_control("resume", row.path)
 
     def action_checkpoint_run(self) -> None:
         row = self._need_row()
         if row is not None:
-            self.app.run_control("checkpoint", row.path)
+            self.canvas.run_control("checkpoint", row.path)
 
     def action_delete_run(self) -> None:
         row = self._need_row()
         if row is not None:
-            self.app.confirm_control("delete", row.path, row.name, live=row.status in ("running", "starting"))
+            self.canvas.confirm_control(
+                "delete", row.path, row.name, live=row.status in ("running", "starting")
+            )
 
     def action_filter(self) -> None:
         bar = self.query_one("#runs-filter-bar")

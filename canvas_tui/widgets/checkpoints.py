@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from canvas_tui.fmt import clean_text, fmt_loss
+from engine.runs.events import Checkpoint
 
 
 class CheckpointList(DataTable):
@@ -25,10 +26,10 @@ class CheckpointList(DataTable):
     def on_mount(self) -> None:
         self.add_columns("step", "kind", "val loss", "path", "time")
 
-    def show(self, checkpoints: list[dict[str, Any]]) -> None:
+    def show(self, checkpoints: list[Checkpoint]) -> None:
         rows = [
-            (c.get("step"), c.get("kind"), c.get("val_loss"), c.get("t"), c.get("path"))
-            for c in sorted(checkpoints, key=lambda c: c.get("step") or 0, reverse=True)
+            (c.step, c.kind, c.val_loss, c.t, c.path)
+            for c in sorted(checkpoints, key=lambda c: c.step or 0, reverse=True)
         ]
         if rows == self._shown:
             return

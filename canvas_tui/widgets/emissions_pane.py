@@ -23,17 +23,17 @@ class EmissionsPane(Pane):
 
     def show(self, view: RunView) -> None:
         c = view.carbon
-        if not c:
+        if c is None:
             self.update(Content.styled("no emissions data yet", "$text-muted"))
             return
-        trees = finite(c.get("trees"))
+        trees = finite(c.trees)
         self.update(
             Content.assemble(
                 label("energy"),
-                _fmt(finite(c.get("energy_kwh")), "kWh"),
+                _fmt(finite(c.energy_kwh), "kWh"),
                 "\n",
                 label("CO2eq"),
-                _fmt(finite(c.get("emissions_kg")), "kg"),
+                _fmt(finite(c.emissions_kg), "kg"),
                 "\n",
                 label("trees"),
                 "-" if trees is None else f"{trees:.2f} tree-months",

@@ -33,13 +33,15 @@ class GpuPane(Pane):
         for index in sorted(view.gpus):
             gpu = view.gpus[index]
             s = gpu.latest
-            util = finite(s.get("util"))
-            used, total = finite(s.get("mem_used")), finite(s.get("mem_total"))
+            if s is None:
+                continue
+            util = finite(s.util)
+            used, total = finite(s.mem_used), finite(s.mem_total)
             mem_pct = 100.0 * used / total if used is not None and total else None
-            temp, power, cap = finite(s.get("temp")), finite(s.get("power")), finite(s.get("power_limit"))
+            temp, power, cap = finite(s.temp), finite(s.power), finite(s.power_limit)
             temp_text = "-" if temp is None else f"{temp:.0f}°C"
             power_text = "-" if power is None else f"{power:.0f}" + (f"/{cap:.0f}" if cap else "") + " W"
-            proc = finite(s.get("proc_mem"))
+            proc = finite(s.proc_mem)
             # Two lines a GPU, nvitop-style: utilisation, temperature, power; then memory.
             blocks.append(
                 Content.assemble(
@@ -52,8 +54,8 @@ class GpuPane(Pane):
                     (temp_text, "$warning" if (temp or 0) >= 85 else ""),
                     "  ",
                     power_text,
-                    ("" if finite(s.get("fan")) is None else f"  fan {fmt_pct(s.get('fan'))}", "$text-muted"),
-                    ("" if not isinstance(s.get("pstate"), int) else f"  P{s.get('pstate')}", "$text-muted"),
+                    ("" if finite(s.fan) is None else f"  fan {fmt_pct(s.fan)}", "$text-muted"),
+                    ("" if s.pstate is None else f"  P{s.pstate}", "$text-muted"),
                     "\n",
                     " " * 6,
                     label("mem", 5),
@@ -63,7 +65,7 @@ class GpuPane(Pane):
                     "  ",
                     fmt_bytes_pair(used, total),
                     ("" if proc is None else f"  run {fmt_bytes(proc)}", "$text-muted"),
-                    ("" if not s.get("name") else "  " + clean_text(s.get("name")), "$text-muted"),
+                    ("" if not s.name else "  " + clean_text(s.name), "$text-muted"),
                 )
             )
         self.update(Content("\n").join(blocks))

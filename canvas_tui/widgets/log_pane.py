@@ -9,42 +9,43 @@ stops when the user scrolls up and a pending-line counter shows in the border (t
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import RichLog
 
-from canvas_tui.fmt import clean_text
+from engine.runs.events import Event, Log, Status, decode_any
+from engine.runs.format import clock, event_label, event_text, skipped_note
 
 LEVEL_STYLES = {"debug": "dim", "info": "cyan", "warning": "yellow", "error": "bold red"}
 MAX_LINES = 5000
 
 
-def _stamp(t: Any) -> str:
-    if isinstance(t, (int, float)) and not isinstance(t, bool):
-        return datetime.fromtimestamp(t).strftime("%H:%M:%S")
-    return "--:--:--"
-
-
-def event_line(record: dict[str, Any]) -> Text | None:
-    kind = record.get("type")
-    if kind == "log":
-        lvl = str(record.get("level") or "info")
+def event_line(event: Event | dict[str, Any]) -> Text | None:
+    """The pane's line for a ``log`` or ``status`` event (None for other types): its time, its
+    label in a column, and its text, in the words of :mod:`engine.runs.format`, as plain Text."""
+    if isinstance(event, dict):
+        event = decode_any(event)
+    if isinstance(event, Log):
+        lvl = event_label(event)
         return Text.assemble(
-            (_stamp(record.get("t")) + " ", "dim"),
+            (clock(event.t) + " ", "dim"),
             (f"{lvl:<7} ", LEVEL_STYLES.get(lvl, "")),
-            clean_text(record.get("message", "")),
+            event_text(event),
         )
-    if kind == "status":
-        msg = record.get("message")
+    if isinstance(event, Status):
         return Text.assemble(
-            (_stamp(record.get("t")) + " ", "dim"),
-            ("status  ", "magenta"),
-            clean_text(record.get("state", "")),
-            (": " + clean_text(msg)) if msg else "",
+            (clock(event.t) + " ", "dim"),
+            (f"{event_label(event):<7} ", "magenta"),
+            event_text(event),
         )
     return None
+
+
+def notice_line(text: str) -> Text:
+    """A line the console itself adds (not from the run), e.g. that unreadable lines were skipped."""
+    return Text.assemble(("-------- ", "dim"), (f"{'note':<7} ", "yellow"), text)
 
 
 class LogPane(RichLog):
@@ -76,6 +77,7 @@ class LogPane(RichLog):
         # ``session.log()`` writes a log event *and* "[level] message" to engine.log: show it once.
         self._recent: deque[str] = deque(maxlen=512)
         self._recent_set: set[str] = set()
+        self.skip_noted = False
 
     def _seen(self, key: str) -> bool:
         """True if ``key`` was shown from the other source recently (then it is skipped)."""
@@ -96,17 +98,29 @@ class LogPane(RichLog):
             ]
         )
 
-    def add_events(self, records: list[dict[str, Any]]) -> None:
+    def add_events(self, events: Iterable[Event | dict[str, Any]]) -> None:
         texts = []
-        for record in records:
-            if record.get("type") == "log" and self._seen(
-                f"[{record.get('level') or 'info'}] {record.get('message')}".strip()
-            ):
+        for event in events:
+            if isinstance(event, dict):
+                event = decode_any(event)
+            if isinstance(event, Log) and self._seen(f"[{event.level or 'info'}] {event.message}".strip()):
                 continue
-            text = event_line(record)
+            text = event_line(event)
             if text is not None:
                 texts.append(text)
         self._write(texts)
+
+    def add_notice(self, text: str) -> None:
+        """One line from the console itself (plain text), shown once per call."""
+        self._write([notice_line(text)])
+
+    def note_skipped(self, count: int) -> None:
+        """Say once, the first time ``count`` is above 0, that unreadable lines of events.jsonl
+        were skipped: one line, not one per bad line."""
+        note = skipped_note(count)
+        if note is not None and not self.skip_noted:
+            self.skip_noted = True
+            self.add_notice(note)
 
     def _write(self, texts: list[Text]) -> None:
         if not texts:

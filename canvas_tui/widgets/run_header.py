@@ -7,13 +7,13 @@ the quantisation, the LoRA adapters' share of the parameters and the chat templa
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.content import Content
 from textual.widgets import Static
 
 from canvas_tui.fmt import clean_text, clip, fmt_duration, fmt_loss, fmt_num, fmt_si, fmt_step, fmt_trainable
 from canvas_tui.viewmodel import RunView
+from engine.runs.events import RunInfo
+from engine.runs.meta import RunKind, RunMeta
 from engine.runs.status import RunStatus
 
 STATUS_STYLE = {
@@ -46,7 +46,7 @@ class RunHeader(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(Content(""), id=id, markup=False)
-        self.meta: dict[str, Any] = {}
+        self.meta = RunMeta()
         self.status: RunStatus | None = None
         self.view: RunView | None = None
 
@@ -58,7 +58,7 @@ class RunHeader(Static):
         return str(self.content)
 
     def show(
-        self, meta: dict[str, Any] | None = None, status: RunStatus | None = None, view: RunView | None = None
+        self, meta: RunMeta | None = None, status: RunStatus | None = None, view: RunView | None = None
     ) -> None:
         if meta is not None:
             self.meta = meta
@@ -70,20 +70,20 @@ class RunHeader(Static):
 
     def _content(self) -> Content:
         m, v = self.meta, self.view or RunView()
-        state = self.status.state if self.status else str(m.get("status") or "unknown")
+        state = self.status.state if self.status else (m.status or "unknown")
         verified = self.status.verified if self.status else True
         line1 = Content.assemble(
-            (clean_text(m.get("name") or "?"), "bold"),
+            (clean_text(m.name or "?"), "bold"),
             "  ",
-            (clean_text(m.get("id") or ""), "$text-muted"),
+            (clean_text(m.id), "$text-muted"),
             "  ",
-            (clean_text(m.get("kind") or ""), "$text-muted"),
+            (clean_text(str(m.kind)), "$text-muted"),
             "  ",
             status_content(state, verified),
         )
         if self.status and self.status.message and state not in ("running",):
             line1 = line1 + Content.styled(": " + clean_text(self.status.message), "$text-muted")
-        total = v.total_steps or m.get("total_steps")
+        total = v.total_steps or m.total_steps
         fraction = (
             v.fraction_done()
             if v.total_steps
@@ -91,7 +91,7 @@ class RunHeader(Static):
         )
         bar_width = max(8, min(40, self.size.width - 62)) if self.size.width else 20
         eta = v.eta_seconds() if state in ("running", "starting") else None
-        metric = v.last_metric or {}
+        metric = v.last_metric
         line2 = Content.assemble(
             ("step ", "$text-muted"),
             fmt_step(v.step, total),
@@ -102,30 +102,30 @@ class RunHeader(Static):
             ("  ETA ", "$text-muted"),
             fmt_duration(eta) if eta is not None else "-",
             ("  tok/s ", "$text-muted"),
-            fmt_si(metric.get("tokens_per_s")),
+            fmt_si(metric.tokens_per_s if metric else None),
         )
         best = v.best_val
         nonfinite = ""
         if v.nonfinite:
             step, kind = v.nonfinite[-1]
             nonfinite = f"  loss {kind} at step {step} ({len(v.nonfinite)}x)"
-        info = v.run_info or {}
+        info = v.run_info
         finetune = is_finetune(m, info)
         line3 = Content.assemble(
             ("loss ", "$text-muted"),
-            fmt_loss(metric.get("loss")),
+            fmt_loss(metric.loss if metric else None),
             ("  val ", "$text-muted"),
-            fmt_loss((v.last_eval or {}).get("val_loss")),
+            fmt_loss(v.last_eval.val_loss if v.last_eval else None),
             ("  best ", "$text-muted"),
             "-" if best is None else f"{fmt_loss(best[1])} @ {best[0]}",
             ("  lr ", "$text-muted"),
-            fmt_num(metric.get("lr"), 3),
+            fmt_num(metric.lr if metric else None, 3),
             ("" if finetune else "  params ", "$text-muted"),
-            "" if finetune else fmt_si(info.get("params")),
+            "" if finetune else fmt_si(info.params if info else None),
             ("  ", ""),
-            clean_text(info.get("precision") or ""),
+            clean_text((info.precision if info else None) or ""),
             " ",
-            clean_text(info.get("device") or ""),
+            clean_text((info.device if info else None) or ""),
             (nonfinite, "bold $error"),
         )
         progress = v.progress
@@ -133,22 +133,22 @@ class RunHeader(Static):
         if finetune:
             lines += self._finetune_lines(m, info)
         if progress and state in ("running", "starting") and not v.step:
-            total_p = progress.get("total")
+            total_p = progress.total
             lines.append(
                 Content.assemble(
-                    (clean_text(progress.get("phase") or ""), "$accent"),
+                    (clean_text(progress.phase or ""), "$accent"),
                     ": ",
-                    fmt_num(progress.get("done"), 0),
+                    fmt_num(progress.done, 0),
                     f"/{fmt_num(total_p, 0)}" if total_p is not None else "",
                     " ",
-                    clean_text(progress.get("unit") or ""),
+                    clean_text(progress.unit or ""),
                     ("  ETA ", "$text-muted"),
-                    fmt_duration(progress.get("eta")),
+                    fmt_duration(progress.eta),
                 )
             )
         return Content("\n").join(lines)
 
-    def _finetune_lines(self, meta: dict[str, Any], info: dict[str, Any]) -> list[Content]:
+    def _finetune_lines(self, meta: RunMeta, info: RunInfo | None) -> list[Content]:
         """Trainable share, base, quantisation and chat template of a fine-tune: one line where they
         fit, else two, a long base (a path, a run id) cut in the middle to fit."""
         facts = finetune_facts(meta, info)
@@ -170,16 +170,16 @@ class RunHeader(Static):
         return [Content.assemble(*lora, *template), Content.assemble(*base(room), *quant)]
 
 
-def is_finetune(meta: dict[str, Any], info: dict[str, Any] | None = None) -> bool:
-    return meta.get("kind") == "finetune" or (info or {}).get("trainable_params") is not None
+def is_finetune(meta: RunMeta, info: RunInfo | None = None) -> bool:
+    return meta.kind == RunKind.FINETUNE or (info is not None and info.trainable_params is not None)
 
 
-def finetune_facts(meta: dict[str, Any], info: dict[str, Any]) -> dict[str, str]:
+def finetune_facts(meta: RunMeta, info: RunInfo | None) -> dict[str, str]:
     """What a fine-tune trains, as display strings: ``run_info`` first, the run's config before it."""
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    config = meta.config
 
     def pick(key: str) -> str:
-        value = info.get(key)
+        value = getattr(info, key, None) if info is not None else None
         if value in (None, ""):
             value = config.get(key)
         return clean_text(value) if value not in (None, "") else "-"
@@ -188,7 +188,7 @@ def finetune_facts(meta: dict[str, Any], info: dict[str, Any]) -> dict[str, str]
     if base == "-" and "base" in config and not config["base"]:
         base = "newest pre-training run"
     return {
-        "trainable": fmt_trainable(info.get("trainable_params"), info.get("params")),
+        "trainable": fmt_trainable(info.trainable_params if info else None, info.params if info else None),
         "base": base,
         "quantization": pick("quantization"),
         "chat_template": pick("chat_template"),

@@ -15,11 +15,11 @@ class SystemPane(Pane):
 
     def show(self, view: RunView) -> None:
         s = view.system
-        if not s:
+        if s is None:
             self.update(Content.styled("no system telemetry", "$text-muted"))
             return
-        cpu = finite(s.get("cpu_pct"))
-        used, total = finite(s.get("ram_used")), finite(s.get("ram_total"))
+        cpu = finite(s.cpu_pct)
+        used, total = finite(s.ram_used), finite(s.ram_total)
         ram_pct = 100.0 * used / total if used is not None and total else None
         self.update(
             Content.assemble(
@@ -33,9 +33,9 @@ class SystemPane(Pane):
                 f" {fmt_bytes_pair(used, total)}",
                 "\n",
                 label("rss"),
-                fmt_bytes(s.get("rss")),
+                fmt_bytes(s.rss),
                 "\n",
                 label("disk"),
-                f"{fmt_bytes(s.get('disk_free'))} free",
+                f"{fmt_bytes(s.disk_free)} free",
             )
         )

@@ -9,12 +9,13 @@ saved into ``run.json`` is complete: :meth:`FinetuneConfig.from_dict` of it repr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.config.errors import ConfigError
-from engine.config.train import _check_keys, _coerce, load_toml, parse_sets, validate_shared
+from engine.config.loop import LoopConfig
+from engine.config.settings import check_keys, coerce, load_toml, parse_sets
 
 QUANTIZATIONS = ("4bit", "8bit", "none")
 QUANT_TYPES = ("nf4", "fp4")
@@ -34,15 +35,16 @@ BASE_PRESETS: dict[str, str] = {
 
 
 @dataclass
-class FinetuneConfig:
-    """Every knob of a fine-tune. ``0`` / ``"auto"`` / ``""`` mean "derive a sensible value"."""
+class FinetuneConfig(LoopConfig):
+    """Every knob of a fine-tune. ``0`` / ``"auto"`` / ``""`` mean "derive a sensible value". The
+    bookkeeping keys are :class:`LoopConfig`'s; those re-declared here take the QLoRA recipe's
+    defaults instead of pre-training's."""
 
     # what to fine-tune
     base: str = ""  # a folder, a Hub id, a BASE_PRESETS name, or one of our runs; "": the newest run
     base_checkpoint: str = "best"  # for a run base: best | last | a step number
     trust_remote_code: bool = False
     # data
-    data: str = "embedded"
     chat_template: str = "auto"  # auto: the base tokenizer's own, else chatml / guanaco
     val_fraction: float = 0.05
     seq_len: int = 512
@@ -61,28 +63,13 @@ class FinetuneConfig:
     # batch and length (the first of max_steps, epochs that is set wins)
     micro_batch: int = 4
     grad_accum: int = 4
-    max_steps: int = 0
     epochs: float = 1.0
-    # optimiser and schedule
+    # optimiser and schedule (warmup_steps -1: 3% of the steps, the QLoRA paper's warm-up ratio)
     optimizer: str = "adamw"
     lr: float = 2e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = -1  # -1: 3% of the steps (the QLoRA paper's warm-up ratio)
     weight_decay: float = 0.0
-    beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 0.3
-    # execution and bookkeeping
-    device: str = "auto"
-    seed: int = 1337
-    log_every: int = 10
-    eval_every: int = 0  # 0: ten evaluations over the run
-    eval_batches: int = 20
-    checkpoint_every: int = 0  # 0: only best, last and on stop
-    keep_checkpoints: int = 3
-    max_nonfinite: int = 5
-    telemetry_interval: float = 5.0
-    carbon_country: str = "GBR"
 
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> FinetuneConfig:
@@ -93,7 +80,7 @@ class FinetuneConfig:
             if getattr(self, name) not in allowed:
                 raise bad(name, f"is not one of {', '.join(allowed)}", fix)
 
-        validate_shared(self, beta2=0.999)
+        self.validate_loop()
         for name in ("micro_batch", "seq_len"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
@@ -149,7 +136,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
-        _check_keys(data, {f.name for f in fields(cls)}, "")
+        check_keys(data, cls.keys(), "")
         return cls(**data).validate()
 
 
@@ -160,10 +147,10 @@ def load_finetune_config(
     data: str | None = None,
 ) -> FinetuneConfig:
     """Defaults, then the TOML file, then ``--base`` / ``--data``, then ``--set`` (last wins)."""
-    known = {f.name for f in fields(FinetuneConfig)}
+    known = FinetuneConfig.keys()
     cfg = FinetuneConfig()
     settings: dict[str, Any] = load_toml(config_file) if config_file else {}
-    _check_keys(settings, known, "")
+    check_keys(settings, known, "")
     length_keys = {"max_steps", "epochs"}
     if length_keys & set(settings):  # naming one length criterion replaces the default length
         settings = {"max_steps": 0, "epochs": 0.0, **settings}
@@ -183,9 +170,9 @@ def load_finetune_config(
     if data is not None:
         cfg.data = data
     raw = parse_sets(sets or [])
-    _check_keys(raw, known, "")
+    check_keys(raw, known, "")
     if length_keys & set(raw):
         cfg.max_steps, cfg.epochs = 0, 0.0
     for key, value in raw.items():
-        setattr(cfg, key, _coerce(key, value, getattr(cfg, key)))
+        setattr(cfg, key, coerce(key, value, getattr(cfg, key)))
     return cfg.validate()

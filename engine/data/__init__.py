@@ -1,7 +1,8 @@
 """Data: sources, the embedded offline corpus, tokenizers, packed token files and the batch loader.
 
 Importing this package is cheap and torch-free: the console imports :mod:`engine.data.spec` to
-check a spec as the user types. ``datasets``, ``tokenizers`` and ``torch`` are imported only by
+check a spec as the user types (the syntax it shares with fine-tuning data is
+:mod:`engine.data.grammar`). ``datasets``, ``tokenizers`` and ``torch`` are imported only by
 the functions that use them; the names below resolve lazily.
 
 The training loop needs two calls::
@@ -28,10 +29,12 @@ from engine.data.spec import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.data.loader import TokenLoader
+    from engine.data.manifest import Manifest
     from engine.data.packing import PreparedData, prepare
     from engine.data.tokenizer import TokenizerConfig
 
 _LAZY = {
+    "Manifest": "engine.data.manifest",
     "prepare": "engine.data.packing",
     "PreparedData": "engine.data.packing",
     "TokenLoader": "engine.data.loader",
@@ -43,6 +46,7 @@ __all__ = [
     "PRESETS",
     "DataProgress",
     "DataSpec",
+    "Manifest",
     "PreparedData",
     "ProgressCallback",
     "SourceSpec",

@@ -38,7 +38,9 @@ from engine.locations import cache_dir
 CORPUS_VERSION = 1
 LICENSE = "PSF-2.0 (Python Software Foundation License Version 2)"
 SOURCE = "CPython's pydoc_data.topics and standard-library docstrings"
-_SKIP_DIRS = {
+#: Standard-library folders that are not documentation (tests, demos, installed packages); the
+#: embedded chat data skips these too.
+SKIP_DIRS = {
     "test",
     "tests",
     "idle_test",
@@ -63,7 +65,7 @@ def _stdlib_modules(root: Path) -> list[tuple[str, Path]]:
     found = []
     for path in root.rglob("*.py"):
         rel = path.relative_to(root)
-        if set(rel.parts[:-1]) & _SKIP_DIRS or any(p.startswith(("config-", "plat-")) for p in rel.parts):
+        if set(rel.parts[:-1]) & SKIP_DIRS or any(p.startswith(("config-", "plat-")) for p in rel.parts):
             continue
         parts = list(rel.with_suffix("").parts)
         if parts[-1] == "__init__":

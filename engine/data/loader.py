@@ -18,13 +18,13 @@ a :class:`ConfigError` rather than silently replaying different data.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.config.errors import ConfigError
+from engine.data.manifest import read_dtype
 
 STATE_VERSION = 1
 
@@ -61,8 +61,7 @@ class TokenLoader:
     ) -> None:
         self.path = Path(path)
         if dtype is None:
-            manifest = self.path.parent / "manifest.json"
-            dtype = json.loads(manifest.read_text())["dtype"] if manifest.is_file() else "uint16"
+            dtype = read_dtype(self.path.parent) or "uint16"
         if not 0 <= rank < world_size:
             raise ConfigError(
                 "data.rank",

@@ -16,6 +16,11 @@ of an adopted tokenizer), the validation fraction, the seed and this format's ve
 sources are keyed by name/config/split/revision/limit; pin ``revision=`` for a frozen snapshot.
 A second ``prepare`` with the same inputs opens the folder and does no work at all.
 
+The pipeline, one function a step: :func:`check_sources` (cheap checks, before anything costly)
+→ :func:`read_sources` → :func:`mix_sources` → :func:`split_held_out` → :func:`build_tokenizer` →
+:func:`pack_splits` (:func:`tokenize_split` per split, :func:`split_by_tokens` for a lone document)
+→ :class:`~engine.data.manifest.Manifest` written last. :func:`prepare` chains them.
+
 Preparation happens in ``.tmp-<key>-<pid>-<nonce>/`` next to the final folder and is renamed into
 place only when complete, so a killed run never leaves a half-written cache entry; leftovers of
 dead processes are removed by the next ``prepare``.
@@ -30,12 +35,13 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.config.errors import ConfigError
+from engine.data.manifest import MANIFEST_FILE, Manifest, SourceInfo, SplitInfo, TokenizerRecord
 from engine.data.progress import ProgressCallback, StageTimer, ignore_progress
 from engine.data.spec import DataSpec, SourceSpec, local_files, spec_from_obj, validate_spec
 from engine.data.tokenizer import TokenizerConfig, TokenizerInfo, tokenizer_info
@@ -45,7 +51,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import datasets
     import numpy as np
 
+    from engine.data.sources import SourceCheck
+
 PACK_FORMAT = 1
+#: How documents are joined in a token file (recorded in the manifest).
+SEPARATOR = "eos-after-each-document"
 DEFAULT_VAL_FRACTION = 0.02
 DEFAULT_SEED = 1337
 #: Text per tokenization chunk: one progress report and one ``datasets.map`` call each.
@@ -61,22 +71,21 @@ class PreparedData:
     """A finished, immutable prepared-data folder: what training, evaluation and export read."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     cached: bool = False
 
     @classmethod
     def open(cls, root: Path, *, cached: bool = True) -> PreparedData:
-        manifest = json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8"))
-        return cls(root=Path(root), manifest=manifest, cached=cached)
+        return cls(root=Path(root), manifest=Manifest.read(Path(root)), cached=cached)
 
     @property
     def train(self) -> Path:
-        return self.root / self.manifest["splits"]["train"]["file"]
+        return self.root / self.manifest.splits["train"].file
 
     @property
     def val(self) -> Path | None:
-        split = self.manifest["splits"].get("val")
-        return self.root / split["file"] if split else None
+        split = self.manifest.splits.get("val")
+        return self.root / split.file if split else None
 
     @property
     def tokenizer_dir(self) -> Path:
@@ -84,15 +93,15 @@ class PreparedData:
 
     @property
     def dtype(self) -> str:
-        return self.manifest["dtype"]
+        return self.manifest.dtype
 
     @property
     def vocab_size(self) -> int:
-        return int(self.manifest["tokenizer"]["vocab_size"])
+        return self.manifest.tokenizer.vocab_size
 
     @property
     def eos_id(self) -> int:
-        return int(self.manifest["tokenizer"]["eos_id"])
+        return self.manifest.tokenizer.eos_id
 
     def tokens(self, split: str = "train") -> np.memmap:
         """The split's tokens as a read-only memory map."""
@@ -110,39 +119,32 @@ class PreparedData:
     def summary(self) -> str:
         """A few lines for the CLI and logs."""
         m = self.manifest
-        lines = [f"prepared data {m['key']}{' (cached)' if self.cached else ''}: {self.root}"]
-        for name, split in m["splits"].items():
+        lines = [f"prepared data {m.key}{' (cached)' if self.cached else ''}: {self.root}"]
+        for name, split in m.splits.items():
             lines.append(
-                f"  {name:5s} {split['documents']:>10,} documents {split['tokens']:>14,} tokens "
-                f"({split['file']}, {m['dtype']})"
+                f"  {name:5s} {split.documents:>10,} documents {split.tokens:>14,} tokens "
+                f"({split.file}, {m.dtype})"
             )
-        tok = m["tokenizer"]
+        tok = m.tokenizer
         lines.append(
-            f"  tokenizer {tok['source']}: vocab {tok['vocab_size']:,}, eos {tok['eos_token']} = "
-            f"{tok['eos_id']}, sha256 {tok['sha256'][:12]}"
+            f"  tokenizer {tok.source}: vocab {tok.vocab_size:,}, eos {tok.eos_token} = "
+            f"{tok.eos_id}, sha256 {tok.sha256[:12]}"
         )
-        for s in m["sources"]:
-            extra = (
-                f", {s['invalid_utf8_bytes']:,} invalid UTF-8 bytes replaced"
-                if s["invalid_utf8_bytes"]
-                else ""
-            )
-            lines.append(
-                f"  source {s['spec']}: {s['documents']:,} documents, {s['text_bytes'] / 1e6:.2f} MB{extra}"
-            )
-        if m.get("seconds") is not None:
-            lines.append(
-                f"  prepared in {m['seconds']:.1f} s ({m.get('tokenize_mb_per_s', 0):.1f} MB/s tokenizing)"
-            )
+        for s in m.sources:
+            extra = f", {s.invalid_utf8_bytes:,} invalid UTF-8 bytes replaced" if s.invalid_utf8_bytes else ""
+            lines.append(f"  source {s.spec}: {s.documents:,} documents, {s.text_bytes / 1e6:.2f} MB{extra}")
+        if m.seconds is not None:
+            lines.append(f"  prepared in {m.seconds:.1f} s ({m.tokenize_mb_per_s or 0:.1f} MB/s tokenizing)")
         return "\n".join(lines)
 
 
 @dataclass
-class _Split:
+class TokenCount:
+    """Running totals over the splits tokenized so far, for the progress bar of the whole stage."""
+
     documents: int = 0
     tokens: int = 0
     text_bytes: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the cache key -------------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def _cleanup_orphans(root: Path) -> None:
             pass
 
 
-# --- preparation ---------------------------------------------------------------------------------
+# --- preparation: the pipeline -------------------------------------------------------------------
 
 
 def prepare(
@@ -230,22 +232,57 @@ def prepare(
     key = cache_key(data_spec, tok_cfg, float(val_fraction), int(seed))
     root = data_cache_root()
     final = root / key
-    if (final / "manifest.json").is_file() and not force:
+    if (final / MANIFEST_FILE).is_file() and not force:
         prepared = PreparedData.open(final, cached=True)
-        progress_done = StageTimer("done", progress)
-        progress_done.report(
-            documents=sum(s["documents"] for s in prepared.manifest["splits"].values()),
-            tokens=sum(s["tokens"] for s in prepared.manifest["splits"].values()),
-            message=f"reused cached data {key}",
-            force=True,
-        )
+        _report_done(progress, prepared.manifest, f"reused cached data {key}")
         return prepared
 
+    checks = check_sources(data_spec, tok_cfg, progress)
+    _cleanup_orphans(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        manifest = pack_into(
+            tmp, key, data_spec, checks, tok_cfg, float(val_fraction), int(seed), num_proc, progress
+        )
+        manifest = replace(manifest, seconds=round(time.perf_counter() - started, 3))
+        manifest.write(tmp)
+        _publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    prepared = PreparedData.open(final, cached=False)
+    _report_done(progress, manifest, f"prepared {key}")
+    return prepared
+
+
+def _report_done(progress: ProgressCallback, manifest: Manifest, message: str) -> None:
+    StageTimer("done", progress).report(
+        documents=manifest.documents, tokens=manifest.tokens, message=message, force=True
+    )
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the finished folder into place: the cache entry appears whole or not at all."""
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / MANIFEST_FILE).is_file():
+            raise
+        # Another process finished the same preparation first: its result is identical.
+
+
+def check_sources(spec: DataSpec, tok_cfg: TokenizerConfig, progress: ProgressCallback) -> list[SourceCheck]:
+    """Step 1: the cheap checks of every source (and an adopted tokenizer), before any real work.
+
+    Bad paths, empty files, an unreachable Hub or an unknown pretrained tokenizer fail here in
+    seconds; invalid UTF-8 is reported (it will be replaced), not fatal.
+    """
     from engine.data.sources import check_source
 
     check_timer = StageTimer("check", progress)
     check_timer.report(message="checking sources", force=True)
-    checks = [check_source(s) for s in data_spec.sources]
+    checks = [check_source(s) for s in spec.sources]
     if tok_cfg.pretrained is not None:
         from engine.data.tokenizer import check_pretrained
 
@@ -257,88 +294,139 @@ def prepare(
                 f"be replaced with U+FFFD (first in {c.first_invalid})",
                 force=True,
             )
-
-    _cleanup_orphans(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        manifest = _prepare_into(
-            tmp, key, data_spec, checks, tok_cfg, float(val_fraction), int(seed), num_proc, progress
-        )
-        manifest["seconds"] = round(time.perf_counter() - started, 3)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / "manifest.json").is_file():
-                raise
-            # Another process finished the same preparation first: its result is identical.
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    prepared = PreparedData.open(final, cached=False)
-    StageTimer("done", progress).report(
-        documents=sum(s["documents"] for s in manifest["splits"].values()),
-        tokens=sum(s["tokens"] for s in manifest["splits"].values()),
-        message=f"prepared {key}",
-        force=True,
-    )
-    return prepared
+    return checks
 
 
-def _prepare_into(
+def pack_into(
     tmp: Path,
     key: str,
     spec: DataSpec,
-    checks: list,
+    checks: list[SourceCheck],
     tok_cfg: TokenizerConfig,
     val_fraction: float,
     seed: int,
     num_proc: int | None,
     progress: ProgressCallback,
-) -> dict[str, Any]:
-    import datasets
-    import numpy as np
+) -> Manifest:
+    """Steps 2–6 inside the temporary folder ``tmp``: every file of the final folder but the manifest.
 
-    from engine.data.sources import load_source
-
+    Read the sources, mix them, hold out validation documents, train (or adopt) the tokenizer on
+    the training part, tokenize both parts into token files; returns the manifest to write.
+    """
     work = tmp / "work"
     work.mkdir()
     load_timer = StageTimer("load", progress)
+    parts = read_sources(checks, work, load_timer, progress)
+    counts = mix_counts(spec, [len(p) for p in parts])
+    ds = mix_sources(spec, parts, counts, seed, load_timer)
+    train_ds, val_ds = split_held_out(ds, val_fraction, seed)
+    info, tok_source = build_tokenizer(tok_cfg, train_ds, tmp / "tokenizer", progress)
+    dtype = "uint16" if info.vocab_size <= 2**16 else "uint32"
+    total_bytes = _text_bytes(train_ds) + (_text_bytes(val_ds) if val_ds is not None else 0)
+    tokenize_started = time.perf_counter()
+    splits = pack_splits(
+        train_ds, val_ds, info, dtype, tmp, work, val_fraction, num_proc, total_bytes, progress
+    )
+    tokenize_s = time.perf_counter() - tokenize_started
+    shutil.rmtree(work, ignore_errors=True)
+    return Manifest(
+        format=PACK_FORMAT,
+        key=key,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        spec=spec.to_string(),
+        spec_structured=spec.to_dict(),
+        sources=source_records(checks, parts, counts),
+        val_fraction=val_fraction,
+        seed=seed,
+        dtype=dtype,
+        separator=SEPARATOR,
+        splits=splits,
+        tokenizer=TokenizerRecord(
+            source=tok_source,
+            vocab_size=info.vocab_size,
+            eos_id=info.eos_id,
+            eos_token=info.eos_token,
+            sha256=info.sha256,
+            dir="tokenizer",
+        ),
+        text_bytes=total_bytes,
+        tokenize_seconds=round(tokenize_s, 3),
+        tokenize_mb_per_s=round(total_bytes / 1e6 / tokenize_s, 3) if tokenize_s > 0 else None,
+    )
+
+
+def read_sources(
+    checks: list[SourceCheck], work: Path, load_timer: StageTimer, progress: ProgressCallback
+) -> list[datasets.Dataset]:
+    """Step 2: load each checked source as a table of one ``text`` column, in spec order."""
+    from engine.data.sources import load_source
+
     parts: list[datasets.Dataset] = []
     for i, check in enumerate(checks):
         load_timer.report(
             documents=sum(len(p) for p in parts), message=f"loading {check.source.to_string()}", force=True
         )
         parts.append(load_source(check, work / f"src{i}", progress=progress))
-    counts = _mix_counts(spec, [len(p) for p in parts])
+    return parts
+
+
+def mix_sources(
+    spec: DataSpec, parts: list[datasets.Dataset], counts: list[int], seed: int, load_timer: StageTimer
+) -> datasets.Dataset:
+    """Step 3: one table of every document to train on, each source cut to its share of the mix.
+
+    A weighted source gives a seeded subset of its documents, kept in file order for fast reads.
+    No document at all is an error: there would be nothing to train a tokenizer on.
+    """
+    import datasets
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     chosen = []
     for part, n in zip(parts, counts, strict=False):
-        if n < len(part):  # weighted mix: a seeded subset, kept in file order for fast reads
+        if n < len(part):
             part = part.select(np.sort(rng.choice(len(part), size=n, replace=False)).tolist())
         chosen.append(part)
     ds = chosen[0] if len(chosen) == 1 else datasets.concatenate_datasets(chosen)
-    total_docs = len(ds)
-    if total_docs == 0:
+    if len(ds) == 0:
         raise ConfigError(
             "data",
             f"data spec {spec.to_string()!r} gives no documents (every row is empty "
             "or missing). Fix: check the text column (`#COLUMN`) and the files' contents.",
         )
-    load_timer.report(documents=total_docs, message=f"loaded {total_docs:,} documents", force=True)
+    load_timer.report(documents=len(ds), message=f"loaded {len(ds):,} documents", force=True)
+    return ds
 
-    # Held-out split by whole documents; a single document is split by tokens instead.
+
+def split_held_out(
+    ds: datasets.Dataset, val_fraction: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Step 4: ``(train, val)`` by whole documents, a seeded choice kept in corpus order.
+
+    ``round(val_fraction * n)`` documents are held out (at least one, and at least one left to
+    train on). With a single document ``val`` is None and :func:`split_by_tokens` cuts its tokens
+    instead, after tokenizing.
+    """
+    import numpy as np
+
+    total_docs = len(ds)
     n_val = 0
     if val_fraction > 0 and total_docs >= 2:
         n_val = min(total_docs - 1, max(1, round(val_fraction * total_docs)))
+    if not n_val:
+        return ds, None
     perm = np.random.default_rng([seed, 1]).permutation(total_docs)
-    val_idx = np.sort(perm[:n_val])
-    train_idx = np.sort(perm[n_val:])
-    train_ds = ds.select(train_idx.tolist()) if n_val else ds
-    val_ds = ds.select(val_idx.tolist()) if n_val else None
+    return ds.select(np.sort(perm[n_val:]).tolist()), ds.select(np.sort(perm[:n_val]).tolist())
 
-    tok_dir = tmp / "tokenizer"
+
+def build_tokenizer(
+    tok_cfg: TokenizerConfig, train_ds: datasets.Dataset, tok_dir: Path, progress: ProgressCallback
+) -> tuple[TokenizerInfo, str]:
+    """Step 5: train byte-level BPE on the training documents, or adopt a pretrained tokenizer.
+
+    Trained on the training part only, so held-out text never shapes the vocabulary. Returns the
+    saved tokenizer's info and what it came from (``trained`` or the adopted name).
+    """
     tok_timer = StageTimer("tokenizer", progress)
     if tok_cfg.pretrained is not None:
         from engine.data.tokenizer import adopt_pretrained
@@ -356,19 +444,29 @@ def _prepare_into(
         tok_source = "trained"
     info = tokenizer_info(tok_dir)
     tok_timer.report(message=f"tokenizer ready: vocab {info.vocab_size:,}", force=True)
-    dtype = "uint16" if info.vocab_size <= 2**16 else "uint32"
+    return info, tok_source
 
-    total_bytes = _text_bytes(train_ds) + (_text_bytes(val_ds) if val_ds is not None else 0)
+
+def pack_splits(
+    train_ds: datasets.Dataset,
+    val_ds: datasets.Dataset | None,
+    info: TokenizerInfo,
+    dtype: str,
+    tmp: Path,
+    work: Path,
+    val_fraction: float,
+    num_proc: int | None,
+    total_bytes: int,
+    progress: ProgressCallback,
+) -> dict[str, SplitInfo]:
+    """Step 6: tokenize each split into its token file (``train.bin``, ``val.bin``), one progress bar."""
     timer = StageTimer("tokenize", progress, bytes_total=total_bytes)
-    tokenize_started = time.perf_counter()
-    done = _Split()
-    train = _tokenize_split(train_ds, info, dtype, tmp / "train.bin", work, num_proc, timer, done)
-    splits = {"train": train}
+    done = TokenCount()
+    splits = {"train": tokenize_split(train_ds, info, dtype, tmp / "train.bin", work, num_proc, timer, done)}
     if val_ds is not None:
-        splits["val"] = _tokenize_split(val_ds, info, dtype, tmp / "val.bin", work, num_proc, timer, done)
+        splits["val"] = tokenize_split(val_ds, info, dtype, tmp / "val.bin", work, num_proc, timer, done)
     elif val_fraction > 0:
-        splits.update(_split_by_tokens(tmp, dtype, val_fraction))
-    tokenize_s = time.perf_counter() - tokenize_started
+        splits.update(split_by_tokens(tmp, dtype, val_fraction))
     timer.report(
         documents=done.documents,
         tokens=done.tokens,
@@ -376,49 +474,29 @@ def _prepare_into(
         force=True,
         message="tokenized",
     )
-    shutil.rmtree(work, ignore_errors=True)
+    return splits
 
-    sources = []
-    for check, part, n in zip(checks, parts, counts, strict=False):
-        sources.append(
-            {
-                "spec": check.source.to_string(),
-                "kind": check.source.kind,
-                "documents": int(n),
-                "available_documents": len(part),
-                "text_bytes": _text_bytes(part),
-                "invalid_utf8_bytes": check.invalid_bytes,
-                "first_invalid_utf8": check.first_invalid,
-                "files": len(check.files),
-            }
+
+def source_records(
+    checks: list[SourceCheck], parts: list[datasets.Dataset], counts: list[int]
+) -> list[SourceInfo]:
+    """The manifest's per-source lines: what each source had, what the mix took, what was repaired."""
+    return [
+        SourceInfo(
+            spec=check.source.to_string(),
+            kind=check.source.kind,
+            documents=int(n),
+            available_documents=len(part),
+            text_bytes=_text_bytes(part),
+            invalid_utf8_bytes=check.invalid_bytes,
+            first_invalid_utf8=check.first_invalid,
+            files=len(check.files),
         )
-    return {
-        "format": PACK_FORMAT,
-        "key": key,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "spec": spec.to_string(),
-        "spec_structured": spec.to_dict(),
-        "sources": sources,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "dtype": dtype,
-        "separator": "eos-after-each-document",
-        "splits": splits,
-        "tokenizer": {
-            "source": tok_source,
-            "vocab_size": info.vocab_size,
-            "eos_id": info.eos_id,
-            "eos_token": info.eos_token,
-            "sha256": info.sha256,
-            "dir": "tokenizer",
-        },
-        "text_bytes": total_bytes,
-        "tokenize_seconds": round(tokenize_s, 3),
-        "tokenize_mb_per_s": round(total_bytes / 1e6 / tokenize_s, 3) if tokenize_s > 0 else None,
-    }
+        for check, part, n in zip(checks, parts, counts, strict=False)
+    ]
 
 
-def _mix_counts(spec: DataSpec, available: list[int]) -> list[int]:
+def mix_counts(spec: DataSpec, available: list[int]) -> list[int]:
     """Documents to take from each source: all of them, or the largest mix with the given weights."""
     if not spec.weighted:
         return list(available)
@@ -460,7 +538,7 @@ def _auto_num_proc(total_bytes: int) -> int:
     return 1 if total_bytes < 4 * CHUNK_BYTES else min(os.cpu_count() or 1, 8)
 
 
-def _tokenize_split(
+def tokenize_split(
     ds: datasets.Dataset,
     info: TokenizerInfo,
     dtype: str,
@@ -468,8 +546,8 @@ def _tokenize_split(
     work: Path,
     num_proc: int | None,
     timer: StageTimer,
-    done: _Split,
-) -> dict[str, Any]:
+    done: TokenCount,
+) -> SplitInfo:
     """Tokenize ``ds`` with ``datasets.map`` (batched, ``num_proc`` processes) and append to ``out``.
 
     With one process the map runs in this process (``num_proc=None``: ``datasets`` 5 starts a
@@ -536,10 +614,10 @@ def _tokenize_split(
             else:
                 os.environ["TOKENIZERS_PARALLELISM"] = env_before
     assert out.stat().st_size == tokens * np.dtype(dtype).itemsize
-    return {"file": out.name, "documents": documents, "tokens": tokens, "text_bytes": split_bytes}
+    return SplitInfo(file=out.name, documents=documents, tokens=tokens, text_bytes=split_bytes)
 
 
-def _split_by_tokens(tmp: Path, dtype: str, val_fraction: float) -> dict[str, Any]:
+def split_by_tokens(tmp: Path, dtype: str, val_fraction: float) -> dict[str, SplitInfo]:
     """One document only: hold out its last ``val_fraction`` of tokens (nanoGPT's 90/10 cut)."""
     import numpy as np
 
@@ -556,6 +634,6 @@ def _split_by_tokens(tmp: Path, dtype: str, val_fraction: float) -> dict[str, An
     all_tokens[cut:].tofile(tmp / "val.bin")
     all_tokens[:cut].tofile(train_path)
     return {
-        "train": {"file": "train.bin", "documents": 1, "tokens": int(cut), "split_by": "tokens"},
-        "val": {"file": "val.bin", "documents": 0, "tokens": int(n_val), "split_by": "tokens"},
+        "train": SplitInfo(file="train.bin", documents=1, tokens=int(cut), split_by="tokens"),
+        "val": SplitInfo(file="val.bin", documents=0, tokens=int(n_val), split_by="tokens"),
     }

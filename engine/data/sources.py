@@ -310,7 +310,7 @@ def _load_folder(path: Path, source: SourceSpec, field_name: str) -> datasets.Da
         raise ConfigError(
             field_name,
             f"data source {source.target!r}: `datasets` could not read the folder: "
-            f"{_first_line(exc)} Fix: check its README.md `configs:` section and split names "
+            f"{first_line(exc)} Fix: check its README.md `configs:` section and split names "
             "(`?split=…`, `?config=…`).",
         ) from None
     return _text_column(ds, source.column, source, field_name, where=str(path))
@@ -331,7 +331,7 @@ def _load_hub(
             revision=source.revision,
         )
     except Exception as exc:
-        raise _explain_hub_error(exc, source, what, field_name) from None
+        raise explain_hub_error(exc, source, what, field_name) from None
     if not source.streaming:
         ds = loaded.select(range(min(source.limit, len(loaded)))) if source.limit else loaded
         return _text_column(ds, source.column, source, field_name, where=source.target)
@@ -373,7 +373,7 @@ def _load_hub(
             cause = cause.__cause__ or cause.__context__
         if isinstance(cause, ConfigError):
             raise cause from None
-        raise _explain_hub_error(exc, source, what, field_name) from None
+        raise explain_hub_error(exc, source, what, field_name) from None
 
 
 def _text_column(
@@ -423,7 +423,8 @@ def _non_empty(ds: datasets.Dataset, work_dir: Path) -> datasets.Dataset:
     return ds if all_kept else ds.select(keep)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, ending in a full stop: short enough to quote in an error."""
     text = str(exc).strip() or type(exc).__name__
     line = text.splitlines()[0]
     return line if line.endswith(".") else line + "."
@@ -451,7 +452,7 @@ def _explain_load_error(
     return ConfigError(
         field_name,
         f"data source {label!r}: `datasets` could not read "
-        f"{', '.join(str(f) for f in files[:3])} as {builder}: {_first_line(_root(exc))} Fix: "
+        f"{', '.join(str(f) for f in files[:3])} as {builder}: {first_line(_root(exc))} Fix: "
         "check the file's format matches its suffix.",
     )
 
@@ -487,9 +488,13 @@ def find_bad_json(path: Path) -> str | None:
     return None
 
 
-def _explain_hub_error(
+def explain_hub_error(
     exc: Exception, source: SourceSpec, what: str, field_name: str, local_example: str = LOCAL_EXAMPLE
 ) -> ConfigError:
+    """Turn a ``datasets`` Hub failure into one paragraph: offline cache miss, unknown name, config, split.
+
+    Fine-tuning data passes its own ``local_example`` so the offline fix names a chat file.
+    """
     text = f"{type(exc).__name__}: {exc}"
     if offline_by_env() and any(
         s in text
@@ -519,14 +524,14 @@ def _explain_hub_error(
         )
     if "Config name is missing" in text or "BuilderConfig" in text:
         return ConfigError(
-            field_name, f"{what}: {_first_line(exc)} Fix: add the config as `hf:{source.target}:CONFIG`."
+            field_name, f"{what}: {first_line(exc)} Fix: add the config as `hf:{source.target}:CONFIG`."
         )
     if "Unknown split" in text or "Bad split" in text:
         return ConfigError(
-            field_name, f"{what}: {_first_line(exc)} Fix: choose the split with `hf:{source.target}@SPLIT`."
+            field_name, f"{what}: {first_line(exc)} Fix: choose the split with `hf:{source.target}@SPLIT`."
         )
     return ConfigError(
         field_name,
-        f"{what} could not be loaded: {_first_line(exc)} Fix: check the name, "
+        f"{what} could not be loaded: {first_line(exc)} Fix: check the name, "
         "config and split, or use local files.",
     )

@@ -1,7 +1,9 @@
 """Data source specs: one small language for the CLI, config files and the console.
 
 Torch-free and ``datasets``-free, so the console can parse and check a spec while the user types.
-Loading lives in :mod:`engine.data.sources`; this module only says *what* to load.
+Loading lives in :mod:`engine.data.sources`; this module only says *what* to load. The pieces of
+the syntax it shares with the fine-tuning chat spec (the ``?key=value`` tail, ``hf:`` names,
+weights, numbers) are read by :mod:`engine.data.grammar`.
 
 String form (``canvas data prepare --data SPEC``, ``data = "SPEC"`` in TOML)::
 
@@ -39,13 +41,13 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from engine.config.errors import ConfigError
+from engine.data import grammar
 
 #: What ``canvas train`` and the demo use when no data is named: needs no network.
 DEFAULT_SPEC = "embedded"
@@ -178,9 +180,6 @@ PRESETS: dict[str, Preset] = {
 }
 _ALIASES = {"owt": "openwebtext", "c4-en": "c4", "readme": "owt+c4"}
 
-_WEIGHT_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*(.*)$", re.S)
-_OPTIONS_RE = re.compile(r"^[A-Za-z_]+=[^&=]*(?:&[A-Za-z_]+=[^&=]*)*$")
-
 
 def _fmt_weight(weight: float) -> str:
     return f"{weight:g}"
@@ -204,22 +203,17 @@ def parse_spec(text: str | None, *, field_name: str = "data") -> DataSpec:
 
 def _parse_source(raw: str, field_name: str) -> list[SourceSpec]:
     weight: float | None = None
-    body = raw
-    match = _WEIGHT_RE.match(raw)
-    if match:
-        weight = _positive_float(match.group(1), raw, field_name)
-        body = match.group(2).strip()
+    weight_text, body = grammar.split_weight(raw)
+    if weight_text is not None:
+        weight = grammar.positive_float(weight_text, raw, field_name)
     options: dict[str, str] = {}
-    head, sep, tail = body.rpartition("?")
-    if sep and _OPTIONS_RE.match(tail):
+    head, tail = grammar.split_options(body)
+    if tail is not None and grammar.is_option_list(tail):
         body = head
-        for pair in tail.split("&"):
-            key, _, value = pair.partition("=")
-            options[key] = value
-    head, sep, tail = body.rpartition("#")
-    if sep and tail and "/" not in tail and "\\" not in tail:
-        body = head
-        options.setdefault("column", tail)
+        options = grammar.parse_options(tail)
+    body, column = grammar.split_column(body)
+    if column is not None:
+        options.setdefault("column", column)
     if weight is not None:
         options.setdefault("weight", str(weight))
     return _build(body, options, raw, field_name)
@@ -236,11 +230,11 @@ def _build(body: str, options: Mapping[str, Any], raw: str, field_name: str) -> 
     fields: dict[str, Any] = {}
     for key, value in options.items():
         if key == "limit":
-            fields[key] = None if value in (None, "") else _positive_int(value, raw, field_name)
+            fields[key] = None if value in (None, "") else grammar.positive_int(value, raw, field_name)
         elif key == "weight":
-            fields[key] = None if value in (None, "") else _positive_float(value, raw, field_name)
+            fields[key] = None if value in (None, "") else grammar.positive_float(value, raw, field_name)
         elif key == "streaming":
-            fields[key] = _boolean(value, raw, field_name)
+            fields[key] = grammar.boolean(value, raw, field_name)
         elif key == "sample_by":
             if value not in SAMPLE_BY:
                 raise ConfigError(
@@ -278,18 +272,10 @@ def _build(body: str, options: Mapping[str, Any], raw: str, field_name: str) -> 
                 f"out with a weight each (`canvas data sources` shows them).",
             )
         return [replace(s, preset=preset_name, **fields) for s in expanded]
-    if lower.startswith("hf:"):
-        rest = name[3:]
-        name_cfg, _, split = rest.partition("@")
-        repo, _, config = name_cfg.partition(":")
-        if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", repo or ""):
-            raise ConfigError(
-                field_name,
-                f"data source {raw!r}: {repo!r} is not a Hub dataset name. Fix: "
-                "write `hf:NAME[:CONFIG][@SPLIT]`, e.g. `hf:allenai/c4:en@train`.",
-            )
-        spec_fields = {"config": config or None, "split": split or "train", **fields}
-        return [SourceSpec(kind="hf", target=repo, **spec_fields)]
+    if grammar.is_hub_target(name):
+        hub = grammar.parse_hub_target(name, raw, field_name)
+        spec_fields = {"config": hub.config, "split": hub.split, **fields}
+        return [SourceSpec(kind="hf", target=hub.name, **spec_fields)]
     if not name:
         raise ConfigError(
             field_name,
@@ -387,49 +373,6 @@ def _checked(spec: DataSpec, field_name: str) -> DataSpec:
                 "size is unknown and a weight cannot be applied. Fix: add `&limit=N`.",
             )
     return spec
-
-
-def _positive_int(value: Any, raw: str, field_name: str) -> int:
-    try:
-        number = int(str(value).replace("_", ""))
-    except ValueError:
-        number = 0
-    if number <= 0:
-        raise ConfigError(
-            field_name,
-            f"data source {raw!r}: limit={value!r} is not a positive whole "
-            "number. Fix: e.g. `?limit=250000`.",
-        )
-    return number
-
-
-def _positive_float(value: Any, raw: str, field_name: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        raise ConfigError(
-            field_name,
-            f"data source {raw!r}: weight {value!r} is not a positive number. "
-            "Fix: e.g. `0.7*a.txt,0.3*b.txt`.",
-        )
-    return number
-
-
-def _boolean(value: Any, raw: str, field_name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(
-        field_name,
-        f"data source {raw!r}: streaming={value!r} is not a yes/no value. "
-        "Fix: `streaming=1` or `streaming=0`.",
-    )
 
 
 # --- local paths: cheap checks the console can run while typing ---------------------------------

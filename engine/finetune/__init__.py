@@ -2,9 +2,9 @@
 
 One module a concern:
 
-- :mod:`engine.finetune.conversations` — conversational data: the spec (``embedded``, ``guanaco``,
-  ``oasst1``, local JSONL, Hub datasets), the row formats, validation and the held-out split.
-  Torch-free.
+- :mod:`engine.finetune.chat_data` — conversational data, a module a job: the spec (``embedded``,
+  ``guanaco``, ``oasst1``, local JSONL, Hub datasets), reading sources, the row formats,
+  validation and the held-out split. Torch-free.
 - :mod:`engine.finetune.embedded_chat` — the embedded conversations built offline from the
   standard library's documentation. Torch-free.
 - :mod:`engine.finetune.chat_format` — chat templates and the assistant-only label mask.

@@ -120,11 +120,13 @@ def _find_run(ref: str):
 
 
 def _from_run(run, checkpoint: str, field_name: str) -> BaseModel:
+    from engine.runs.meta import RunKind
+
     meta = run.read_meta()
-    if meta.get("kind") != "pretrain":
+    if meta.kind != RunKind.PRETRAIN:
         raise ConfigError(
             field_name,
-            f"run {run.id} is a {meta.get('kind')} run; a base must be a "
+            f"run {run.id} is a {meta.kind} run; a base must be a "
             "pre-training run (or a model folder / Hub id). Fix: pass a pretrain run id.",
         )
     found = resolve_checkpoint(run.checkpoints_dir, checkpoint)
@@ -134,19 +136,20 @@ def _from_run(run, checkpoint: str, field_name: str) -> BaseModel:
         have = [p.name for _, p in list_checkpoints(run.checkpoints_dir)]
         raise ConfigError(
             field_name,
-            f"run {run.id} ({meta.get('name')}) has no checkpoint {checkpoint!r} "
+            f"run {run.id} ({meta.name}) has no checkpoint {checkpoint!r} "
             f"to fine-tune (it has {have or 'none yet'}). Fix: let it reach a checkpoint "
             "(`canvas checkpoint RUN` asks for one) or set base_checkpoint.",
         )
-    return BaseModel("ours", meta.get("name") or run.id, found, run=run.id)
+    return BaseModel("ours", meta.name or run.id, found, run=run.id)
 
 
 def _newest_run(checkpoint: str, field_name: str) -> BaseModel:
+    from engine.runs.meta import RunKind
     from engine.runs.store import RunStoreError, list_runs
 
     for run in reversed(list_runs()):
         try:
-            if run.read_meta().get("kind") == "pretrain" and list_checkpoints(run.checkpoints_dir):
+            if run.read_meta().kind == RunKind.PRETRAIN and list_checkpoints(run.checkpoints_dir):
                 return _from_run(run, checkpoint, field_name)
         except (OSError, ValueError, ConfigError, RunStoreError):  # unreadable: try the next
             continue

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.data.embedded import _SKIP_DIRS, stdlib_root
+from engine.data.embedded import SKIP_DIRS, stdlib_root
 from engine.locations import cache_dir
 
 #: Bump when the conversations change, so cached copies are rebuilt.
@@ -54,7 +54,7 @@ EMBEDDED_SOURCE = (
 Conversation = list[dict[str, str]]
 
 #: Besides the pre-training corpus' exclusions: IDLE, generated codecs and bundled installers.
-_SKIP = _SKIP_DIRS | {"idlelib", "encodings", "ensurepip", "pydoc_data", "distutils"}
+_SKIP = SKIP_DIRS | {"idlelib", "encodings", "ensurepip", "pydoc_data", "distutils"}
 _MIN_ANSWER = 40
 _MAX_ANSWER = 800
 _MAX_SIGNATURE = 200

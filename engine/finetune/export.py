@@ -32,10 +32,10 @@ TOKENIZER_FILES = (
 def base_source(run: RunDir) -> str:
     """The base this run trained on: recorded at its start, or found again from its config."""
     meta = run.read_meta()
-    recorded = meta.get("base_source")
+    recorded = meta.base_source
     if recorded and (Path(recorded).is_dir() or not Path(recorded).is_absolute()):
         return recorded
-    cfg = FinetuneConfig.from_dict(meta["config"])
+    cfg = FinetuneConfig.from_dict(meta.config)
     return hf_source(resolve_base(cfg.base, cfg.base_checkpoint), run.path)
 
 
@@ -72,7 +72,7 @@ def export_merged(
     run: RunDir, checkpoint: Path, out: Path, *, dtype: torch.dtype = torch.float32, overwrite: bool = False
 ) -> Path:
     """Merge the checkpoint's adapter into the full-precision base and save a transformers folder."""
-    cfg = FinetuneConfig.from_dict(run.read_meta()["config"])
+    cfg = FinetuneConfig.from_dict(run.read_meta().config)
     source = base_source(run)
     model = load_with_adapter(source, checkpoint, cfg, torch.device("cpu"), dtype, quantize=False)
     merged = model.merge_and_unload()

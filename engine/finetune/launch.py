@@ -1,4 +1,8 @@
-"""Starting a fine-tune as a detached engine process. Torch-free: the console calls this."""
+"""Creating a fine-tune's run directory and launching its engine detached. Torch-free.
+
+Front ends call :func:`engine.finetune.preflight.start`, which preflights the config (and pins the
+base) before it calls :func:`start_finetune_run`, so bad input never leaves a run directory behind.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from collections.abc import Mapping
 
 from engine.config.finetune import FinetuneConfig
 from engine.runs import create_run, launch_detached
+from engine.runs.meta import RunKind
 from engine.runs.process import python_argv
 from engine.runs.store import RunDir
 
 WORKER = "engine.finetune.worker"
-KIND = "finetune"
+KIND = RunKind.FINETUNE
 
 
 def worker_argv(run_dir: str, resume: bool = False) -> list[str]:

@@ -1,7 +1,11 @@
-"""Every check a fine-tune can pass without loading a model: run by ``canvas finetune`` before it
-launches anything, and again by the engine before it loads the base. Torch-free.
+"""Check and start a fine-tune: the one path ``canvas finetune`` and the console take. Torch-free.
 
-What it catches: a base that is not a model (or an unreachable Hub id), conversational data with
+:func:`preflight` is every check a fine-tune can pass without loading a model; :func:`start` runs
+it, then creates the run directory, then launches the detached engine, so a refused fine-tune leaves
+nothing behind. The engine runs the same checks again before it loads the base.
+
+What it catches: a device this machine does not have (or a compute dtype its torch build cannot
+do), a base that is not a model (or an unreachable Hub id), conversational data with
 missing fields or a chat ending on a user turn (local and embedded data are read whole: they
 are small next to a model), and LoRA target modules the base does not have (from the weight
 file headers). It also pins the base: "the newest run" or a relative path becomes the exact run
@@ -10,12 +14,17 @@ id or absolute folder, so the engine fine-tunes what was checked even if the sto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from engine.config.finetune import FinetuneConfig
 from engine.data.sources import offline_by_env
 from engine.finetune.base import BaseModel, lora_targets, resolve_base, weight_shapes
-from engine.finetune.conversations import check_chat_spec, load_conversations, parse_chat_spec
+from engine.finetune.chat_data.load import load_conversations
+from engine.finetune.chat_data.sources import check_chat_spec
+from engine.finetune.chat_data.spec import parse_chat_spec
+from engine.preflight import Started, check_device
+from engine.runs.meta import RunKind
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,8 @@ class Preflight:
     base: BaseModel
     targets: list[str] | str
     conversations: int | None  # None: Hub data, counted when the engine loads it
+    warnings: tuple[str, ...] = ()
+    kind: RunKind = RunKind.FINETUNE
 
     def summary(self) -> str:
         targets = self.targets if isinstance(self.targets, str) else ", ".join(self.targets)
@@ -45,14 +56,17 @@ def pinned_base(base: BaseModel) -> str:
     return str(base.path) if base.path is not None else base.name
 
 
-def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bool = False) -> Preflight:
-    """Check ``cfg`` against the base and the data; a :class:`ConfigError` names what is wrong.
+def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bool = True) -> Preflight:
+    """Check ``cfg`` against this machine, the base and the data; a :class:`ConfigError` names what
+    is wrong and the fix.
 
+    ``read_data``: read local and embedded conversations whole (they are small next to a model).
     ``read_hub_cache``: with ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, Hub data can only
-    come from the local cache, so read it now (the CLI does; it imports ``datasets``, which the
-    console avoids) and a cache miss is refused before a run exists.
+    come from the local cache, so read it now (this imports ``datasets``, never torch) and refuse a
+    cache miss before a run exists. Every front end keeps both on, so they refuse the same input.
     """
     cfg.validate()
+    check_device(cfg.device, "compute_dtype", cfg.compute_dtype)
     spec = parse_chat_spec(cfg.data)
     check_chat_spec(spec)
     base = resolve_base(cfg.base, cfg.base_checkpoint)
@@ -67,3 +81,16 @@ def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bo
         base_checkpoint=base.path.name if base.run and base.path else cfg.base_checkpoint,
     )
     return Preflight(pinned, base, targets, count)
+
+
+def start(cfg: FinetuneConfig, name: str | None = None, *, env: Mapping[str, str] | None = None) -> Started:
+    """Preflight ``cfg``, then create the run directory (the base pinned to what was checked) and
+    launch its engine detached; returns at once with the run and what was checked.
+
+    Raises :class:`ConfigError` (bad input: nothing was created) or
+    :class:`~engine.runs.store.RunStoreError` (the run store or the engine's start failed).
+    """
+    from engine.finetune import launch
+
+    checked = preflight(cfg)
+    return Started(launch.start_finetune_run(checked.config, name, env=env), checked)

@@ -1,11 +1,12 @@
 """The QLoRA fine-tune: conversations in, an adapter out, on the loop pre-training uses.
 
-Everything a pre-training run has comes from :class:`engine.train.loop.TrainingLoop` (events,
-TensorBoard, validation, checkpoints, stop / checkpoint-now, NaN and OOM guard rails); this file
-supplies what differs: the base loaded quantised with LoRA adapters, batches of formatted
-conversations, and a loss over assistant tokens only, normalised by the assistant tokens of the
-whole optimizer step (not averaged per micro-batch, which would weigh a short reply as much as a
-long one when micro-batches differ in length).
+Everything a pre-training run has comes from :class:`engine.train.loop.TrainingLoop` and the
+components beside it (events, TensorBoard, validation, checkpoints, stop / checkpoint-now, the
+update step, NaN and OOM guard rails); this file assembles them and supplies what differs: the
+base loaded quantised with LoRA adapters, batches of formatted conversations, and a loss over
+assistant tokens only, normalised by the assistant tokens of the whole optimizer step (not
+averaged per micro-batch, which would weigh a short reply as much as a long one when micro-batches
+differ in length).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
 from engine.finetune.base import BaseModel, is_hub_id, resolve_base
 from engine.finetune.batches import ChatBatches
+from engine.finetune.chat_data.load import load_conversations
+from engine.finetune.chat_data.spec import parse_chat_spec
+from engine.finetune.chat_data.split import split_conversations
 from engine.finetune.chat_format import ChatFormatter, encode_all
-from engine.finetune.conversations import load_conversations, parse_chat_spec, split_conversations
 from engine.finetune.qlora import (
     ADAPTER_FILES,
     add_lora,
@@ -38,11 +41,24 @@ from engine.finetune.qlora import (
     save_adapter,
 )
 from engine.runs.session import EngineSession
-from engine.train.checkpoint import TRAINER_FILE, load_trainer_state
+from engine.train.checkpoint import TRAINER_FILE, TrainerState, load_trainer_state
+from engine.train.checkpointer import Checkpointer
 from engine.train.layout import read_pointer, resolve_checkpoint
-from engine.train.loop import DistInfo, StepResult, TrainingLoop, TrainingStopped, pick_device
+from engine.train.loop import (
+    DistInfo,
+    LoopParts,
+    RunControl,
+    StepResult,
+    TrainingLoop,
+    TrainingStopped,
+    pick_device,
+    run_guarded,
+)
 from engine.train.optim import CosineSchedule
 from engine.train.precision import Precision, choose_precision, enable_fast_matmul
+from engine.train.progress import Progress
+from engine.train.recorder import Observer, RunRecorder, telemetry
+from engine.train.update import OptimizerUpdate
 
 IGNORE = -100
 
@@ -91,7 +107,9 @@ def labelled(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
-class FinetuneTrainer(TrainingLoop):
+class FinetuneTrainer:
+    """A QLoRA fine-tune: the base, adapters, chat batches and loss assembled into the shared loop."""
+
     def __init__(
         self,
         cfg: FinetuneConfig,
@@ -100,12 +118,41 @@ class FinetuneTrainer(TrainingLoop):
         *,
         resume: bool = False,
         dist_info: DistInfo | None = None,
+        observer: Observer | None = None,
     ) -> None:
-        super().__init__(cfg, run_dir, session, resume=resume, dist_info=dist_info)
+        self.cfg = cfg.validate()
+        self.run_dir = Path(run_dir)
+        self.session = session
+        self.resume = resume
+        self.dist = dist_info or DistInfo()
         if self.dist.world_size > 1:
             raise TrainingStopped(
                 "fine-tuning runs in one process (one GPU): QLoRA fits a 7B model on a "
                 "single GPU. Fix: run without --nproc / torchrun."
+            )
+        self.recorder = RunRecorder(session, observer)
+        self.checkpoints = self.run_dir / "checkpoints"
+        self.checkpointer = Checkpointer(self.checkpoints, cfg.keep_checkpoints, self.recorder)
+        self.device: torch.device | None = None
+        self.loop: TrainingLoop | None = None
+
+    @property
+    def step(self) -> int:
+        return self.loop.progress.step if self.loop else 0
+
+    @property
+    def best_val(self) -> float:
+        return self.loop.progress.best_val if self.loop else math.inf
+
+    def run(self) -> None:
+        with telemetry(self.cfg, self.session, self.run_dir, pick_device(self.cfg.device, self.dist)):
+            run_guarded(
+                self.cfg,
+                self.recorder,
+                setup=self.setup,
+                before_first_step=self.before_first_step,
+                oom_advice=self.oom_advice,
+                device=lambda: self.device,
             )
 
     # ------------------------------------------------------------------------------ set-up
@@ -116,7 +163,7 @@ class FinetuneTrainer(TrainingLoop):
         self.formatter = ChatFormatter(tokenizer, cfg.chat_template)
         self.train_examples, stats = encode_all(train, self.formatter, cfg.seq_len)
         self.val_examples = encode_all(val, self.formatter, cfg.seq_len)[0] if val else []
-        self.log(
+        self.recorder.log(
             f"data: {len(conversations):,} conversations ({len(train):,} train, {len(val):,} held out); "
             f"{stats.examples:,} training examples, {stats.assistant_tokens:,} of {stats.tokens:,} "
             f"tokens are the assistant's (the loss falls on those); {stats.truncated:,} truncated to "
@@ -146,7 +193,8 @@ class FinetuneTrainer(TrainingLoop):
                 return BaseModel("folder", f"{self.cfg.base} (exported)", exported)
             raise
 
-    def setup(self) -> None:
+    def setup(self) -> TrainingLoop:
+        """Build every component (in the order exact resume depends on) and the loop over them."""
         cfg = self.cfg
         self.device = pick_device(cfg.device, self.dist)
         if self.device.type == "cuda":
@@ -161,36 +209,40 @@ class FinetuneTrainer(TrainingLoop):
         self._data(self.tokenizer)
         targets = resolve_targets(cfg, self.source)
         compute = self.precision.dtype or torch.float32
-        self.emit("progress", phase="loading the base", done=0, total=None, unit="steps", rate=None, eta=None)
-        self.log(
+        self.recorder.emit(
+            "progress", phase="loading the base", done=0, total=None, unit="steps", rate=None, eta=None
+        )
+        self.recorder.log(
             f"loading base {self.base.describe()} ({cfg.quantization}); a 7B model takes minutes, and "
             "a Hub model is downloaded into the Hugging Face cache first"
         )
         started = time.perf_counter()
         model = load_base_model(self.source, cfg, self.device, compute)
         elapsed = time.perf_counter() - started
-        self.emit("progress", phase="loading the base", done=1, total=1, unit="steps", rate=None, eta=0.0)
-        self.log(f"base loaded in {elapsed:.1f} s")
+        self.recorder.emit(
+            "progress", phase="loading the base", done=1, total=1, unit="steps", rate=None, eta=0.0
+        )
+        self.recorder.log(f"base loaded in {elapsed:.1f} s")
         torch.manual_seed(cfg.seed)  # the adapters' initialisation
         self.model = add_lora(model, cfg, targets)
         self.trainable, self.n_params = parameter_counts(self.model)
         self.plain_head = getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS
-        self.total = finetune_steps(cfg, self.batches.batches_per_epoch)
-        self.schedule = CosineSchedule(cfg.lr, self.total, warmup_steps(cfg, self.total), cfg.min_lr_ratio)
+        total = finetune_steps(cfg, self.batches.batches_per_epoch)
+        self.schedule = CosineSchedule(cfg.lr, total, warmup_steps(cfg, total), cfg.min_lr_ratio)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
-        self.scaler = self.precision.grad_scaler()
-        self.start_progress()
+        self.update = OptimizerUpdate(
+            self.optimizer,
+            [p for p in self.model.parameters() if p.requires_grad],
+            grad_clip=cfg.grad_clip,
+            precision=self.precision,
+        )
         if self.resume:
-            self._restore()
+            progress = self._restore()
         else:
+            progress = Progress()
             torch.manual_seed(cfg.seed)
-        if self.session is not None:
-            self.session.run.update_meta(
-                total_steps=self.total, base_source=self.source, base=self.base.describe()
-            )
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+        self.recorder.update_meta(total_steps=total, base_source=self.source, base=self.base.describe())
+        self.recorder.open_tensorboard(self.run_dir, progress.step)
         quant = (
             cfg.quantization
             if cfg.quantization == "none"
@@ -200,7 +252,7 @@ class FinetuneTrainer(TrainingLoop):
             ).strip()
         )
         tokens_per_step = cfg.micro_batch * cfg.seq_len * cfg.grad_accum
-        self.emit(
+        self.recorder.emit(
             "run_info",
             config=cfg.to_dict(),
             params=self.n_params,
@@ -208,40 +260,64 @@ class FinetuneTrainer(TrainingLoop):
             precision=self.precision.name,
             precision_reason=self.precision.reason,
             device=str(self.device),
-            total_steps=self.total,
+            total_steps=total,
             tokens_per_step=tokens_per_step,
             compiled=False,
-            resumed_from=self.resumed_from,
+            resumed_from=progress.resumed_from,
             base=self.base.describe(),
             quantization=quant,
             lora_targets=targets if isinstance(targets, str) else ",".join(targets),
             chat_template=self.formatter.name,
         )
-        self.log(
+        self.recorder.log(
             f"base {self.base.describe()}: {self.n_params:,} parameters ({quant}), LoRA r={cfg.lora_r} "
             f"alpha={cfg.lora_alpha} on {targets if isinstance(targets, str) else ', '.join(targets)}: "
             f"{self.trainable:,} trainable ({100 * self.trainable / max(1, self.n_params):.2f}%); "
-            f"{self.precision.name} compute ({self.precision.reason}); {self.total} steps on "
+            f"{self.precision.name} compute ({self.precision.reason}); {total} steps on "
             f"{self.device}"
         )
         self.model.train()
+        parts = LoopParts(
+            device=self.device,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            update=self.update,
+            loader=self.batches,
+            total=total,
+            train_step=self.train_step,
+            evaluate=self.evaluate,
+            write_checkpoint=self.write_checkpoint,
+            on_finished=self.on_finished,
+        )
+        self.loop = TrainingLoop(
+            cfg,
+            parts,
+            progress,
+            recorder=self.recorder,
+            checkpointer=self.checkpointer,
+            control=RunControl(self.session, self.dist, self.device),
+            dist_info=self.dist,
+        )
+        return self.loop
 
-    def _restore(self) -> None:
-        path = self.last_checkpoint()
+    def _restore(self) -> Progress:
+        path = self.checkpointer.last()
         load_adapter_weights(self.model, path)
         state = load_trainer_state(path)
         self.optimizer.load_state_dict(state.optimizer)
-        self.restore_progress(path, state, self.batches)
+        progress = Progress.resume(state, self.update, self.batches)
+        self.recorder.log(f"resumed from {path.name} (step {state.step})")
+        return progress
 
     def before_first_step(self) -> None:
         """The base's own validation loss as step 0: the figure the fine-tune has to beat."""
-        if self.resumed_from is not None:
+        if self.loop is None or self.loop.progress.resumed_from is not None:
             return
         val = self.evaluate()
         if val is not None:
-            self.emit("eval", step=0, val_loss=val, perplexity=math.exp(min(val, 50.0)))
-            self.tb.add_scalar("val/loss", val, 0)
-            self.log(f"validation loss of the base before fine-tuning: {val:.4f}")
+            self.recorder.emit("eval", step=0, val_loss=val, perplexity=math.exp(min(val, 50.0)))
+            self.recorder.scalar("val/loss", val, 0)
+            self.recorder.log(f"validation loss of the base before fine-tuning: {val:.4f}")
 
     # ------------------------------------------------------------------------------ steps
     def _loss_sum(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -257,22 +333,11 @@ class FinetuneTrainer(TrainingLoop):
         loss_sum = torch.zeros((), device=self.device)
         for batch in batches:
             loss = self._loss_sum(batch) / n_labels
-            self.scaler.scale(loss).backward()
+            self.update.backward(loss)
             loss_sum += loss.detach()
-        self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        loss_value, norm_value = loss_sum.item(), norm.item()
-        fp16_overflow = self.precision.name == "fp16" and math.isfinite(loss_value)
-        applied = math.isfinite(loss_value) and (math.isfinite(norm_value) or fp16_overflow)
-        if applied:
-            self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
         tokens = sum(self.batches.tokens_in(b) for b in batches)
         samples = sum(int(b["input_ids"].shape[0]) for b in batches)
-        return StepResult(loss_value, norm_value, applied and math.isfinite(norm_value), tokens, samples)
+        return self.update(loss_sum, tokens, samples)
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -301,9 +366,8 @@ class FinetuneTrainer(TrainingLoop):
         return (total / max(1, count)).item()
 
     # ------------------------------------------------------------------------------ checkpoints
-    def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
+    def write_checkpoint(self, directory: Path, state: TrainerState, weights: dict | None) -> None:
         save_adapter(self.model, directory, self.base_name())
-        state = self.progress_state(self.optimizer.state_dict(), self.batches)
         torch.save(state.__dict__, directory / TRAINER_FILE)
 
     def base_name(self) -> str:
@@ -326,9 +390,6 @@ class FinetuneTrainer(TrainingLoop):
             tips.append("use optimizer=paged_adamw_8bit")
         return ", ".join(tips[:-1]) + (", or " if len(tips) > 1 else "") + tips[-1] + "."
 
-    def epoch_progress(self) -> float:
-        return self.batches.epoch + self.batches.step / self.batches.batches_per_epoch
-
     def on_finished(self) -> None:
         """Publish the adapter: ``<run>/adapter/`` holds the best checkpoint's (the last without
         validation) plus the tokenizer, the folder ``PeftModel.from_pretrained`` and chat load."""
@@ -342,9 +403,8 @@ class FinetuneTrainer(TrainingLoop):
         with atomic_path(out) as tmp:
             size = copy_adapter(src, tmp)
             self.tokenizer.save_pretrained(str(tmp))
-        if self.session is not None:
-            self.session.run.update_meta(adapter="adapter", adapter_bytes=size, adapter_from=src.name)
-        self.log(
+        self.recorder.update_meta(adapter="adapter", adapter_bytes=size, adapter_from=src.name)
+        self.recorder.log(
             f"adapter ({which} checkpoint, {src.name}): {size / 2**20:.1f} MiB in {out} "
             f"(`canvas export {self.run_dir.name} --merged OUT` writes a merged model)"
         )

@@ -13,17 +13,22 @@ from pathlib import Path
 
 from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
+from engine.preflight import check_resume
 from engine.runs.session import run_context
 from engine.runs.store import RunDir
 
 
 def run_finetune(run: RunDir, *, resume: bool = False, install_signals: bool = True) -> None:
+    """Fine-tune the run described by ``run.json``; a resume without a checkpoint is refused first
+    (:func:`check_resume`), before the base model is loaded or the conversations are read."""
     from engine.finetune.trainer import FinetuneTrainer
     from engine.train.loop import TrainingStopped
 
-    cfg = FinetuneConfig.from_dict(run.read_meta()["config"])
+    cfg = FinetuneConfig.from_dict(run.read_meta().config)
     with run_context(run, install_signals=install_signals) as session:
         try:
+            if resume:
+                check_resume(run)
             FinetuneTrainer(cfg, run.path, session, resume=resume).run()
         except (TrainingStopped, ConfigError) as exc:  # explained failures: no traceback
             session.set_outcome("failed", str(exc))

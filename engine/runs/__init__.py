@@ -5,7 +5,8 @@ Console side: :func:`create_run`, :func:`launch_detached`, :func:`resolve_run`, 
 :func:`run_status`, :func:`summarize`, :class:`EventReader`, :func:`stop_run`,
 :func:`request_checkpoint`, :func:`resume_run`, :func:`delete_run`.
 Engine side: :func:`run_context` (an :class:`EngineSession` with ``emit``, ``stop_requested``,
-``checkpoint_requested()``), :func:`atomic_path` for checkpoints. Schema: :mod:`engine.runs.events`.
+``checkpoint_requested()``), :func:`atomic_path` for checkpoints. Schemas: :mod:`engine.runs.events`
+(events.jsonl) and :mod:`engine.runs.meta` (run.json: :class:`RunMeta`, :class:`RunKind`).
 """
 
 from engine.runs.control import (
@@ -19,6 +20,7 @@ from engine.runs.control import (
 )
 from engine.runs.events import SCHEMA_VERSION
 from engine.runs.ids import new_run_id
+from engine.runs.meta import RUN_SCHEMA_VERSION, RunKind, RunMeta
 from engine.runs.process import ProcessIdentity, identify, is_alive, python_argv
 from engine.runs.reader import EventReader, LineTail, downsample, tail_text
 from engine.runs.session import EngineSession, EventWriter, run_context
@@ -26,6 +28,7 @@ from engine.runs.status import RunStatus, RunSummary, run_status, summarize
 from engine.runs.store import RunDir, RunStoreError, atomic_path, create_run, list_runs, resolve_run
 
 __all__ = [
+    "RUN_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "EngineSession",
     "EventReader",
@@ -33,6 +36,8 @@ __all__ = [
     "LineTail",
     "ProcessIdentity",
     "RunDir",
+    "RunKind",
+    "RunMeta",
     "RunStatus",
     "RunStoreError",
     "RunSummary",

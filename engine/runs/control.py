@@ -22,7 +22,7 @@ from pathlib import Path
 from engine.runs.process import ProcessIdentity, identify, send_signal, spawn_detached
 from engine.runs.session import CONTROL_REQUESTS, RUN_DIR_ENV
 from engine.runs.status import RunStatus, run_status
-from engine.runs.store import RunDir, RunStoreError, now_iso, write_json_atomic
+from engine.runs.store import RunDir, RunStoreError, now_iso
 
 
 def launch_detached(
@@ -42,8 +42,7 @@ def launch_detached(
     if not argv:
         raise RunStoreError("no engine command to launch")
     argv = [str(a) for a in argv]
-    meta = run.read_meta()
-    attempt = int(meta.get("attempts") or 0) + 1
+    attempt = run.read_meta().attempts + 1
     run.update_meta(
         status="starting",
         message="",
@@ -69,9 +68,8 @@ def launch_detached(
     identity = identify(proc.pid)
     with run.locked():
         meta = run.read_meta()
-        if meta.get("pid") is None and meta.get("status") == "starting" and identity is not None:
-            meta.update(identity.as_meta())
-            write_json_atomic(run.run_json, meta)
+        if meta.pid is None and meta.status == "starting" and identity is not None:
+            run.write_meta(meta.with_changes(**identity.as_meta()))
     return proc.pid
 
 
@@ -133,7 +131,7 @@ def wait_for_end(run: RunDir, timeout: float | None = None, poll: float = 0.1) -
 
 def resume_argv(run: RunDir) -> list[str] | None:
     """The recorded resume command line with ``{run_dir}`` filled in, or None."""
-    argv = run.read_meta().get("resume_argv")
+    argv = run.read_meta().resume_argv
     if not argv:
         return None
     return [str(a).replace("{run_dir}", str(run.path)) for a in argv]
@@ -149,8 +147,7 @@ def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
     with run.locked():  # claim the run, so two consoles resuming at once start one engine
         status = run_status(run, tail=0)
         _check_resumable(run, status)
-        meta = run.read_meta()
-        meta.update(
+        meta = run.read_meta().with_changes(
             status="starting",
             pid=None,
             pid_start_time=None,
@@ -159,7 +156,7 @@ def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
             resumed=now_iso(),
             resumed_from=status.state,
         )
-        write_json_atomic(run.run_json, meta)
+        run.write_meta(meta)
     return launch_detached(run, resume_argv(run) or [], env)
 
 

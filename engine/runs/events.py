@@ -6,8 +6,16 @@ each known type are the dataclasses below, each with its units. Torch-free and d
 
 Compatibility rules, so an old console can read a new engine's runs and the other way round:
 
-- Readers ignore types they do not know (:func:`decode` returns None) and fields they do not know
-  (dropped by :func:`decode`); a missing field reads as None.
+- Readers ignore fields they do not know (dropped when decoding) and a missing field reads as its
+  default (None for a required one). A value of the wrong kind (a string where a number belongs)
+  reads as None, and the writer's spelling of non-finite floats (``"nan"``, ``"inf"``) decodes
+  back to a float, so a typed attribute holds what its annotation says, or None.
+- Types a reader does not know are *surfaced, not dropped*: :func:`decode_any` (and
+  :meth:`engine.runs.reader.EventReader.read_events`) turn them into an :class:`UnknownEvent`
+  carrying the raw record, which readers skip (the dashboard, ``canvas logs``) or print whole
+  (``canvas logs --raw``). :func:`decode` returns None for them instead. A line that is not a
+  JSON object with a string ``type`` at all is not an event: the reader counts it
+  (:attr:`engine.runs.reader.EventReader.skipped`) so a front end can say so once.
 - Adding a type or an optional field does not change :data:`SCHEMA_VERSION`. Renaming or changing
   the meaning or unit of a field does, and readers then branch on ``v``.
 - The writer (:class:`engine.runs.session.EventWriter`) is strict about *known* types: an unknown
@@ -18,6 +26,7 @@ Compatibility rules, so an old console can read a new engine's runs and the othe
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,10 +42,19 @@ FINAL_STATES = ("finished", "stopped", "failed")
 
 @dataclass
 class Event:
-    """Base of all event types: ``t`` is the wall-clock time (unix seconds) the engine wrote it."""
+    """Base of all event types: ``t`` is the wall-clock time (unix seconds) the engine wrote it.
+
+    Readers use attributes (``event.loss``) and ``isinstance`` on the classes below; there is
+    deliberately no dict-style access, so a reader still written against raw records fails loudly.
+    """
 
     TYPE: ClassVar[str] = ""
     t: float | None = field(default=None, kw_only=True)
+
+    @property
+    def type(self) -> str:
+        """The ``type`` string of this event (of the line, for an :class:`UnknownEvent`)."""
+        return self.TYPE
 
 
 @dataclass
@@ -117,7 +135,8 @@ class Gpu(Event):
     ``CUDA_VISIBLE_DEVICES``); ``name`` the model; ``fan`` in percent; ``pstate`` the performance
     state (0 = P0, fastest). A field NVML cannot read on this GPU is None. When there is no GPU to
     sample the engine writes one event with ``index = -1`` and ``reason`` saying why ("no NVIDIA
-    driver: …", "no GPU visible: …"), and no further ``gpu`` events.
+    driver: …", "no GPU visible: …"), and no further ``gpu`` events. ``unavailable: true`` with a
+    real index says the same (older samplers wrote it so).
     """
 
     TYPE: ClassVar[str] = "gpu"
@@ -134,6 +153,7 @@ class Gpu(Event):
     fan: float | None = None
     pstate: int | None = None
     reason: str | None = None
+    unavailable: bool | None = None
 
 
 @dataclass
@@ -213,6 +233,18 @@ class RunInfo(Event):
     chat_template: str | None = None  # which template formats the conversations
 
 
+@dataclass
+class UnknownEvent(Event):
+    """A line of a type this reader does not know (a newer engine's, or another tool's), with the
+    whole ``record`` as read. Readers that show events skip it; ``canvas logs --raw`` prints it."""
+
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return str(self.record.get("type"))
+
+
 #: Every known type by its ``type`` string.
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls for cls in (Status, Metric, Eval, Checkpoint, Log, Gpu, System, Carbon, Progress, RunInfo)
@@ -272,21 +304,93 @@ def validate(event_type: str, fields: dict[str, Any]) -> None:
 
 def to_record(event: Event) -> dict[str, Any]:
     """The payload of a typed event as a dict with its ``type`` (envelope ``v``/``t`` added by the
-    writer)."""
+    writer). An :class:`UnknownEvent` gives back the record it was read from."""
+    if isinstance(event, UnknownEvent):
+        return dict(event.record)
     record = {"type": event.TYPE, **dataclasses.asdict(event)}
     if record.get("t") is None:
         record.pop("t", None)
     return record
 
 
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+def _kind(annotation: str) -> str:
+    """The kind of value a field holds, from its annotation (a string: postponed annotations)."""
+    for kind in ("dict", "bool", "float", "int", "str"):
+        if annotation.startswith(kind):
+            return kind
+    return "any"
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """``value`` as a field of ``kind`` allows, or None when it cannot be: readers then trust the
+    attribute's type."""
+    if value is None or kind == "any":
+        return value
+    if kind == "dict":
+        return value if isinstance(value, dict) else None
+    if kind == "bool":
+        return value if isinstance(value, bool) else None
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, str) and kind == "float":
+            return _NON_FINITE.get(value.strip().lower())
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+#: Per class: (name, kind, default, has a default) of each field, worked out once.
+_PLANS: dict[type, tuple[tuple[str, str, Any, bool], ...]] = {}
+#: Value types that need no coercion for each kind (the common case, checked by identity).
+_FAST = {"float": (float, int), "int": (int,), "str": (str,), "dict": (dict,), "bool": (bool,)}
+
+
+def _plan(cls: type[Event]) -> tuple[tuple[str, str, Any, bool], ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple(
+            (f.name, _kind(str(f.type)), f.default, f.default is not dataclasses.MISSING)
+            for f in dataclasses.fields(cls)
+            if f.default_factory is dataclasses.MISSING
+        )
+    return plan
+
+
+def _decode_known(cls: type[Event], record: dict[str, Any]) -> Event:
+    kwargs: dict[str, Any] = {}
+    for name, kind, default, has_default in _plan(cls):
+        if name in record:
+            value = record[name]
+            if value is not None and type(value) not in _FAST.get(kind, ()):
+                value = _coerce(kind, value)
+            if value is None and has_default:
+                value = default  # a wrong or null value reads as the default, like a missing one
+            kwargs[name] = value
+        elif not has_default:
+            kwargs[name] = None  # a required field the line lacks
+    return cls(**kwargs)
+
+
 def decode(record: dict[str, Any]) -> Event | None:
     """The typed event for a record read from ``events.jsonl``, or None for an unknown type.
 
-    Unknown fields are dropped and missing ones become None, so a record from a newer or older
-    engine still decodes.
+    Unknown fields are dropped, missing ones take their default (None for required ones) and
+    values of the wrong kind read as None, so a record from a newer or older engine still decodes.
     """
     cls = EVENT_TYPES.get(str(record.get("type")))
-    if cls is None:
-        return None
-    kwargs = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
-    return cls(**kwargs)
+    return None if cls is None else _decode_known(cls, record)
+
+
+def decode_any(record: dict[str, Any]) -> Event:
+    """Like :func:`decode`, but an unknown type becomes an :class:`UnknownEvent` (see module docs)."""
+    event = decode(record)
+    if event is not None:
+        return event
+    t = record.get("t")
+    stamp = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+    return UnknownEvent(record=dict(record), t=stamp)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.runs.meta import RunMeta
+
 #: psutil's create_time is rounded to clock ticks and boot time to seconds: allow this much slack.
 START_TIME_TOLERANCE_S = 1.0
 
@@ -37,7 +39,7 @@ class ProcessIdentity:
     boot_id: str | None = None
 
     def as_meta(self) -> dict[str, Any]:
-        """The run.json fields for this identity."""
+        """The run.json fields for this identity, as keywords for ``RunDir.update_meta``."""
         return {
             "pid": self.pid,
             "pid_start_time": self.start_time,
@@ -46,12 +48,11 @@ class ProcessIdentity:
         }
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> ProcessIdentity | None:
+    def from_meta(cls, meta: RunMeta) -> ProcessIdentity | None:
         """The identity recorded in run.json, or None when no process was recorded."""
-        pid = meta.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
+        if meta.pid is None or meta.pid <= 0:
             return None
-        return cls(pid, meta.get("pid_start_time"), meta.get("pid_start_ticks"), meta.get("boot_id"))
+        return cls(meta.pid, meta.pid_start_time, meta.pid_start_ticks, meta.boot_id)
 
 
 def boot_id() -> str | None:

@@ -3,15 +3,20 @@
 - :class:`LineTail` follows a growing file by byte offset and hands out only *complete* lines, so
   a line the engine is half-way through writing (or a torn last line after ``kill -9``) is never
   parsed; it is returned once its newline arrives.
-- :class:`EventReader` turns those lines into event records (dicts). Lines that are not a JSON
-  object with a string ``type`` are counted in :attr:`EventReader.garbage` and skipped: a damaged
-  line must never take the console down. Unknown types are passed through; :func:`events.decode`
-  ignores them.
+- :class:`EventReader` turns those lines into typed events (:meth:`EventReader.read_events`,
+  decoded by :func:`engine.runs.events.decode_any`; an unknown type arrives as an
+  :class:`~engine.runs.events.UnknownEvent`) or, for ``--raw`` output and old callers, into the
+  record dicts (:meth:`EventReader.read_new`). Lines that are not a JSON object with a string
+  ``type`` (a foreign or damaged line) are counted in :attr:`EventReader.skipped` and skipped: a
+  damaged line must never take the console down, and a front end says so *once*
+  (:func:`engine.runs.format.skipped_note`), not once per line.
 - :func:`downsample` thins a long history (100k+ metric points) for a first paint, keeping the
   first and last point and each bucket's minimum and maximum so loss spikes stay visible, and
-  every low-rate event (status, eval, checkpoint, log, run_info).
-- :func:`tail_text` and :func:`last_records` read from the *end* of a file, so listing many runs
-  or showing a crashed run's log tail costs the same for a 1 GB file as for a small one.
+  every low-rate event (status, eval, checkpoint, log, run_info). It thins typed events and
+  record dicts alike.
+- :func:`tail_text`, :func:`last_events` and :func:`last_records` read from the *end* of a file,
+  so listing many runs or showing a crashed run's log tail costs the same for a 1 GB file as for
+  a small one.
 
 The reader keeps no file open between calls: the engine may be on another host writing over NFS,
 and an open handle would pin a deleted run directory.
@@ -23,9 +28,12 @@ import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from engine.runs.events import HIGH_RATE_TYPES
+from engine.runs.events import HIGH_RATE_TYPES, Event, decode_any
+
+#: A record dict or a typed event: :func:`downsample` keeps whichever it is given.
+R = TypeVar("R", dict[str, Any], Event)
 
 #: The field each high-rate type is thinned by (its extremes survive downsampling).
 _PRIMARY = {
@@ -102,9 +110,10 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
 class EventReader:
     """Incremental reader of ``events.jsonl``.
 
-    ``read_new()`` returns the records appended since the previous call; ``offset`` can be saved
-    and handed to a new reader to continue where an earlier one stopped. ``garbage`` counts lines
-    that could not be parsed (never fatal).
+    ``read_events()`` returns the typed events appended since the previous call (``read_new()``
+    the same as record dicts); ``offset`` can be saved and handed to a new reader to continue
+    where an earlier one stopped. ``skipped`` (also named ``garbage``) counts the complete lines
+    that were not an event (never fatal); a torn last line is not counted, it is read once whole.
     """
 
     def __init__(self, path: Path, offset: int = 0) -> None:
@@ -119,6 +128,11 @@ class EventReader:
     @property
     def offset(self) -> int:
         return self._tail.offset
+
+    @property
+    def skipped(self) -> int:
+        """Complete lines read so far that were not a JSON object with a string ``type``."""
+        return self.garbage
 
     def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
         """Records of the complete lines appended since the last call, in file order."""
@@ -142,12 +156,30 @@ class EventReader:
         records = self.read_new()
         return records if max_points is None else downsample(records, max_points)
 
+    def read_events(self, max_bytes: int | None = None) -> list[Event]:
+        """Typed events of the complete lines appended since the last call, in file order; an
+        unknown type arrives as an :class:`~engine.runs.events.UnknownEvent`."""
+        return [decode_any(record) for record in self.read_new(max_bytes)]
 
-def _series_key(record: dict[str, Any]) -> tuple[str, Any] | None:
-    kind = record.get("type")
+    def read_event_history(self, max_points: int | None = 2000) -> list[Event]:
+        """:meth:`read_history` as typed events: each high-rate series thinned to about
+        ``max_points``, every other event kept."""
+        events = self.read_events()
+        return events if max_points is None else downsample(events, max_points)
+
+
+def _value(item: dict[str, Any] | Event, name: str) -> Any:
+    """Field ``name`` of a record (dict) or a typed event (attribute; its ``type`` for "type")."""
+    if isinstance(item, dict):
+        return item.get(name)
+    return item.type if name == "type" else getattr(item, name, None)
+
+
+def _series_key(record: dict[str, Any] | Event) -> tuple[str, Any] | None:
+    kind = _value(record, "type")
     if kind not in HIGH_RATE_TYPES:
         return None
-    return (kind, record.get("index"))  # one series per GPU
+    return (kind, _value(record, "index"))  # one series per GPU
 
 
 def _thin(indices: Sequence[int], values: Callable[[int], float | None], max_points: int) -> list[int]:
@@ -171,8 +203,15 @@ def _thin(indices: Sequence[int], values: Callable[[int], float | None], max_poi
     return sorted(keep)
 
 
-def downsample(records: Sequence[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
-    """At most about ``max_points`` records per high-rate series, all others kept, order kept."""
+def _getter(records: Sequence[dict[str, Any]] | Sequence[Event], name: str) -> Callable[[int], Any]:
+    """The value of field ``name`` of ``records[i]``, for :func:`_thin`."""
+    return lambda i: _value(records[i], name)
+
+
+def downsample(records: Sequence[R], max_points: int) -> list[R]:
+    """At most about ``max_points`` records per high-rate series, all others kept, order kept.
+
+    ``records`` are record dicts or typed events (both answer ``get``)."""
     series: dict[tuple[str, Any], list[int]] = {}
     keep: list[int] = []
     for i, record in enumerate(records):
@@ -182,8 +221,7 @@ def downsample(records: Sequence[dict[str, Any]], max_points: int) -> list[dict[
         else:
             series.setdefault(key, []).append(i)
     for (kind, _), indices in series.items():
-        field = _PRIMARY.get(kind, "")
-        keep.extend(_thin(indices, lambda i, f=field: records[i].get(f), max(2, max_points)))
+        keep.extend(_thin(indices, _getter(records, _PRIMARY.get(kind, "")), max(2, max_points)))
     return [records[i] for i in sorted(keep)]
 
 
@@ -244,3 +282,13 @@ def last_records(path: Path, types: Iterable[str], max_bytes: int = 1 << 20) -> 
         if record is not None and record["type"] in wanted and record["type"] not in found:
             found[record["type"]] = record
     return found
+
+
+def last_events(
+    path: Path, types: Iterable[type[Event]], max_bytes: int = 1 << 20
+) -> dict[type[Event], Event]:
+    """The last event of each of the classes ``types`` within the final ``max_bytes`` of an events
+    file, keyed by class (``last[Metric]``); absent classes are missing from the result."""
+    by_name = {cls.TYPE: cls for cls in types}
+    records = last_records(path, by_name, max_bytes)
+    return {by_name[name]: decode_any(record) for name, record in records.items()}

@@ -268,7 +268,7 @@ def _install_signals(session: EngineSession) -> dict[int, Any]:
     def on_usr1(signum: int, frame: FrameType | None) -> None:
         session.request_checkpoint()
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig, handler in (
         (signal.SIGTERM, on_term),
         (signal.SIGINT, on_int),

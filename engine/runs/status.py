@@ -13,15 +13,17 @@ status is reported with ``verified=False``.
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.runs.events import FINAL_STATES
+from engine.runs.events import FINAL_STATES, Metric, RunInfo
+from engine.runs.meta import RunMeta
 from engine.runs.process import ProcessIdentity, boot_id, is_alive
-from engine.runs.reader import last_records, tail_text
+from engine.runs.reader import last_events, tail_text
 from engine.runs.store import RunDir, RunStoreError
 
 #: States in which the engine process should exist.
@@ -52,20 +54,20 @@ class RunStatus:
         return self.state in (*FINAL_STATES, "crashed")
 
 
-def _other_host(meta: dict[str, Any]) -> bool:
-    host = meta.get("host")
+def _other_host(meta: RunMeta) -> bool:
+    host = meta.host
     if not host or host == socket.gethostname():
         return False
     # The same machine under another name still has the same boot id.
-    return not (meta.get("boot_id") and meta.get("boot_id") == boot_id())
+    return not (meta.boot_id and meta.boot_id == boot_id())
 
 
-def run_status(run: RunDir, meta: dict[str, Any] | None = None, *, tail: int = 20) -> RunStatus:
+def run_status(run: RunDir, meta: RunMeta | None = None, *, tail: int = 20) -> RunStatus:
     """Derive the run's status; see the module docstring. ``tail`` lines of engine.log are
     attached to crashed and failed runs."""
     meta = meta if meta is not None else run.read_meta()
-    state = str(meta.get("status") or "unknown")
-    message = str(meta.get("message") or "")
+    state = meta.status or "unknown"
+    message = meta.message
     identity = ProcessIdentity.from_meta(meta)
     pid = identity.pid if identity else None
     if state in FINAL_STATES:
@@ -74,7 +76,7 @@ def run_status(run: RunDir, meta: dict[str, Any] | None = None, *, tail: int = 2
     if state not in LIVE_STATES:
         return RunStatus(state, message, pid, False, True)
     if _other_host(meta):
-        return RunStatus(state, message or f"on host {meta.get('host')}", pid, False, False)
+        return RunStatus(state, message or f"on host {meta.host}", pid, False, False)
     if is_alive(identity):
         return RunStatus(state, message, pid, True, True)
     # Dead. It may have written its final status between our two reads: look once more.
@@ -82,7 +84,7 @@ def run_status(run: RunDir, meta: dict[str, Any] | None = None, *, tail: int = 2
         fresh = run.read_meta()
     except RunStoreError:
         fresh = meta
-    if fresh.get("status") != state or ProcessIdentity.from_meta(fresh) != identity:
+    if fresh.status != state or ProcessIdentity.from_meta(fresh) != identity:
         return run_status(run, fresh, tail=tail)
     if state == "starting" and identity is None:
         return RunStatus("starting", message, None, False, True)
@@ -150,22 +152,26 @@ def summarize(run: RunDir) -> RunSummary:
             str(run.path),
         )
     status = run_status(run, meta, tail=0)
-    last = last_records(run.events_path, ("metric", "run_info"))
-    metric = last.get("metric", {})
-    total = meta.get("total_steps") or last.get("run_info", {}).get("total_steps")
+    last = last_events(run.events_path, (Metric, RunInfo))
+    metric, info = last.get(Metric), last.get(RunInfo)
+    metric = metric if isinstance(metric, Metric) else Metric(step=None)  # type: ignore[arg-type]
+    total = meta.total_steps or (info.total_steps if isinstance(info, RunInfo) else None)
+    loss = metric.loss
+    if loss is not None and not math.isfinite(loss):  # kept as the writer spells it: JSON has no NaN
+        loss = str(loss)  # type: ignore[assignment]
     return RunSummary(
         id=run.id,
-        name=str(meta.get("name") or ""),
-        kind=str(meta.get("kind") or ""),
+        name=meta.name,
+        kind=str(meta.kind),
         status=status.state,
         message=status.message,
-        step=metric.get("step"),
+        step=metric.step,
         total_steps=total,
-        loss=metric.get("loss"),
-        tokens_per_s=metric.get("tokens_per_s"),
-        created=meta.get("created"),
-        age_s=_age(meta.get("created")),
-        host=meta.get("host"),
+        loss=loss,
+        tokens_per_s=metric.tokens_per_s,
+        created=meta.created,
+        age_s=_age(meta.created),
+        host=meta.host,
         pid=status.pid,
         verified=status.verified,
         path=str(run.path),

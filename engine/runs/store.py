@@ -2,16 +2,18 @@
 
 Layout of ``<runs>/<run-id>/`` (``<runs>`` is :func:`engine.locations.runs_dir`)::
 
-    run.json        kind, name, config, created, host, pid + process start time, status, resume_argv
+    run.json        a :class:`engine.runs.meta.RunMeta`: kind, name, config, created, host, pid +
+                    process start time, status, resume_argv… (fields and types: meta.py, README)
     events.jsonl    append-only events (:mod:`engine.runs.events`), written by the engine only
     engine.log      the engine process's stdout and stderr
     checkpoints/    written to a temporary name, then renamed (:func:`atomic_path`)
     control/        request files from the console (``stop``, ``checkpoint``), see session.py
     ...             whatever the engine adds (``tb/``, ``emissions.csv``)
 
-``run.json`` is replaced atomically (write a temporary file, fsync, rename) so a reader never sees
-half of it, and every read-modify-write holds an ``flock`` on ``.run.lock`` so the console (launch,
-resume) and the engine (pid, final status) never lose each other's updates. Torch-free.
+``run.json`` is read and written only as a :class:`~engine.runs.meta.RunMeta`. It is replaced
+atomically (write a temporary file, fsync, rename) so a reader never sees half of it, and every
+read-modify-write holds an ``flock`` on ``.run.lock`` so the console (launch, resume) and the
+engine (pid, final status) never lose each other's updates. Torch-free.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import locations
+from engine.runs.errors import RunStoreError
 from engine.runs.ids import is_run_id, new_run_id
+from engine.runs.meta import RUN_SCHEMA_VERSION, RunKind, RunMeta
 
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
@@ -39,21 +43,21 @@ CHECKPOINTS = "checkpoints"
 CONTROL = "control"
 _LOCK = ".run.lock"
 
-#: Version of the run.json layout; bumped only when a field changes meaning.
-RUN_SCHEMA_VERSION = 1
-
-#: The kinds the engine knows today; other identifiers are accepted so later issues can add kinds.
-KNOWN_KINDS = ("train", "finetune", "eval", "data")
+__all__ = [
+    "RUN_SCHEMA_VERSION",
+    "RunDir",
+    "RunKind",
+    "RunMeta",
+    "RunStoreError",
+    "atomic_path",
+    "create_run",
+    "list_runs",
+    "now_iso",
+    "resolve_run",
+    "write_json_atomic",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-
-
-class RunStoreError(Exception):
-    """A user-facing problem with the run store (no such run, ambiguous name, refused action).
-
-    The message is one paragraph that says what to do; front ends print it as it is.
-    """
 
 
 def now_iso() -> str:
@@ -98,14 +102,21 @@ class RunDir:
     def exists(self) -> bool:
         return self.run_json.is_file()
 
-    def read_meta(self) -> dict[str, Any]:
-        """``run.json`` as a dict; raises RunStoreError when it is missing or unreadable."""
+    def read_meta(self) -> RunMeta:
+        """``run.json`` as a :class:`RunMeta`; RunStoreError when it is missing, unreadable or
+        holds a field of the wrong type (the message names the field and the file)."""
         try:
-            return json.loads(self.run_json.read_text(encoding="utf-8"))
+            data = json.loads(self.run_json.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunStoreError(f"{self.path} is not a run: it has no {RUN_JSON}.") from None
         except (OSError, ValueError) as exc:
             raise RunStoreError(f"cannot read {self.run_json}: {exc}") from None
+        return RunMeta.from_json(data, self.run_json)
+
+    def write_meta(self, meta: RunMeta) -> None:
+        """Replace run.json with ``meta`` atomically. Hold :meth:`locked` around the read that
+        ``meta`` came from, or use :meth:`update_meta`, so no concurrent update is lost."""
+        write_json_atomic(self.run_json, meta.to_json())
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -119,12 +130,15 @@ class RunDir:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def update_meta(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into run.json atomically and return the new contents."""
+    def update_meta(self, **fields: Any) -> RunMeta:
+        """Set ``fields`` of run.json atomically, under the lock, and return the new record.
+
+        ValueError names a field :class:`RunMeta` does not declare (a typo) or a value of the
+        wrong type; fields a newer engine wrote are kept as they are.
+        """
         with self.locked():
-            meta = self.read_meta()
-            meta.update(fields)
-            write_json_atomic(self.run_json, meta)
+            meta = self.read_meta().with_changes(**fields)
+            self.write_meta(meta)
             return meta
 
     def latest_checkpoint(self) -> Path | None:
@@ -215,7 +229,7 @@ def _check_name(name: str) -> str:
 
 
 def create_run(
-    kind: str,
+    kind: RunKind | str,
     name: str | None = None,
     config: dict[str, Any] | None = None,
     *,
@@ -229,10 +243,20 @@ def create_run(
     a name shared by several runs can then only be resolved by id. ``config`` is stored as given
     (JSON-serialisable). ``resume_argv`` is the command line :func:`engine.runs.control.resume_run`
     runs to continue the run from its last checkpoint; ``{run_dir}`` in it is replaced by the run
-    directory at resume time, so the store can be moved.
+    directory at resume time, so the store can be moved. ``kind`` must be a :class:`RunKind`
+    (RunStoreError listing them otherwise); ``extra`` sets further :class:`RunMeta` fields
+    (ValueError for a field it does not declare).
     """
-    if not _KIND_RE.match(kind):
-        raise RunStoreError(f"run kind {kind!r} is not an identifier (e.g. {', '.join(KNOWN_KINDS)}).")
+    kind = RunKind.parse(kind)
+    # Everything is checked before the directory exists, so a refusal leaves nothing behind.
+    meta = RunMeta(
+        schema=RUN_SCHEMA_VERSION,
+        kind=kind,
+        name=_check_name(name) if name else "",
+        config=config or {},
+        status="created",
+        resume_argv=list(resume_argv) if resume_argv is not None else None,
+    ).with_changes(**(extra or {}))
     root = locations.ensure_private_dir(Path(root) if root is not None else locations.runs_dir())
     for _ in range(100):
         run_id = new_run_id()
@@ -247,29 +271,14 @@ def create_run(
     os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
     run = RunDir(path)
     (path / CHECKPOINTS).mkdir(mode=0o700)
-    meta: dict[str, Any] = {
-        "schema": RUN_SCHEMA_VERSION,
-        "id": run_id,
-        "kind": kind,
-        "name": _check_name(name) if name else f"{kind}-{run_id[-6:]}",
-        "config": config or {},
-        "created": now_iso(),
-        "host": socket.gethostname(),
-        "status": "created",
-        "message": "",
-        "pid": None,
-        "pid_start_time": None,
-        "pid_start_ticks": None,
-        "boot_id": None,
-        "started": None,
-        "ended": None,
-        "attempts": 0,
-        "argv": None,
-        "resume_argv": resume_argv,
-        "total_steps": None,
-    }
-    meta.update(extra or {})
-    write_json_atomic(run.run_json, meta)
+    run.write_meta(
+        meta.with_changes(
+            id=run_id,
+            name=meta.name or f"{kind.value}-{run_id[-6:]}",
+            created=now_iso(),
+            host=socket.gethostname(),
+        )
+    )
     for part in (EVENTS, ENGINE_LOG):
         os.close(os.open(path / part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     return run
@@ -290,7 +299,7 @@ def _describe(runs: list[RunDir]) -> str:
     for run in runs:
         try:
             meta = run.read_meta()
-            parts.append(f"{run.id} ({meta.get('name')}, {meta.get('kind')}, created {meta.get('created')})")
+            parts.append(f"{run.id} ({meta.name}, {meta.kind}, created {meta.created})")
         except RunStoreError:
             parts.append(run.id)
     return "; ".join(parts)
@@ -320,7 +329,7 @@ def resolve_run(ref: str, root: Path | None = None) -> RunDir:
     by_name = []
     for run in runs:
         with contextlib.suppress(RunStoreError):
-            if run.read_meta().get("name") == ref:
+            if run.read_meta().name == ref:
                 by_name.append(run)
     if len(by_name) == 1:
         return by_name[0]

@@ -1,6 +1,8 @@
-"""Starting a pre-training run as a detached engine process. Torch-free: the console calls this.
+"""Creating a pre-training run directory and launching its engine detached. Torch-free.
 
-The run's whole config is stored in ``run.json`` before the engine starts, so the engine, a later
+Front ends do not call this directly: :func:`engine.train.preflight.start` checks the config first
+(so bad input never leaves a run directory behind) and then calls :func:`start_training_run`. The
+run's whole config is stored in ``run.json`` before the engine starts, so the engine, a later
 ``canvas resume`` and a person reading the run directory all see the same settings.
 """
 
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 
 from engine.config.train import TrainConfig
 from engine.runs import create_run, launch_detached
+from engine.runs.meta import RunKind
 from engine.runs.process import python_argv
 from engine.runs.store import RunDir
 
@@ -27,9 +30,10 @@ def worker_argv(run_dir: str, resume: bool = False, nproc: int = 1) -> list[str]
 
 
 def create_training_run(cfg: TrainConfig, name: str | None = None, nproc: int = 1) -> RunDir:
+    """The run directory with the whole config and the resume command (no checks beyond the config's)."""
     cfg.validate()
     return create_run(
-        "pretrain",
+        RunKind.PRETRAIN,
         name,
         cfg.to_dict(),
         resume_argv=worker_argv("{run_dir}", resume=True, nproc=nproc),
@@ -40,7 +44,10 @@ def create_training_run(cfg: TrainConfig, name: str | None = None, nproc: int = 
 def start_training_run(
     cfg: TrainConfig, name: str | None = None, *, nproc: int = 1, env: Mapping[str, str] | None = None
 ) -> RunDir:
-    """Create the run directory and launch its engine detached; returns at once."""
+    """Create the run directory and launch its engine detached; returns at once.
+
+    ``cfg`` must have passed :func:`engine.train.preflight.preflight`; use
+    :func:`engine.train.preflight.start`, which does both."""
     run = create_training_run(cfg, name, nproc)
     launch_detached(run, worker_argv(str(run.path), nproc=nproc), env=env)
     return run

@@ -1,11 +1,13 @@
-"""The step loop every training run shares: pre-training and QLoRA fine-tuning alike.
+"""The step loop every training run shares: pre-training, QLoRA fine-tuning and the demo alike.
 
-A run kind subclasses :class:`TrainingLoop` and supplies what differs (``setup``, one optimizer
-step, validation, what a checkpoint holds); the loop owns what must not differ between them: the
-order of operations that exact resume depends on (a checkpoint at step S is taken after step S's
-update, logging and evaluation, so a resumed run continues with step S + 1 from exactly the state
-an uninterrupted run had), the metric events and TensorBoard scalars, the non-finite and
-out-of-memory guard rails, stop / checkpoint-now requests, best/last pointers and retention.
+A run kind's trainer assembles the components (model step, optimizer, schedule, update step, data
+loader, evaluation, checkpoint writer) into :class:`LoopParts` and hands them to
+:class:`TrainingLoop`, which owns what must not differ between kinds: the order of operations that
+exact resume depends on (a checkpoint at step S is taken after step S's update, logging and
+evaluation, so a resumed run continues with step S + 1 from exactly the state an uninterrupted run
+had), the metric events and TensorBoard scalars, the non-finite guard rail, stop / checkpoint-now
+requests, and best/last pointers. :func:`run_guarded` runs a kind's set-up and loop and turns an
+out-of-memory error into a message that says what to change.
 """
 
 from __future__ import annotations
@@ -15,28 +17,33 @@ import os
 import resource
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from engine.config.loop import LoopConfig
 from engine.runs.session import EngineSession
-from engine.train.checkpoint import (
-    TrainerState,
-    prune_checkpoints,
-    rng_state,
-    set_pointer,
-    set_rng_state,
-    write_checkpoint,
-)
-from engine.train.layout import checkpoint_name, resolve_checkpoint
+from engine.train.checkpoint import TrainerState
+from engine.train.checkpointer import Checkpointer, TrainingStopped
+from engine.train.optim import CosineSchedule
+from engine.train.progress import Progress, ResumableLoader
+from engine.train.recorder import RunRecorder
+from engine.train.update import OptimizerUpdate, StepResult
 
-
-class TrainingStopped(Exception):
-    """The run cannot go on; the message says why and what to change."""
+__all__ = [
+    "DistInfo",
+    "LoopParts",
+    "RunControl",
+    "StepResult",
+    "TrainingLoop",
+    "TrainingStopped",
+    "peak_memory",
+    "pick_device",
+    "run_guarded",
+]
 
 
 @dataclass(frozen=True)
@@ -58,19 +65,11 @@ class DistInfo:
         return self.rank == 0
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """One optimizer step: its mean loss, gradient norm, whether the update was applied, and the
-    real (non-padding) tokens and samples it consumed (for tokens/s)."""
-
-    loss: float
-    grad_norm: float
-    applied: bool
-    tokens: int
-    samples: int
-
-
 def pick_device(requested: str, dist_info: DistInfo) -> torch.device:
+    """The device of this process: under torchrun a bare ``cuda`` means this rank's own GPU, as
+    ``auto`` does (every rank on GPU 0 would run out of memory or serialise)."""
+    if requested == "cuda":
+        return torch.device("cuda", dist_info.local_rank)
     if requested != "auto":
         return torch.device(requested)
     if torch.cuda.is_available():
@@ -84,139 +83,45 @@ def peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-class TrainingLoop:
-    """Subclasses set, in :meth:`setup`: ``device``, ``optimizer``, ``schedule``, ``total``,
-    ``step``, ``tokens``, ``best_val``, ``nonfinite_streak``, ``skipped`` (restored on resume) and
-    ``tb`` (rank 0), and implement the hooks below."""
+def _nothing() -> None:
+    return None
 
-    def __init__(
-        self,
-        cfg: Any,
-        run_dir: Path,
-        session: EngineSession | None,
-        *,
-        resume: bool = False,
-        dist_info: DistInfo | None = None,
-    ) -> None:
-        self.cfg = cfg.validate()
-        self.run_dir = Path(run_dir)
-        self.session = session
-        self.resume = resume
-        self.dist = dist_info or DistInfo()
-        self.checkpoints = self.run_dir / "checkpoints"
-        self.tb: Any = None
 
-    # ------------------------------------------------------------------------------ hooks
-    def setup(self) -> None:
-        raise NotImplementedError
+def _no_mfu(tokens_per_s: float) -> float | None:
+    return None
 
-    def train_step(self) -> StepResult:
-        raise NotImplementedError
 
-    def evaluate(self) -> float | None:
-        """The validation loss, identical on every rank, or ``None`` without a validation split."""
-        raise NotImplementedError
+#: A checkpoint's full weights and optimizer state when the kind had to gather them (FSDP).
+Gathered = tuple[dict[str, torch.Tensor] | None, dict[str, Any]]
 
-    def gather_checkpoint(self) -> Any:
-        """Called on every rank before a checkpoint (a sharded model gathers here)."""
-        return None
 
-    def write_checkpoint_files(self, directory: Path, gathered: Any) -> None:
-        """Write the checkpoint's files into ``directory`` (a temporary name, renamed after)."""
-        raise NotImplementedError
+@dataclass
+class LoopParts:
+    """What a run kind hands the loop. ``train_step`` runs the step's micro-batches and finishes
+    with ``update``; ``write_checkpoint(folder, state, weights)`` writes the kind's files (weights
+    is the gathered full state dict, or ``None`` to take it from the model)."""
 
-    def oom_advice(self) -> str:
-        """What to change after an out-of-memory error (ends the run's one-paragraph message)."""
-        return "lower micro_batch or seq_len."
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    schedule: CosineSchedule
+    update: OptimizerUpdate
+    loader: ResumableLoader
+    total: int
+    train_step: Callable[[], StepResult]
+    evaluate: Callable[[], float | None]
+    write_checkpoint: Callable[[Path, TrainerState, dict[str, torch.Tensor] | None], None]
+    gather_checkpoint: Callable[[], Gathered | None] = field(default=_nothing)
+    mfu: Callable[[float], float | None] = field(default=_no_mfu)
+    on_finished: Callable[[], None] = field(default=_nothing)
 
-    def epoch_progress(self) -> float | None:
-        return None
 
-    def mfu(self, tokens_per_s: float) -> float | None:
-        return None
+class RunControl:
+    """Stop and checkpoint-now requests as decided by rank 0, agreed by every rank."""
 
-    def before_first_step(self) -> None:
-        """After set-up, before the first step of this process (a baseline evaluation, say)."""
+    def __init__(self, session: EngineSession | None, dist_info: DistInfo, device: torch.device) -> None:
+        self.session, self.dist, self.device = session, dist_info, device
 
-    def on_finished(self) -> None:
-        """After the last step (rank 0 writes its outputs here)."""
-
-    # ------------------------------------------------------------------------------ progress
-    def start_progress(self) -> None:
-        """The counters a fresh run starts from (a resume overwrites them from its checkpoint)."""
-        self.step, self.tokens, self.best_val = 0, 0, math.inf
-        self.nonfinite_streak, self.skipped = 0, 0
-        self.resumed_from: int | None = None
-
-    def last_checkpoint(self) -> Path:
-        path = resolve_checkpoint(self.checkpoints, "last")
-        if path is None:
-            raise TrainingStopped(
-                f"cannot resume: {self.checkpoints} holds no checkpoint. Fix: start "
-                "a new run (the run stopped before its first checkpoint)."
-            )
-        return path
-
-    def restore_progress(self, path: Path, state: TrainerState, loader: Any) -> None:
-        """Everything but the weights and optimizer back as they were at the checkpoint."""
-        self.scaler.load_state_dict(state.scaler)
-        loader.load_state_dict(state.loader)
-        set_rng_state(state.rng)
-        self.step, self.tokens, self.best_val = state.step, state.tokens, state.best_val
-        self.nonfinite_streak, self.skipped = state.nonfinite_streak, state.skipped_steps
-        self.resumed_from = state.step
-        self.log(f"resumed from {path.name} (step {state.step})")
-
-    def progress_state(self, optimizer_state: dict, loader: Any) -> TrainerState:
-        """What a checkpoint needs besides the weights for the next step to be exactly the same."""
-        return TrainerState(
-            step=self.step,
-            tokens=self.tokens,
-            optimizer=optimizer_state,
-            scaler=self.scaler.state_dict(),
-            schedule=self.schedule.state_dict(),
-            loader=loader.state_dict(),
-            rng=rng_state(),
-            best_val=self.best_val,
-            nonfinite_streak=self.nonfinite_streak,
-            skipped_steps=self.skipped,
-        )
-
-    # ------------------------------------------------------------------------------ events
-    def emit(self, event_type: str, /, **fields: Any) -> None:
-        if self.session is not None:
-            self.session.emit(event_type, **fields)
-
-    def log(self, message: str, level: str = "info") -> None:
-        if self.session is not None:
-            self.session.log(message, level=level)  # also echoed to engine.log
-
-    # ------------------------------------------------------------------------------ checkpoints
-    def checkpoint(self, reason: str) -> Path | None:
-        gathered = self.gather_checkpoint()
-        if not self.dist.is_main:
-            return None
-        path = self.checkpoints / checkpoint_name(self.step)
-        if not path.is_dir():
-            write: Callable[[Path], None] = lambda tmp: self.write_checkpoint_files(tmp, gathered)  # noqa: E731
-            path = write_checkpoint(self.checkpoints, self.step, write)
-            self.emit("checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="last")
-            self.log(f"checkpoint {path.name} ({reason})")
-        else:
-            set_pointer(self.checkpoints, "last", path, self.step)
-        for removed in prune_checkpoints(self.checkpoints, self.cfg.keep_checkpoints):
-            self.log(f"removed old checkpoint {removed.name} (keep_checkpoints={self.cfg.keep_checkpoints})")
-        return path
-
-    def mark_best(self, path: Path) -> None:
-        set_pointer(self.checkpoints, "best", path, self.step, self.best_val)
-        self.emit(
-            "checkpoint", step=self.step, path=f"checkpoints/{path.name}", kind="best", val_loss=self.best_val
-        )
-
-    # ------------------------------------------------------------------------------ control
-    def _control(self) -> tuple[bool, bool]:
-        """(stop?, checkpoint now?) as decided by rank 0, agreed by every rank."""
+    def __call__(self) -> tuple[bool, bool]:
         stop = bool(self.session and self.session.stop_requested)
         ckpt = bool(self.session and self.session.checkpoint_requested())
         if self.dist.world_size > 1:
@@ -225,128 +130,160 @@ class TrainingLoop:
             stop, ckpt = bool(flags[0]), bool(flags[1])
         return stop, ckpt
 
-    def telemetry(self) -> AbstractContextManager:
-        """GPU, system and emissions sampling on a background thread, rank 0 only, for the whole
-        run (data preparation and model loading included: they burn energy too)."""
-        if self.session is None:
-            return nullcontext()
-        from engine.telemetry import TelemetrySampler
 
-        device = pick_device(self.cfg.device, self.dist)
-        peak = (lambda: torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-        return TelemetrySampler(
-            self.session,
-            interval=self.cfg.telemetry_interval,
-            country=self.cfg.carbon_country,
-            output_dir=self.run_dir,
-            cuda_peak=peak,
+class TrainingLoop:
+    def __init__(
+        self,
+        cfg: LoopConfig,
+        parts: LoopParts,
+        progress: Progress,
+        *,
+        recorder: RunRecorder,
+        checkpointer: Checkpointer,
+        control: Callable[[], tuple[bool, bool]],
+        dist_info: DistInfo,
+    ) -> None:
+        self.cfg = cfg
+        self.parts = parts
+        self.progress = progress
+        self.recorder = recorder
+        self.checkpointer = checkpointer
+        self.control = control
+        self.dist = dist_info
+
+    def checkpoint(self, reason: str) -> Path | None:
+        p, progress = self.parts, self.progress
+        gathered = p.gather_checkpoint()  # collective where it gathers: every rank takes part
+        if not self.dist.is_main:
+            return None
+
+        def write(folder: Path) -> None:
+            weights, optim = gathered if gathered is not None else (None, p.optimizer.state_dict())
+            p.write_checkpoint(folder, progress.state(optim, p.update, p.schedule, p.loader), weights)
+
+        return self.checkpointer.save(progress.step, reason, write)
+
+    def _metric(self, result: StepResult, lr: float, window: _Window) -> None:
+        progress, elapsed = self.progress, time.perf_counter() - window.start
+        rate = window.tokens / elapsed
+        loader = self.parts.loader
+        fields: dict[str, Any] = dict(
+            step=progress.step,
+            loss=result.loss,
+            lr=lr,
+            grad_norm=result.grad_norm,
+            tokens_per_s=rate,
+            samples_per_s=window.samples / elapsed,
+            step_time=elapsed / window.steps,
+            tokens=progress.tokens,
+            peak_mem=peak_memory(self.parts.device),
+            skipped=progress.skipped,
+            epoch=loader.epoch + loader.step / loader.batches_per_epoch,
+            mfu=self.parts.mfu(rate),
         )
+        self.recorder.emit("metric", **fields)
+        for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time"):
+            if fields[key] is not None and math.isfinite(fields[key]):
+                self.recorder.scalar(f"train/{key}", fields[key], progress.step)
 
-    # ------------------------------------------------------------------------------ the loop
     def run(self) -> None:
-        with self.telemetry():
-            self._run()
-
-    def _run(self) -> None:
-        phase = "setting up (loading the model)"
-        try:
-            self.setup()
-            phase = "the first evaluation"
-            self.before_first_step()
-            phase = "training"
-            self._steps()
-        except torch.OutOfMemoryError as exc:
-            cfg = self.cfg
-            where = f"at step {self.step + 1}" if phase == "training" else f"while {phase}"
-            device = getattr(self, "device", None)
-            peak = f" (peak {peak_memory(device) / 2**30:.1f} GiB)" if device is not None else ""
-            raise TrainingStopped(
-                f"out of memory {where} with micro_batch={cfg.micro_batch} and seq_len={cfg.seq_len}{peak}. "
-                f"Fix: {self.oom_advice()} The last checkpoint is intact."
-            ) from exc
-        finally:
-            if self.tb is not None:
-                self.tb.close()
-
-    def _steps(self) -> None:
-        cfg = self.cfg
-        eval_every = cfg.eval_every or max(1, self.total // 10)
-        window_start, window_tokens, window_samples, window_steps = time.perf_counter(), 0, 0, 0
-        while self.step < self.total:
-            lr = self.schedule.apply(self.optimizer, self.step)
-            result = self.train_step()
-            loss, norm = result.loss, result.grad_norm
-            self.step += 1
-            self.tokens += result.tokens
-            window_tokens += result.tokens
-            window_samples += result.samples
-            window_steps += 1
-            if result.applied:
-                self.nonfinite_streak = 0
-            else:
-                self.nonfinite_streak += 1
-                self.skipped += 1
-                self.log(
-                    f"step {self.step}: non-finite loss or gradient (loss {loss}, grad norm {norm}); "
-                    f"update skipped ({self.nonfinite_streak} in a row)",
+        """Steps until ``total`` or a stop request (checkpointing on the way out)."""
+        cfg, p, progress = self.cfg, self.parts, self.progress
+        eval_every = cfg.eval_every or max(1, p.total // 10)
+        window = _Window()
+        while progress.step < p.total:
+            lr = p.schedule.apply(p.optimizer, progress.step)
+            result = p.train_step()
+            progress.record(result)
+            window.add(result)
+            if not result.applied:
+                self.recorder.log(
+                    f"step {progress.step}: non-finite loss or gradient (loss {result.loss}, grad norm "
+                    f"{result.grad_norm}); update skipped ({progress.nonfinite_streak} in a row)",
                     level="warning",
                 )
-            diverged = self.nonfinite_streak >= cfg.max_nonfinite
-            if self.dist.is_main and (self.step % cfg.log_every == 0 or self.step == self.total or diverged):
-                elapsed = time.perf_counter() - window_start
-                rate = window_tokens / elapsed
-                fields = dict(
-                    step=self.step,
-                    loss=loss,
-                    lr=lr,
-                    grad_norm=norm,
-                    tokens_per_s=rate,
-                    samples_per_s=window_samples / elapsed,
-                    step_time=elapsed / window_steps,
-                    tokens=self.tokens,
-                    peak_mem=peak_memory(self.device),
-                    skipped=self.skipped,
-                    epoch=self.epoch_progress(),
-                    mfu=self.mfu(rate),
-                )
-                self.emit("metric", **fields)
-                for key in ("loss", "lr", "grad_norm", "tokens_per_s", "step_time"):
-                    if fields[key] is not None and math.isfinite(fields[key]):
-                        self.tb.add_scalar(f"train/{key}", fields[key], self.step)
-                window_start, window_tokens, window_samples, window_steps = time.perf_counter(), 0, 0, 0
+            diverged = progress.nonfinite_streak >= cfg.max_nonfinite
+            last = progress.step == p.total
+            if self.dist.is_main and (progress.step % cfg.log_every == 0 or last or diverged):
+                self._metric(result, lr, window)
+                window = _Window()
             if diverged:
                 raise TrainingStopped(
-                    f"the loss or gradient was not finite for {self.nonfinite_streak} steps in a row "
-                    f"(max_nonfinite={cfg.max_nonfinite}) at step {self.step}: training diverged. "
+                    f"the loss or gradient was not finite for {progress.nonfinite_streak} steps in a row "
+                    f"(max_nonfinite={cfg.max_nonfinite}) at step {progress.step}: training diverged. "
                     "Fix: lower lr, raise warmup_steps, or check the data; resume from the last "
                     "checkpoint, which is intact."
                 )
             reasons: list[str] = []
-            if self.step % eval_every == 0 or self.step == self.total:
-                val = self.evaluate()  # all-reduced: every rank sees the same value and decides alike
+            if progress.step % eval_every == 0 or last:
+                val = p.evaluate()  # all-reduced: every rank sees the same value and decides alike
                 if val is not None and self.dist.is_main:
                     ppl = math.exp(min(val, 50.0))
-                    self.emit("eval", step=self.step, val_loss=val, perplexity=ppl)
-                    self.tb.add_scalar("val/loss", val, self.step)
-                    self.tb.add_scalar("val/perplexity", ppl, self.step)
-                if val is not None and val < self.best_val:
-                    self.best_val = val
+                    self.recorder.emit("eval", step=progress.step, val_loss=val, perplexity=ppl)
+                    self.recorder.scalar("val/loss", val, progress.step)
+                    self.recorder.scalar("val/perplexity", ppl, progress.step)
+                if val is not None and val < progress.best_val:
+                    progress.best_val = val
                     reasons.append("best validation loss")
-            stop, ckpt_now = self._control()
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            stop, ckpt_now = self.control()
+            if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 reasons.append(f"every {cfg.checkpoint_every} steps")
             if ckpt_now:
                 reasons.append("requested")
             if stop:
                 reasons.append("stop requested")
-            if self.step == self.total:
+            if last:
                 reasons.append("end of training")
             if reasons:
                 path = self.checkpoint(", ".join(reasons))
                 if path is not None and "best validation loss" in reasons:
-                    self.mark_best(path)
+                    self.checkpointer.mark_best(path, progress.step, progress.best_val)
             if stop:
-                self.log(f"stopped at step {self.step} of {self.total}")
+                self.recorder.log(f"stopped at step {progress.step} of {p.total}")
                 break
-        if self.step == self.total and self.dist.is_main:
-            self.on_finished()
+        if progress.step == p.total and self.dist.is_main:
+            p.on_finished()
+
+
+class _Window:
+    """Tokens, samples and steps since the last metric event (its rates are over this window)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tokens = self.samples = self.steps = 0
+
+    def add(self, result: StepResult) -> None:
+        self.tokens += result.tokens
+        self.samples += result.samples
+        self.steps += 1
+
+
+def run_guarded(
+    cfg: LoopConfig,
+    recorder: RunRecorder,
+    *,
+    setup: Callable[[], TrainingLoop],
+    before_first_step: Callable[[], None],
+    oom_advice: Callable[[], str],
+    device: Callable[[], torch.device | None],
+) -> None:
+    """Set up, run the first evaluation, train; an out-of-memory error in any of them becomes a
+    :class:`TrainingStopped` naming where it happened, the batch shape and ``oom_advice()``."""
+    phase = "setting up (loading the model)"
+    loop: TrainingLoop | None = None
+    try:
+        loop = setup()
+        phase = "the first evaluation"
+        before_first_step()
+        phase = "training"
+        loop.run()
+    except torch.OutOfMemoryError as exc:
+        where = f"at step {loop.progress.step + 1}" if loop and phase == "training" else f"while {phase}"
+        on = device()
+        peak = f" (peak {peak_memory(on) / 2**30:.1f} GiB)" if on is not None else ""
+        raise TrainingStopped(
+            f"out of memory {where} with micro_batch={cfg.micro_batch} and seq_len={cfg.seq_len}{peak}. "
+            f"Fix: {oom_advice()} The last checkpoint is intact."
+        ) from exc
+    finally:
+        recorder.close()

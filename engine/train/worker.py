@@ -16,19 +16,25 @@ from pathlib import Path
 
 from engine.config.errors import ConfigError
 from engine.config.train import TrainConfig
+from engine.preflight import check_resume
 from engine.runs.session import run_context
 from engine.runs.store import RunDir
 
 
 def run_training(run: RunDir, *, resume: bool = False, install_signals: bool = True) -> None:
-    """Train the run described by ``run.json`` (rank 0 owns the run directory)."""
+    """Train the run described by ``run.json`` (rank 0 owns the run directory).
+
+    A resume without a checkpoint is refused first (:func:`check_resume`), before the trainer
+    prepares (perhaps tokenizes) the data or builds the model."""
     from engine.train.trainer import DistInfo, Trainer, TrainingStopped
 
-    cfg = TrainConfig.from_dict(run.read_meta()["config"])
+    cfg = TrainConfig.from_dict(run.read_meta().config)
     info = DistInfo.from_env()
     if info.is_main:
         with run_context(run, install_signals=install_signals) as session:
             try:
+                if resume:
+                    check_resume(run)
                 Trainer(cfg, run.path, session, resume=resume, dist_info=info).run()
             except (TrainingStopped, ConfigError) as exc:  # explained failures: no traceback
                 session.set_outcome("failed", str(exc))
@@ -38,6 +44,8 @@ def run_training(run: RunDir, *, resume: bool = False, install_signals: bool = T
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         with contextlib.suppress(TrainingStopped, ConfigError):  # rank 0 reports it
+            if resume:
+                check_resume(run)
             Trainer(cfg, run.path, None, resume=resume, dist_info=info).run()
 
 

@@ -1,0 +1,52 @@
+"""The run's checkpoint folder as the loop sees it: write one (whole, then point ``last`` at it),
+mark the best, keep ``keep_checkpoints``, find the one to resume from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.train.checkpoint import prune_checkpoints, set_pointer, write_checkpoint
+from engine.train.layout import checkpoint_name, resolve_checkpoint
+from engine.train.recorder import RunRecorder
+
+
+class TrainingStopped(Exception):
+    """The run cannot go on; the message says why and what to change."""
+
+
+class Checkpointer:
+    def __init__(self, directory: Path, keep: int, recorder: RunRecorder) -> None:
+        self.directory = Path(directory)
+        self.keep = keep
+        self.recorder = recorder
+
+    def last(self) -> Path:
+        """The checkpoint a resume starts from; refused clearly when there is none."""
+        path = resolve_checkpoint(self.directory, "last")
+        if path is None:
+            raise TrainingStopped(
+                f"cannot resume: {self.directory} holds no checkpoint. Fix: start "
+                "a new run (the run stopped before its first checkpoint)."
+            )
+        return path
+
+    def save(self, step: int, reason: str, write: Callable[[Path], None]) -> Path:
+        """The checkpoint of ``step`` (``write`` fills a temporary folder); an existing one is
+        only pointed at again."""
+        path = self.directory / checkpoint_name(step)
+        if not path.is_dir():
+            path = write_checkpoint(self.directory, step, write)
+            self.recorder.emit("checkpoint", step=step, path=f"checkpoints/{path.name}", kind="last")
+            self.recorder.log(f"checkpoint {path.name} ({reason})")
+        else:
+            set_pointer(self.directory, "last", path, step)
+        for removed in prune_checkpoints(self.directory, self.keep):
+            self.recorder.log(f"removed old checkpoint {removed.name} (keep_checkpoints={self.keep})")
+        return path
+
+    def mark_best(self, path: Path, step: int, val_loss: float) -> None:
+        set_pointer(self.directory, "best", path, step, val_loss)
+        self.recorder.emit(
+            "checkpoint", step=step, path=f"checkpoints/{path.name}", kind="best", val_loss=val_loss
+        )
