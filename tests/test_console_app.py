@@ -339,7 +339,7 @@ async def test_quitting_never_stops_a_run_and_reopening_reattaches():
             await pilot.press("c")  # checkpoint now, from the dashboard
             await wait_for(
                 pilot,
-                lambda: any(c.get("kind") == "step" for c in screen.view.checkpoints),
+                lambda: any(c.kind == "step" for c in screen.view.checkpoints),
                 timeout=10,
                 what="checkpoint-now",
             )

@@ -18,11 +18,12 @@ from canvas_tui.viewmodel import RunView, Series, Smoother, build_view, thin
 from engine.config.errors import ConfigError
 from engine.config.finetune import CHAT_TEMPLATES, QUANTIZATIONS, FinetuneConfig
 from engine.runs import EventReader, EventWriter
+from engine.runs.events import Gpu, Metric
 from tests.console_fixtures import FROZEN_NOW, finetuning, make_run, training
 
 
 def records_of(run):
-    return EventReader(run.events_path).read_new()
+    return EventReader(run.events_path).read_events()
 
 
 def test_view_model_numbers_are_the_numbers_written():
@@ -32,11 +33,11 @@ def test_view_model_numbers_are_the_numbers_written():
     assert [int(x) for x in view.val.xs] == [25, 50, 75, 100]
     assert view.best_val[0] == 100 and view.best_val[1] == pytest.approx(2.0 + 6.0 * math.exp(-4.0) + 0.1)
     assert view.total_steps == 100 and view.step == 100
-    assert view.gpus[0].latest["util"] == 80.0 and len(view.gpus[0].util) == 10
-    assert view.carbon["energy_kwh"] == pytest.approx(1.0)
-    assert [c["step"] for c in view.checkpoints] == [25, 50, 75, 100]
+    assert view.gpus[0].latest.util == 80.0 and len(view.gpus[0].util) == 10
+    assert view.carbon is not None and view.carbon.energy_kwh == pytest.approx(1.0)
+    assert [c.step for c in view.checkpoints] == [25, 50, 75, 100]
     assert view.step_rate() == pytest.approx(1.0)  # one step a second in the fixture
-    assert view.status["state"] == "finished"
+    assert view.status is not None and view.status.state == "finished"
 
 
 def test_view_model_non_finite_losses_and_gpu_unavailable(tmp_path):
@@ -92,10 +93,10 @@ def test_sketch_reads_a_bounded_sample_and_the_tail(tmp_path):
             w.emit("metric", step=step, loss=1.0 + 1.0 / step)
         w.emit("gpu", index=0, util=99.0)
     records, size = sketch_history(path, samples=200, tail_bytes=16 << 10)
-    metrics = [r for r in records if r["type"] == "metric"]
+    metrics = [r for r in records if isinstance(r, Metric)]
     assert 100 < len(metrics) < 600  # 200 samples + the tail's lines, not 30k
-    assert metrics[0]["step"] < 1000 and metrics[-1]["step"] == 30_000
-    assert records[-1]["type"] == "gpu" and size == path.stat().st_size
+    assert metrics[0].step < 1000 and metrics[-1].step == 30_000
+    assert isinstance(records[-1], Gpu) and size == path.stat().st_size
     reader, seen = EventReader(path), []
     assert read_full(reader, seen.extend, chunk=64 << 10) and len(seen) == 30_002
 

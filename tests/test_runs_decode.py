@@ -120,10 +120,10 @@ def test_unknown_types_fields_and_values_are_tolerated(tmp_path):
     assert isinstance(log, ev.Log) and log.level == "info"  # a null reads as the default
     assert isinstance(ckpt, ev.Checkpoint) and ckpt.step is None and ckpt.kind == "last"
     assert ev.decode(lines[1]) is None  # decode() itself still says "not mine" with None
-    # Records and typed events answer the same lookups while callers move over.
-    assert metric.get("type") == "metric" and metric["step"] == 7 and metric.get("nope", 3) == 3
-    with pytest.raises(KeyError):
-        metric["nope"]
+    # No dict-style access: a reader still written against raw records fails loudly.
+    assert not hasattr(metric, "get")
+    with pytest.raises(TypeError):
+        metric["step"]  # type: ignore[index]
 
 
 def test_a_torn_last_line_is_never_parsed_and_is_read_once_complete(tmp_path):
