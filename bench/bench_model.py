@@ -7,8 +7,9 @@ shared machine); ratios are given for both. Every row compares like with like:
 
 * training: the same precision, the same optimizer (``torch.optim.AdamW``, fused on CUDA on both
   sides), both eager;
-* generation, eager: our ``generate`` (preallocated cache) against ``transformers``' ``generate``
-  (its default dynamic cache), neither compiled;
+* generation, eager: our ``generate`` (preallocated cache, flat single-token decode step)
+  against ``transformers``' ``generate``, neither compiled: with its default dynamic cache, and
+  with its static cache (``cache_implementation="static"``, ``disable_compile=True``);
 * generation, compiled: ``generate(..., compile=True)`` against ``transformers``' ``generate`` with
   ``cache_implementation="static"`` and a ``CompileConfig`` (its documented compiled path; the
   default config on CUDA, the same config told to compile on a CPU too). Each side's compile is
@@ -21,6 +22,7 @@ transformers eager, and each compiled path against the same. Any difference fail
     .venv/bin/python bench/bench_model.py                 # CPU: fp32 (and bf16 autocast if the CPU has it)
     .venv/bin/python bench/bench_model.py --device cuda   # GPU: the recipe precision (bf16)
     .venv/bin/python bench/bench_model.py --no-compile    # skip the compiled generation rows
+    .venv/bin/python bench/bench_model.py --no-train      # generation rows only
     .venv/bin/python bench/bench_model.py --tiny          # smoke mode (what the tests run)
 
 Targets (issue 2): training >= 1.0x transformers at the same precision; generation at batch 1
@@ -147,6 +149,7 @@ def parse_args() -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
     )
     ap.add_argument("--precision", nargs="+", default=None, help="fp32 and/or bf16 (training rows)")
+    ap.add_argument("--no-train", action="store_true", help="skip the training rows (generation only)")
     add_no_bf16_flag(ap)
     return sizes.resolve(ap.parse_args())
 
@@ -190,7 +193,7 @@ def main() -> None:
     x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len), generator=g).to(device)
     y = torch.randint(0, cfg.vocab_size, (args.batch, args.seq_len), generator=g).to(device)
     optimizer = f"AdamW{', fused' if device == 'cuda' else ''}"
-    for precision in precisions:
+    for precision in [] if args.no_train else precisions:
         ours.train(), theirs.train()
         train_rate(ours, ours_loss, (x, y), 1, precision, device)  # warm-up
         train_rate(theirs, hf_loss, (x, y), 1, precision, device)
@@ -217,8 +220,12 @@ def main() -> None:
     def ours_tokens(compile: bool) -> list[int]:
         return generate(ours, [prompt], params, compile=compile)[0]
 
-    def theirs_tokens(compile: bool) -> list[int]:
-        extra = {"cache_implementation": "static", "compile_config": compile_config} if compile else {}
+    def theirs_tokens(compile: bool, static: bool = False) -> list[int]:
+        extra: dict[str, object] = {}
+        if compile:
+            extra = {"cache_implementation": "static", "compile_config": compile_config}
+        elif static:  # the static cache, eager (on CUDA transformers would compile it unasked)
+            extra = {"cache_implementation": "static", "disable_compile": True}
         with torch.inference_mode():
             out = theirs.generate(
                 ids,
@@ -237,6 +244,7 @@ def main() -> None:
     with exact_fp32(device):
         want = theirs_tokens(False)
         check_same_tokens("ours eager", ours_tokens(False), want)
+        check_same_tokens("transformers eager (static cache)", theirs_tokens(False, static=True), want)
         if args.compile:
             start = time.perf_counter()
             got = ours_tokens(True)
@@ -257,6 +265,7 @@ def main() -> None:
         f"same tokens as transformers' eager generate (fp32, greedy, {args.new_tokens} new tokens): yes "
         f"({', '.join(checked)})"
     )
+    print("same tokens from transformers' eager generate with its static cache: yes")
 
     # 2. Timing, at the benchmark's dtype.
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -275,11 +284,16 @@ def main() -> None:
             rates.setdefault(("transformers", mode), []).append(
                 gen_rate(lambda m=mode: theirs_tokens(m == "compiled"), args.new_tokens, device)
             )
+            if mode == "eager":
+                rates.setdefault(("transformers", "static"), []).append(
+                    gen_rate(lambda: theirs_tokens(False, static=True), args.new_tokens, device)
+                )
     precision = str(dtype).split(".")[-1]
     print(f"generate batch 1 ({precision}, {args.prompt_len}+{args.new_tokens} tokens, greedy):")
     caches = {
-        ("ours", "eager"): "preallocated cache",
+        ("ours", "eager"): "preallocated cache, flat decode step",
         ("transformers", "eager"): "dynamic cache",
+        ("transformers", "static"): "static cache, eager",
         ("ours", "compiled"): f"preallocated cache, compile {compile_s['ours']:.0f} s once, not counted",
         ("transformers", "compiled"): (
             f"static cache + CompileConfig, compile {compile_s['transformers']:.0f} s once, not counted"
@@ -292,11 +306,27 @@ def main() -> None:
                 f"  {side:<12} {mode:<8} ({caches[(side, mode)]}): "
                 f"{statistics.median(r):8,.0f} tok/s median, {max(r):8,.0f} best"
             )
+        if mode == "eager":
+            c = rates[("transformers", "static")]
+            print(
+                f"  {'transformers':<12} {mode:<8} ({caches[('transformers', 'static')]}): "
+                f"{statistics.median(c):8,.0f} tok/s median, {max(c):8,.0f} best"
+            )
         ma, mb = statistics.median(a), statistics.median(b)
+        spread = ""
+        if len(a) > 1:  # the same round's two runs, side by side: how much the machine moved
+            per_round = sorted(x / y for x, y in zip(a, b, strict=True))
+            spread = f", rounds {per_round[0]:.2f}-{per_round[-1]:.2f}x"
         print(
-            f"  ratio {mode} ours / {mode} transformers: {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best "
-            "(target >= 1.5x)"
+            f"  ratio {mode} ours / {mode} transformers: {ma / mb:.2f}x median, {max(a) / max(b):.2f}x best"
+            f"{spread} (target >= 1.5x)"
         )
+        if mode == "eager":
+            mc = statistics.median(c)
+            print(
+                f"  ratio eager ours / eager transformers static cache: {ma / mc:.2f}x median, "
+                f"{max(a) / max(c):.2f}x best"
+            )
 
 
 if __name__ == "__main__":

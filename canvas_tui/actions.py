@@ -18,6 +18,7 @@ SCOPES = {
     "runs": "Runs",
     "dashboard": "Run dashboard",
     "new_run": "New run",
+    "chat": "Chat",
 }
 
 
@@ -59,7 +60,7 @@ ACTIONS: tuple[CanvasAction, ...] = (
         show=False,
     ),
     CanvasAction(
-        "app.chat", "C", "chat", "Chat", "Chat screen (arrives with its own issue)", "app", show=False
+        "app.chat", "C", "chat", "Chat", "Chat with a model: pick runs, folders or Hub ids", "app", show=False
     ),
     # -- runs list
     CanvasAction(
@@ -92,6 +93,7 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "runs",
         show=False,
     ),
+    CanvasAction("runs.talk", "t", "talk", "Talk", "Chat with the selected run's model", "runs"),
     CanvasAction(
         "runs.delete", "d,delete", "delete_run", "Delete", "Delete the selected run (asks first)", "runs"
     ),
@@ -152,6 +154,7 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "Cycle loss smoothing (0, 0.6, 0.9, 0.99)",
         "dashboard",
     ),
+    CanvasAction("dashboard.talk", "t", "talk", "Talk", "Chat with this run's model", "dashboard"),
     CanvasAction(
         "dashboard.follow",
         "f",
@@ -167,6 +170,60 @@ ACTIONS: tuple[CanvasAction, ...] = (
     ),
     CanvasAction(
         "new_run.back", "escape", "back", "Cancel", "Back without launching", "new_run", key_display="esc"
+    ),
+    # -- chat (letters would type into the message box, so most keys are ctrl+…)
+    CanvasAction("chat.send", "ctrl+s", "send", "Send", "Send the message to every model shown", "chat"),
+    CanvasAction(
+        "chat.stop",
+        "escape",
+        "stop",
+        "Stop / back",
+        "Stop the answers being generated (the partial text stays); when idle, go back",
+        "chat",
+        key_display="esc",
+    ),
+    CanvasAction(
+        "chat.models",
+        "ctrl+o",
+        "pick_models",
+        "Models",
+        "Pick the model(s): up to three side by side",
+        "chat",
+    ),
+    CanvasAction(
+        "chat.settings", "f2", "toggle_settings", "Settings", "Show/hide system prompt and sampling", "chat"
+    ),
+    CanvasAction(
+        "chat.prompt", "ctrl+r", "show_prompt", "Prompt", "Show the rendered prompt the model sees", "chat"
+    ),
+    CanvasAction(
+        "chat.copy",
+        "y",
+        "copy_answer",
+        "Copy answer",
+        "Copy the last answer (OSC 52: works over SSH); with the message box unfocused",
+        "chat",
+    ),
+    CanvasAction(
+        "chat.new", "ctrl+n", "new_chat", "New chat", "Start a new conversation, same models", "chat"
+    ),
+    CanvasAction(
+        "chat.saved",
+        "ctrl+l",
+        "saved_chats",
+        "Saved chats",
+        "Reopen a saved conversation",
+        "chat",
+        show=False,
+    ),
+    CanvasAction(
+        "chat.next",
+        "ctrl+t",
+        "next_column",
+        "Next model",
+        "Next tab (side by side on narrow screens)",
+        "chat",
+        show=False,
     ),
 )
 

@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from canvas_tui import actions
+from canvas_tui.chat_models import ModelChoice as ChatChoice
 from canvas_tui.control import perform
 from canvas_tui.messages import ControlDone
 from canvas_tui.screens.runs import RunsScreen
@@ -43,11 +44,13 @@ class CanvasApp(App[None]):
         self,
         run_ref: str | None = None,
         *,
+        chat_choices: list[ChatChoice] | None = None,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 1.0,
     ) -> None:
         super().__init__()
         self.run_ref = run_ref
+        self.chat_choices = chat_choices
         self.clock = clock
         self.poll_interval = poll_interval
         self.settings: Settings = load_settings()
@@ -65,6 +68,8 @@ class CanvasApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.run_ref:
             self._open_ref(self.run_ref)
+        if self.chat_choices is not None:
+            self.open_chat(self.chat_choices)
 
     def _open_ref(self, ref: str) -> None:
         from engine.runs.store import RunStoreError, resolve_run
@@ -119,7 +124,22 @@ class CanvasApp(App[None]):
         self._placeholder("Evaluation")
 
     def action_chat(self) -> None:
-        self._placeholder("Chat")
+        from canvas_tui.screens.chat import ChatScreen
+
+        if not isinstance(self.screen, ChatScreen):
+            self.open_chat([])
+
+    def open_chat(self, choices: list[ChatChoice]) -> None:
+        """The Chat screen with these models (none: the model picker opens)."""
+        from canvas_tui.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(choices))
+
+    def talk_to_run(self, run_path: str | Path) -> None:
+        """Chat with a run's model (a fine-tune with its adapter on)."""
+        from canvas_tui.chat_models import choice_for
+
+        self.open_chat([choice_for(str(run_path))])
 
     # ------------------------------------------------------------------------ run control
     def confirm_control(self, action: str, run_path: str, name: str, live: bool = False) -> None:
@@ -214,7 +234,13 @@ class CanvasApp(App[None]):
             )
 
 
-SCOPE_PREFIX = {"app": "go: ", "runs": "runs: ", "dashboard": "run: ", "new_run": "new run: "}
+SCOPE_PREFIX = {
+    "app": "go: ",
+    "runs": "runs: ",
+    "dashboard": "run: ",
+    "new_run": "new run: ",
+    "chat": "chat: ",
+}
 
 
 def _scope_of(screen: Screen) -> str:

@@ -18,7 +18,19 @@ from canvas_tui import __version__
 from engine.config.errors import ConfigError
 from engine.locations import HOME_ENV
 
-COMMAND_MODULES = ("info", "export", "demo", "data", "runs", "train", "finetune", "console")
+COMMAND_MODULES = (
+    "info",
+    "export",
+    "demo",
+    "data",
+    "runs",
+    "train",
+    "finetune",
+    "generate",
+    "serve",
+    "chat",
+    "console",
+)
 
 
 class CliError(Exception):

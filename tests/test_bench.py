@@ -221,3 +221,23 @@ def test_bench_train_compiled_rows_compile_both_sides(inductor_cache):
     )
     assert sorted(compiled) == ["ours", "transformers"], out
     number(rf"^ratio like with like, {recipe} compiled, same optimizer: {RATIO}", out)
+
+
+@pytest.mark.slow
+def test_bench_chat_tiny():
+    out = run_bench("bench_chat.py", "--tiny")
+    assert "1 rounds" in out
+    number(r"^  spawn -> first token +(\d+\.\d+) s", out)
+    number(r"^  tokens/s through the worker +(\d+\.\d+)", out)
+    number(rf"^  worker / in process +{RATIO}", out)
+
+
+@pytest.mark.slow
+def test_bench_serve_tiny():
+    out = run_bench("bench_serve.py", "--tiny")
+    assert "same text all three ways (greedy, 16 new tokens): yes" in out
+    number(r"^direct \(session.generate, in process\) +([\d,]+\.\d) tok/s median", out)
+    number(rf"^HTTP /v1/completions +[\d,]+\.\d tok/s median .* ratio {RATIO} median of rounds", out)
+    number(rf"^HTTP /v1/completions, stream +[\d,]+\.\d tok/s median .* ratio {RATIO} median of rounds", out)
+    assert re.search(r"^HTTP cost: -?\d+\.\d% at worst .* (within|over) the 5% goal$", out, re.MULTILINE), out
+    assert re.search(r"^serve run \S+: stopped$", out, re.MULTILINE), out  # the server was stopped, not left

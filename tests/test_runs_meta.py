@@ -48,6 +48,7 @@ SAMPLE = {
     "adapter": "adapter",
     "adapter_bytes": 1_234_567,
     "adapter_from": "step-000400",
+    "url": "http://127.0.0.1:8000/v1",
 }
 
 

@@ -246,6 +246,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             size = meta.adapter_bytes / 2**20
             where = run.path / (meta.adapter or "adapter")
             rows.insert(-2, ("adapter", f"{where} ({size:.1f} MiB, from {meta.adapter_from})"))
+    if info["kind"] == "serve":  # where it answers, instead of training progress
+        if not status.is_live:
+            address = f"{meta.url} (no longer listening)" if meta.url else "-"
+        else:
+            address = meta.url or "not listening yet (loading the model)"
+        rows[3] = ("address", address)
     for label, value in rows:
         print(f"{label:<11} {value}")
     if status.log_tail:
@@ -343,6 +349,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
                 f"a long step or checkpoint. Check with `canvas status {run.id}`."
             )
         print(f"Run {run.id} {status.state}" + (f": {status.message}" if status.message else "") + ".")
+    elif run.read_meta().kind == "serve":
+        print(f"Asked serve run {run.id} to stop: it ends the answers in flight and exits.")
     else:
         print(
             f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits. "

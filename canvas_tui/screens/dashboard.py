@@ -252,6 +252,9 @@ class DashboardScreen(CanvasScreen):
     def action_resume_run(self) -> None:
         self.canvas.run_control("resume", str(self.run.path))
 
+    def action_talk(self) -> None:
+        self.canvas.talk_to_run(self.run.path)
+
     def action_toggle_log_scale(self) -> None:
         plot = self.query_one(LossPlot)
         plot.log_y = not plot.log_y

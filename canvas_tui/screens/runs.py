@@ -246,6 +246,11 @@ class RunsScreen(CanvasScreen):
                 "delete", row.path, row.name, live=row.status in ("running", "starting")
             )
 
+    def action_talk(self) -> None:
+        row = self._need_row()
+        if row is not None:
+            self.canvas.talk_to_run(row.path)
+
     def action_filter(self) -> None:
         bar = self.query_one("#runs-filter-bar")
         bar.remove_class("-hidden")

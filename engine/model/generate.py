@@ -7,13 +7,17 @@ are deterministic, which a test checks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from engine.config.errors import ConfigError
-from engine.model.llama import CausalLM
+from engine.model.llama import CausalLM, DecodeStep, GraphedDecodeStep
+
+# Set to 0 to decode on a GPU without CUDA graphs (the flat step launched op by op).
+CUDA_GRAPHS_ENV = "CANVAS_CUDA_GRAPHS"
 
 
 @dataclass
@@ -141,6 +145,12 @@ def stream(
     after ``max_new_tokens``. ``use_cache=False`` recomputes the whole prefix each step: slow,
     and kept only as the reference the cached path is tested against. ``compile=True`` runs the
     decode steps through :func:`compiled_decoder`.
+
+    Otherwise the decode steps go through :class:`~engine.model.llama.DecodeStep`, the model's
+    forward written flat for one token (bit-for-bit the same logits, far fewer dispatches), and
+    on a GPU through :class:`~engine.model.llama.GraphedDecodeStep`, a CUDA graph of it
+    (``CANVAS_CUDA_GRAPHS=0`` turns that off). A model the flat step cannot stand for (hooks,
+    wrapped layers, autocast) decodes through its own forward.
     """
     params.validate()
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -167,21 +177,41 @@ def stream(
     cache = model.new_cache(batch, longest + params.max_new_tokens) if use_cache else None
     logits = model(tokens, cache=cache, attention_mask=keep)[:, -1].float()
     decode = compiled_decoder(model) if (compile and cache is not None) else model
+    step = None
+    if cache is not None and not compile:
+        # The flat single-token step (bit-for-bit the model's forward, less dispatch). Every
+        # generated token is real, so its padding mask is the prompt's followed by ones.
+        keep_all = None
+        if keep is not None:
+            keep_all = torch.ones((batch, cache.max_len), dtype=keep.dtype, device=device)
+            keep_all[:, :longest] = keep
+        step = DecodeStep.build(model, cache, keep_all)
+        if step is not None and device.type == "cuda" and os.environ.get(CUDA_GRAPHS_ENV, "1") != "0":
+            step = GraphedDecodeStep(step)
     sequence = tokens
-    for _ in range(params.max_new_tokens):
+    last = params.max_new_tokens - 1
+    for i in range(params.max_new_tokens):
         nxt = _pick(process_logits(logits, seen, params), params, generator)
         # One host sync a step: the bookkeeping below is plain Python on this list.
         values = nxt.tolist()
         yield [None if was_done else tok for tok, was_done in zip(values, done, strict=True)]
-        done = [was_done or tok in stop for tok, was_done in zip(values, done, strict=True)]
-        if all(done):
+        if i == last:  # no forward for a token nobody asks for
             return
-        if any(done):  # finished sequences keep stepping (batch shape), fed padding
-            nxt = torch.tensor(
-                [pad_id if d else tok for tok, d in zip(values, done, strict=True)], device=device
-            )
+        if stop:
+            done = [was_done or tok in stop for tok, was_done in zip(values, done, strict=True)]
+            if all(done):
+                return
+            if any(done):  # finished sequences keep stepping (batch shape), fed padding
+                nxt = torch.tensor(
+                    [pad_id if d else tok for tok, d in zip(values, done, strict=True)], device=device
+                )
         if seen is not None:
             seen.scatter_(1, nxt.unsqueeze(1), True)
+        if step is not None:
+            logits = step(nxt)
+            if logits.dtype != torch.float32:
+                logits = logits.float()
+            continue
         if keep is not None:
             keep = torch.cat([keep, torch.ones((batch, 1), dtype=keep.dtype, device=device)], dim=1)
         if cache is not None:

@@ -8,6 +8,7 @@ state dict and a parity test can compare logits directly.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +32,16 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            # One fused kernel; the same arithmetic as the general path below.
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
-        return self.weight * normed
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """:class:`RMSNorm`'s arithmetic, also called directly by the single-token decode step."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        # One fused kernel; the same arithmetic as the general path below.
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    normed = F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+    return weight * normed
 
 
 class RotaryEmbedding(nn.Module):
@@ -283,3 +289,242 @@ def _padded_causal_mask(keep: torch.Tensor, start: int, t: int) -> torch.Tensor:
     diag = torch.zeros_like(mask)
     diag[:, torch.arange(t), torch.arange(start, s)] = True
     return (mask | (diag & ~mask.any(-1, keepdim=True))).unsqueeze(1)
+
+
+class DecodeStep:
+    """The single-token decode step, written flat: generation's inner loop.
+
+    ``step(tokens)`` computes what ``model(tokens[:, None], cache=cache, attention_mask=keep)``
+    computes for one new token per sequence: the same kernels on the same operands, so the
+    logits are bit-for-bit equal (tests check it, padded and unpadded). What it leaves out is
+    the work around those kernels, which at batch 1 costs as much as the arithmetic:
+
+    * no module calls: the weights are read once, when the step is built, into a flat list;
+    * every projection is one ``mm`` on a pre-transposed view, with activations kept 2-D
+      (``F.linear`` on a (B, 1, dim) input dispatches linear → t → matmul → view → mm);
+    * no position, mask or rotary tensors built per step: unpadded, the rotary row is a
+      ``select`` of the table at the cache length; padded, the positions are one tensor bumped
+      in place and the mask is a ``narrow`` of the ``keep`` buffer the caller filled once;
+    * rotate-half is one ``index_select`` instead of ``roll`` (slice, slice, cat).
+
+    Build it once per generation with :meth:`build` (weights can be replaced between
+    generations, for example by ``model.to(dtype)``); it returns ``None`` where the flat step
+    would not be the model's forward: hooks, replaced or biased layers, autocast, a subclass.
+    """
+
+    def __init__(self, model: CausalLM, cache: KVCache, keep: torch.Tensor | None = None) -> None:
+        cfg = model.config
+        self.cache = cache
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.gqa = cfg.n_kv_heads != cfg.n_heads
+        dtype = model.lm_head.weight.dtype
+        rotary = model.model.rotary
+        # Cast once here; the forward casts the same fp32 values at every step.
+        self.cos, self.sin = rotary.cos.to(dtype), rotary.sin.to(dtype)
+        device = self.cos.device
+        self.roll = torch.arange(cfg.head_dim, device=device).roll(cfg.head_dim // 2)  # x.roll(D/2)
+        self.embed = model.model.embed_tokens.weight
+        self.layers = [
+            (
+                block.input_layernorm.weight,
+                block.input_layernorm.eps,
+                block.self_attn.q_proj.weight.t(),
+                block.self_attn.k_proj.weight.t(),
+                block.self_attn.v_proj.weight.t(),
+                block.self_attn.o_proj.weight.t(),
+                block.post_attention_layernorm.weight,
+                block.post_attention_layernorm.eps,
+                block.mlp.gate_proj.weight.t(),
+                block.mlp.up_proj.weight.t(),
+                block.mlp.down_proj.weight.t(),
+            )
+            for block in model.model.layers
+        ]
+        self.norm, self.norm_eps = model.model.norm.weight, model.model.norm.eps
+        self.lm_head = model.lm_head.weight.t()
+        self.keep: torch.Tensor | None = None
+        self.positions: torch.Tensor | None = None
+        if keep is not None:
+            if keep.shape != (cache.keys[0].shape[0], cache.max_len):
+                raise ValueError(f"keep must be (batch, cache.max_len), got {tuple(keep.shape)}")
+            self.keep = keep.bool()[:, None, None, :]  # (B, 1, 1, max_len): SDPA's mask layout
+            # A token's position counts the real tokens before it (left padding does not count).
+            self.positions = keep[:, : cache.length].long().sum(-1)
+
+    @classmethod
+    def build(cls, model: nn.Module, cache: KVCache, keep: torch.Tensor | None = None) -> DecodeStep | None:
+        """The flat step for ``model``, or ``None`` when only its own forward is faithful."""
+        if type(model) is not CausalLM or type(cache) is not KVCache or model.training:
+            return None
+        device_type = model.lm_head.weight.device.type
+        if torch.is_autocast_enabled(device_type):
+            return None
+        from torch.nn.modules import module as module_globals
+
+        if (
+            module_globals._global_forward_hooks
+            or module_globals._global_forward_pre_hooks
+            or module_globals._global_forward_hooks_always_called
+        ):
+            return None
+        exact = {CausalLM, Decoder, nn.ModuleList, Block, Attention, SwiGLU, RMSNorm, RotaryEmbedding}
+        for m in model.modules():
+            if m._forward_hooks or m._forward_pre_hooks:
+                return None
+            if type(m) is nn.Linear:
+                if m.bias is not None:
+                    return None
+            elif type(m) is nn.Embedding:
+                if m.max_norm is not None:
+                    return None
+            elif type(m) not in exact:
+                return None
+        return cls(model, cache, keep)
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(x * cos, x.index_select(-1, self.roll), sin)  # = apply_rotary
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, vocab) for ``tokens`` (B,), appended to the cache at its current length."""
+        cache = self.cache
+        start = cache.length
+        end = start + 1
+        if end > cache.max_len:
+            raise ValueError(
+                f"KV cache is full: {end} tokens needed, {cache.max_len} allocated. "
+                "Allocate the cache with max_len >= prompt length + max_new_tokens."
+            )
+        b = tokens.shape[0]
+        h_, kv_, d_ = self.n_heads, self.n_kv_heads, self.head_dim
+        mask = None
+        if self.positions is None:
+            cos, sin = self.cos[start], self.sin[start]
+        else:
+            assert self.keep is not None
+            cos = self.cos.index_select(0, self.positions).unsqueeze(1)
+            sin = self.sin.index_select(0, self.positions).unsqueeze(1)
+            mask = self.keep.narrow(3, 0, end)
+        x = F.embedding(tokens, self.embed)
+        mm, rotate = torch.mm, self._rotate
+        for i, (n1, eps1, wq, wk, wv, wo, n2, eps2, wg, wu, wd) in enumerate(self.layers):
+            h = rms_norm(x, n1, eps1)
+            q = rotate(mm(h, wq).view(b, h_, d_), cos, sin)
+            keys, values = cache.keys[i], cache.values[i]
+            keys.select(2, start).copy_(rotate(mm(h, wk).view(b, kv_, d_), cos, sin))
+            values.select(2, start).copy_(mm(h, wv).view(b, kv_, d_))
+            y = F.scaled_dot_product_attention(
+                q.view(b, h_, 1, d_),
+                keys.narrow(2, 0, end),
+                values.narrow(2, 0, end),
+                attn_mask=mask,
+                enable_gqa=self.gqa,
+            )
+            x = x + mm(y.reshape(b, -1), wo)
+            h = rms_norm(x, n2, eps2)
+            x = x + mm(F.silu(mm(h, wg)) * mm(h, wu), wd)
+        cache.advance(1)
+        if self.positions is not None:
+            self.positions += 1
+        return mm(rms_norm(x, self.norm, self.norm_eps), self.lm_head)
+
+
+class GraphedDecodeStep:
+    """The flat step with shapes that do not change from token to token, replayed as a CUDA graph.
+
+    On a GPU at batch 1 a decode step is a few hundred tiny kernels whose launches cost more
+    than their work; a CUDA graph launches them all at once. A graph needs every shape and
+    address fixed, so this body attends over the whole preallocated cache with a mask of the
+    filled positions (instead of a view of the filled prefix), writes the new key/value with
+    ``index_copy_`` at a position held in a device tensor, and reads the rotary rows the same
+    way. The arithmetic is the flat step's, but the attention sums over a longer (masked) row,
+    so logits agree to rounding, not bit for bit.
+
+    The first call runs the body eagerly (the warm-up CUDA graphs need) and captures it; every
+    later call copies the new tokens in and replays. ``capture=False`` runs the body eagerly
+    every time: how the static-shape arithmetic is tested on machines without a GPU. Built per
+    generation, since the graph is bound to that generation's cache.
+    """
+
+    def __init__(self, flat: DecodeStep, *, capture: bool = True) -> None:
+        self.flat = flat
+        self.capture = capture
+        cache = flat.cache
+        device = cache.keys[0].device
+        batch = cache.keys[0].shape[0]
+        self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
+        self.pos = torch.full((1,), cache.length, dtype=torch.long, device=device)
+        self.slots = torch.arange(cache.max_len, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: torch.Tensor | None = None
+        self.eager = False  # set when capture failed: plain flat steps from then on
+
+    def _body(self) -> torch.Tensor:
+        f, cache = self.flat, self.flat.cache
+        b = self.tokens.shape[0]
+        h_, kv_, d_ = f.n_heads, f.n_kv_heads, f.head_dim
+        filled = (self.slots <= self.pos).view(1, 1, 1, -1)  # cached positions plus this one
+        if f.positions is None:
+            where = self.pos
+            mask = filled
+        else:
+            assert f.keep is not None
+            where = f.positions
+            mask = f.keep & filled
+        cos = f.cos.index_select(0, where).unsqueeze(1)  # (1 or B, 1, D)
+        sin = f.sin.index_select(0, where).unsqueeze(1)
+        x = F.embedding(self.tokens, f.embed)
+        mm, rotate = torch.mm, f._rotate
+        for i, (n1, eps1, wq, wk, wv, wo, n2, eps2, wg, wu, wd) in enumerate(f.layers):
+            h = rms_norm(x, n1, eps1)
+            q = rotate(mm(h, wq).view(b, h_, d_), cos, sin)
+            keys, values = cache.keys[i], cache.values[i]
+            keys.index_copy_(2, self.pos, rotate(mm(h, wk).view(b, kv_, d_), cos, sin).unsqueeze(2))
+            values.index_copy_(2, self.pos, mm(h, wv).view(b, kv_, 1, d_))
+            y = F.scaled_dot_product_attention(
+                q.view(b, h_, 1, d_), keys, values, attn_mask=mask, enable_gqa=f.gqa
+            )
+            x = x + mm(y.reshape(b, -1), wo)
+            h = rms_norm(x, n2, eps2)
+            x = x + mm(F.silu(mm(h, wg)) * mm(h, wu), wd)
+        return mm(rms_norm(x, f.norm, f.norm_eps), f.lm_head)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, vocab) for ``tokens`` (B,); valid until the next call (the graph's buffer)."""
+        f, cache = self.flat, self.flat.cache
+        if cache.length + 1 > cache.max_len:
+            raise ValueError(
+                f"KV cache is full: {cache.length + 1} tokens needed, {cache.max_len} allocated. "
+                "Allocate the cache with max_len >= prompt length + max_new_tokens."
+            )
+        if self.eager:
+            return f(tokens)
+        self.tokens.copy_(tokens)
+        self.pos.fill_(cache.length)
+        if self.graph is not None:
+            self.graph.replay()
+            assert self.logits is not None
+            logits = self.logits
+        elif not self.capture:
+            logits = self._body()
+        else:
+            # Warm-up on a side stream (this is the real step), then capture: recording a graph
+            # runs nothing, so the cache and positions are untouched by the capture.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                logits = self._body().clone()
+            torch.cuda.current_stream().wait_stream(side)
+            try:
+                graph = torch.cuda.CUDAGraph()
+                # thread_local: another thread generating on the same GPU meanwhile is no error.
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                    self.logits = self._body()
+                self.graph = graph
+            except Exception as err:  # an op that cannot be captured: the flat step carries on
+                warnings.warn(f"CUDA graph capture failed ({err}); decoding without it", stacklevel=2)
+                self.capture = False
+                self.eager = True
+        cache.advance(1)
+        if f.positions is not None:
+            f.positions += 1
+        return logits

@@ -234,6 +234,30 @@ class RunInfo(Event):
 
 
 @dataclass
+class Request(Event):
+    """One HTTP request a ``serve`` run answered: ``endpoint`` (``/v1/chat/completions``…), the
+    HTTP ``status`` it got (499: the client went away before the end), whether it ``stream``-ed,
+    the ``prompt_tokens`` and ``completion_tokens`` of its usage, ``duration_s`` from receiving it
+    to the last byte, ``tokens_per_s`` (completion tokens over the generation time),
+    ``time_to_first_token_s``, the ``finish_reason`` (``stop``, ``length``, ``cancelled``) and,
+    for a refused request, the ``error`` message it was sent."""
+
+    TYPE: ClassVar[str] = "request"
+    endpoint: str
+    status: int
+    method: str | None = None
+    model: str | None = None
+    stream: bool | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    duration_s: float | None = None
+    tokens_per_s: float | None = None
+    time_to_first_token_s: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
 class UnknownEvent(Event):
     """A line of a type this reader does not know (a newer engine's, or another tool's), with the
     whole ``record`` as read. Readers that show events skip it; ``canvas logs --raw`` prints it."""
@@ -247,7 +271,8 @@ class UnknownEvent(Event):
 
 #: Every known type by its ``type`` string.
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (Status, Metric, Eval, Checkpoint, Log, Gpu, System, Carbon, Progress, RunInfo)
+    cls.TYPE: cls
+    for cls in (Status, Metric, Eval, Checkpoint, Log, Gpu, System, Carbon, Progress, RunInfo, Request)
 }
 
 #: Types that can arrive many times a second for hours; :func:`engine.runs.reader.downsample`

@@ -26,6 +26,7 @@ from engine.runs.events import (
     Log,
     Metric,
     Progress,
+    Request,
     RunInfo,
     Status,
     System,
@@ -181,6 +182,24 @@ def _progress(p: Progress) -> str:
     return text
 
 
+def _request(r: Request) -> str:
+    """``POST /v1/chat/completions 200 stream  12+40 tokens  0.52 s  77 tok/s  stop``."""
+    bits = [" ".join(str(b) for b in (r.method, r.endpoint, r.status) if b is not None)]
+    if r.stream:
+        bits[0] += " stream"
+    if r.prompt_tokens is not None or r.completion_tokens is not None:
+        bits.append(f"{fmt_num(r.prompt_tokens)}+{fmt_num(r.completion_tokens)} tokens")
+    if r.duration_s is not None:
+        bits.append(f"{fmt_num(r.duration_s, 2)} s")
+    if r.tokens_per_s is not None:
+        bits.append(f"{fmt_rate(r.tokens_per_s)} tok/s")
+    if r.finish_reason:
+        bits.append(r.finish_reason)
+    if r.error:
+        bits.append(r.error)
+    return "  ".join(bits)
+
+
 def event_text(event: Event, total_steps: int | None = None) -> str:
     """What an event says, without its label (see :func:`event_label`): for a log line its
     message, for a status ``state`` (``: message``), for a metric ``step 5/10  loss …``.
@@ -205,6 +224,8 @@ def event_text(event: Event, total_steps: int | None = None) -> str:
         text = _run_info(event)
     elif isinstance(event, Progress):
         text = _progress(event)
+    elif isinstance(event, Request):
+        text = _request(event)
     elif isinstance(event, Gpu) and (event.index is None or event.index < 0 or event.unavailable):
         text = "unavailable" + (f" ({event.reason})" if event.reason else "")
     elif isinstance(event, Gpu):

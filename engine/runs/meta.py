@@ -148,6 +148,10 @@ class RunMeta:
     adapter_from: str | None = field(
         default=None, metadata=_doc("fine-tunes: the checkpoint the adapter was copied from")
     )
+    url: str | None = field(
+        default=None,
+        metadata=_doc("serve runs: the address clients use (`http://HOST:PORT/v1`), once it listens"),
+    )
     _extras: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     # -- reading and writing ----------------------------------------------------------------------

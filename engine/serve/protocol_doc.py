@@ -1,0 +1,114 @@
+"""The README's table of the inference worker's protocol, generated from
+:mod:`engine.serve.protocol` so it cannot drift. Torch-free.
+
+``python -m engine.serve.protocol_doc --write README.md`` regenerates the block between
+:data:`BEGIN` and :data:`END`; ``--check README.md`` exits 1 when it is stale (a test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from engine.serve import protocol
+
+BEGIN = "<!-- protocol:begin -->"
+END = "<!-- protocol:end -->"
+REGENERATE = "python -m engine.serve.protocol_doc --write README.md"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _summary(doc: str | None) -> str:
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return _cell(paragraph.replace("``", "`"))
+
+
+def _type(hint: object) -> str:
+    return str(hint).replace("typing.", "").replace("list[Message]", "list[{role, content}]")
+
+
+def _fields(cls: type) -> str:
+    parts = []
+    for f in dataclasses.fields(cls):
+        if f.name == "id":
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required:
+            parts.append(f"**`{f.name}`** {_type(f.type)}")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            parts.append(f"`{f.name}` {_type(f.type)} = {default!r}".replace("'", '"'))
+    return _cell(", ".join(parts)) or "—"
+
+
+def render() -> str:
+    lines = [
+        BEGIN,
+        f"<!-- generated from engine/serve/protocol.py by `{REGENERATE}` -->",
+        "",
+        f"Protocol version {protocol.PROTOCOL_VERSION}: one JSON object a line, each with "
+        f'`"v": {protocol.PROTOCOL_VERSION}` and the `"id"` of the request (chosen by the client, '
+        "echoed by every reply to it). Bold fields are required.",
+        "",
+        "| request (`op`) | fields | what it does |",
+        "|---|---|---|",
+    ]
+    for op, cls in protocol.REQUEST_TYPES.items():
+        lines.append(f"| `{op}` | {_fields(cls)} | {_summary(cls.__doc__)} |")
+    lines += ["", "| reply (`type`) | fields | what it says |", "|---|---|---|"]
+    for name, rcls in protocol.REPLY_TYPES.items():
+        lines.append(f"| `{name}` | {_fields(rcls)} | {_summary(rcls.__doc__)} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def _split(text: str, path: Path) -> tuple[str, str, str]:
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"{path} has no {BEGIN} ... {END} block to hold the protocol table")
+    end += len(END)
+    return text[:start], text[start:end], text[end:]
+
+
+def current_block(path: Path) -> str:
+    return _split(path.read_text(encoding="utf-8"), path)[1]
+
+
+def write(path: Path) -> bool:
+    text = path.read_text(encoding="utf-8")
+    before, block, after = _split(text, path)
+    fresh = render()
+    if block == fresh:
+        return False
+    path.write_text(before + fresh + after, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.serve.protocol_doc", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", type=Path, help="regenerate FILE's protocol block")
+    group.add_argument("--check", metavar="FILE", type=Path, help="exit 1 if FILE's protocol block is stale")
+    args = parser.parse_args(argv)
+    try:
+        if args.write:
+            print(f"{args.write}: {'updated' if write(args.write) else 'already up to date'}")
+        elif args.check:
+            if current_block(args.check) != render():
+                print(f"{args.check}: the protocol table is stale; run `{REGENERATE}`.", file=sys.stderr)
+                return 1
+        else:
+            print(render())
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
