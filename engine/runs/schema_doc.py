@@ -16,6 +16,7 @@ import sys
 import typing
 from pathlib import Path
 
+from engine.docblock import read_block, write_block
 from engine.runs import events, meta
 
 BEGIN = "<!-- schema:begin -->"
@@ -93,29 +94,14 @@ def render() -> str:
     )
 
 
-def _split(text: str, path: Path) -> tuple[str, str, str]:
-    """``text`` as (before, block, after) around the markers; ValueError when they are missing."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{path} has no {BEGIN} ... {END} block to hold the schema tables")
-    end += len(END)
-    return text[:start], text[start:end], text[end:]
-
-
 def current_block(path: Path) -> str:
-    """The schema block as the file holds it now."""
-    return _split(path.read_text(encoding="utf-8"), path)[1]
+    """The block as the file holds it now."""
+    return read_block(path, BEGIN, END)
 
 
 def write(path: Path) -> bool:
     """Replace the file's block with the generated one; True when that changed the file."""
-    text = path.read_text(encoding="utf-8")
-    before, block, after = _split(text, path)
-    fresh = render()
-    if block == fresh:
-        return False
-    path.write_text(before + fresh + after, encoding="utf-8")
-    return True
+    return write_block(path, BEGIN, END, render())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from engine.docblock import read_block, write_block
 from engine.serve import protocol
 
 BEGIN = "<!-- protocol:begin -->"
@@ -67,26 +68,14 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def _split(text: str, path: Path) -> tuple[str, str, str]:
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{path} has no {BEGIN} ... {END} block to hold the protocol table")
-    end += len(END)
-    return text[:start], text[start:end], text[end:]
-
-
 def current_block(path: Path) -> str:
-    return _split(path.read_text(encoding="utf-8"), path)[1]
+    """The block as the file holds it now."""
+    return read_block(path, BEGIN, END)
 
 
 def write(path: Path) -> bool:
-    text = path.read_text(encoding="utf-8")
-    before, block, after = _split(text, path)
-    fresh = render()
-    if block == fresh:
-        return False
-    path.write_text(before + fresh + after, encoding="utf-8")
-    return True
+    """Replace the file's block with the generated one; True when that changed the file."""
+    return write_block(path, BEGIN, END, render())
 
 
 def main(argv: list[str] | None = None) -> int:
