@@ -58,8 +58,11 @@ def chat_after_one_answer(choices, system: str = ""):
             area.cursor_blink = False
         for field in screen.query(Input):
             field.cursor_blink = False
-        screen.query_one("#chat-input", TextArea).focus()
+        box.focus()
+        # The cursor is drawn only while the box has focus; wait for it rather than for a fixed time.
+        await pilot_wait_until(pilot, lambda: box.has_focus and not box.disabled, what="the input's focus")
         await pilot.pause(0.3)
+        assert box.has_focus, "something took the focus from the message box"
 
     return run_before
 

@@ -143,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
             )
         except WorkerError as exc:
             raise CliError(_worker_message(exc)) from None
-        if ready.note and not args.json and ready.kind != "pretrain":
+        # A pre-training run's usual note ("a plain continuation model") is what the user asked for;
+        # a device note ("loaded on CPU: the GPU is busy") is news for every kind.
+        if (
+            ready.note
+            and not args.json
+            and (ready.kind != "pretrain" or (ready.device == "cpu" and "GPU" in ready.note))
+        ):
             print(f"canvas: {ready.note}", file=sys.stderr)
         chat = ready.kind != "pretrain" and ready.chat and not args.raw
         fields: dict[str, Any] = dict(
