@@ -19,6 +19,9 @@ SCOPES = {
     "dashboard": "Run dashboard",
     "new_run": "New run",
     "chat": "Chat",
+    "arena": "Arena",
+    "evaluation": "Evaluation",
+    "eval_samples": "Eval samples",
 }
 
 
@@ -55,7 +58,7 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "E",
         "evaluation",
         "Evaluation",
-        "Evaluation screen (arrives with its own issue)",
+        "Evaluation: compare evaluated models, arena ratings, samples; launch an evaluation",
         "app",
         show=False,
     ),
@@ -225,6 +228,99 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "chat",
         show=False,
     ),
+    # -- evaluation
+    CanvasAction(
+        "evaluation.samples",
+        "enter,b",
+        "open_samples",
+        "Samples",
+        "Browse the selected evaluation's samples: prompt, reference, every model's output",
+        "evaluation",
+        key_display="⏎",
+    ),
+    CanvasAction(
+        "evaluation.sort",
+        "s",
+        "sort_next",
+        "Sort",
+        "Sort by the next metric column, best first",
+        "evaluation",
+    ),
+    CanvasAction(
+        "evaluation.reverse", "r", "reverse_sort", "Reverse", "Reverse the sort order", "evaluation"
+    ),
+    CanvasAction(
+        "evaluation.new",
+        "n",
+        "new_eval",
+        "New eval",
+        "Evaluate models: pick runs, data, samples",
+        "evaluation",
+    ),
+    CanvasAction(
+        "evaluation.arena",
+        "a",
+        "arena",
+        "Arena",
+        "Blind side-by-side votes on the selected models",
+        "evaluation",
+    ),
+    CanvasAction(
+        "evaluation.back",
+        "escape",
+        "back",
+        "Back",
+        "Back to the previous screen",
+        "evaluation",
+        key_display="esc",
+    ),
+    CanvasAction("eval_samples.model_a", "1", "cycle_a", "Model A", "Next model as A", "eval_samples"),
+    CanvasAction("eval_samples.model_b", "2", "cycle_b", "Model B", "Next model as B", "eval_samples"),
+    CanvasAction(
+        "eval_samples.metric", "m", "cycle_metric", "Metric", "Next per-sample metric", "eval_samples"
+    ),
+    CanvasAction(
+        "eval_samples.sort",
+        "s",
+        "cycle_sort",
+        "Sort",
+        "Sort by B - A (largest first, smallest first) or by index",
+        "eval_samples",
+    ),
+    CanvasAction(
+        "eval_samples.back",
+        "escape",
+        "back",
+        "Back",
+        "Back to the comparison",
+        "eval_samples",
+        key_display="esc",
+    ),
+    # -- arena (the prompt box takes letters, so votes are digits: the box is locked while voting)
+    CanvasAction("arena.vote_a", "1", "vote('model_a')", "A better", "Vote: answer A is better", "arena"),
+    CanvasAction("arena.vote_b", "2", "vote('model_b')", "B better", "Vote: answer B is better", "arena"),
+    CanvasAction("arena.tie", "3", "vote('tie')", "Tie", "Vote: both answers are as good", "arena"),
+    CanvasAction(
+        "arena.both_bad", "4", "vote('tie (bothbad)')", "Both bad", "Vote: both answers are bad", "arena"
+    ),
+    CanvasAction(
+        "arena.draw",
+        "ctrl+n",
+        "draw_prompt",
+        "Draw prompt",
+        "Send a prompt from the prompt set (held-out conversation openings, general set)",
+        "arena",
+    ),
+    CanvasAction(
+        "arena.stop",
+        "escape",
+        "stop",
+        "Stop / back",
+        "Stop the answers (the battle is dropped); when idle, go back",
+        "arena",
+        key_display="esc",
+    ),
+    CanvasAction("arena.ratings", "f2", "toggle_ratings", "Ratings", "Show/hide the ratings panel", "arena"),
 )
 
 

@@ -45,12 +45,14 @@ class CanvasApp(App[None]):
         run_ref: str | None = None,
         *,
         chat_choices: list[ChatChoice] | None = None,
+        arena_choices: list[ChatChoice] | None = None,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 1.0,
     ) -> None:
         super().__init__()
         self.run_ref = run_ref
         self.chat_choices = chat_choices
+        self.arena_choices = arena_choices
         self.clock = clock
         self.poll_interval = poll_interval
         self.settings: Settings = load_settings()
@@ -70,6 +72,8 @@ class CanvasApp(App[None]):
             self._open_ref(self.run_ref)
         if self.chat_choices is not None:
             self.open_chat(self.chat_choices)
+        if self.arena_choices is not None:
+            self.open_arena(self.arena_choices)
 
     def _open_ref(self, ref: str) -> None:
         from engine.runs.store import RunStoreError, resolve_run
@@ -121,7 +125,10 @@ class CanvasApp(App[None]):
         )
 
     def action_evaluation(self) -> None:
-        self._placeholder("Evaluation")
+        from canvas_tui.screens.evaluation import EvaluationScreen
+
+        if not isinstance(self.screen, EvaluationScreen):
+            self.push_screen(EvaluationScreen())
 
     def action_chat(self) -> None:
         from canvas_tui.screens.chat import ChatScreen
@@ -134,6 +141,12 @@ class CanvasApp(App[None]):
         from canvas_tui.screens.chat import ChatScreen
 
         self.push_screen(ChatScreen(choices))
+
+    def open_arena(self, choices: list[ChatChoice]) -> None:
+        """The Arena screen: blind votes between two of these models at a time."""
+        from canvas_tui.screens.arena import ArenaScreen
+
+        self.push_screen(ArenaScreen(choices))
 
     def talk_to_run(self, run_path: str | Path) -> None:
         """Chat with a run's model (a fine-tune with its adapter on)."""
@@ -240,6 +253,9 @@ SCOPE_PREFIX = {
     "dashboard": "run: ",
     "new_run": "new run: ",
     "chat": "chat: ",
+    "arena": "arena: ",
+    "evaluation": "eval: ",
+    "eval_samples": "samples: ",
 }
 
 

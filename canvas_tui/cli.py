@@ -28,7 +28,10 @@ COMMAND_MODULES = (
     "finetune",
     "generate",
     "serve",
+    "eval",
+    "score",
     "chat",
+    "arena",
     "console",
 )
 

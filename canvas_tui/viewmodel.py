@@ -7,7 +7,8 @@ dicts are decoded on the way in) in file order and keeps, as the typed events th
   tokens/s, gradient norm), finite values only; non-finite losses are counted, not plotted;
 - the latest numbers (last metric, last and best evaluation, run_info, progress, status);
 - per-GPU telemetry with a short history (``deque(maxlen=...)``), the system sample, emissions;
-- the checkpoint list and the log events.
+- the checkpoint list and the log events;
+- the latest ``sample`` events (what the model wrote during training), the last steps' worth.
 
 :func:`thin` bounds what a plot receives (first, last, and each bucket's min and max, so spikes
 survive) and :class:`Smoother` applies TensorBoard's debiased EMA incrementally.
@@ -34,6 +35,7 @@ from engine.runs.events import (
     Metric,
     Progress,
     RunInfo,
+    Sample,
     Status,
     System,
     decode_any,
@@ -43,6 +45,8 @@ from engine.runs.events import (
 TELEMETRY_HISTORY = 120
 #: Log events kept in memory (the pane itself also caps its lines).
 LOG_EVENTS = 2000
+#: Sample events kept in memory (the dashboard shows the latest step's).
+SAMPLE_EVENTS = 256
 #: Metric points used for the step-rate (ETA) estimate.
 RATE_WINDOW = 50
 
@@ -173,6 +177,7 @@ class RunView:
         self.carbon: Carbon | None = None
         self.checkpoints: list[Checkpoint] = []
         self.logs: deque[Log | Status] = deque(maxlen=LOG_EVENTS)
+        self.samples: deque[Sample] = deque(maxlen=SAMPLE_EVENTS)
         self.events = 0
         self.resolution = "empty"  # "sketch" while a sampled first paint is shown, then "full"
         self._rate: deque = deque(maxlen=RATE_WINDOW)
@@ -262,6 +267,9 @@ class RunView:
     def _progress(self, p: Progress) -> None:
         self.progress = p
 
+    def _sample(self, s: Sample) -> None:
+        self.samples.append(s)
+
     # ------------------------------------------------------------------------------- derived
     @property
     def step(self) -> int | None:
@@ -284,6 +292,14 @@ class RunView:
             return None
         return max(0.0, (self.total_steps - step) / rate)
 
+    def latest_samples(self) -> list[Sample]:
+        """The samples of the latest step that has any, in prompt order (empty when none)."""
+        if not self.samples:
+            return []
+        step = self.samples[-1].step
+        latest = [s for s in self.samples if s.step == step]
+        return sorted(latest, key=lambda s: s.index if isinstance(s.index, int) else 0)
+
     def fraction_done(self) -> float | None:
         if self.step is None or not self.total_steps:
             return None
@@ -301,6 +317,7 @@ _HANDLERS: dict[type, Callable[[RunView, Any], None]] = {
     Log: RunView._log,
     Status: RunView._status,
     Progress: RunView._progress,
+    Sample: RunView._sample,
 }
 
 

@@ -189,6 +189,15 @@ def test_bench_tokenize_tiny():
     number(r"^  HF tokenizers encode_batch \(bar\) +(\d+\.\d+) MB/s", out)
 
 
+@pytest.mark.slow
+def test_bench_eval_tiny():
+    out = run_bench("bench_eval.py", "--tiny")
+    assert "same log-likelihoods: yes" in out and "window 32, batch 2" in out
+    number(r"^ours \(InferenceSession, engine.model\) +([\d,]+) tok/s", out)
+    number(r"^transformers LlamaForCausalLM \(export\) +([\d,]+) tok/s", out)
+    number(rf"^ratio ours / transformers: {RATIO} median", out)
+
+
 # ------------------------------------------------------------------------------ the compiled rows
 @pytest.fixture(scope="session")
 def inductor_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:

@@ -696,7 +696,7 @@ async def test_palette_and_help_list_every_action():
         assert app.screen.query_one("#keys").row_count >= len(ACTIONS)
         await pilot.press("escape")
         await pilot.press("E")
-        await wait_for(pilot, lambda: "arrives with its own issue" in screen_text(app))
+        await wait_for(pilot, lambda: "No evaluations yet." in screen_text(app))
 
 
 async def test_80x24_dashboard_collapses_to_one_readable_column():

@@ -230,3 +230,43 @@ def test_the_labelled_rows_head_gives_the_full_logits_loss(trained):
         )
         fast = labelled_loss_sum(trainer.model.get_base_model(), batch)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-4)
+
+
+def _records(run, kind: str) -> list[dict]:
+    from engine.runs.reader import EventReader
+
+    return [r for r in EventReader(run.events_path).read_new() if r["type"] == kind]
+
+
+def test_samples_during_a_fine_tune_answer_held_out_questions_and_change_no_loss(
+    base_dir, tmp_path, monkeypatch
+):
+    from engine.finetune.chat_data.load import load_conversations
+    from engine.finetune.chat_data.split import split_conversations
+    from engine.finetune.preflight import preflight
+    from engine.finetune.worker import run_finetune
+
+    runs = []
+    for i, extra in enumerate(([], ["sample_every=4"])):
+        monkeypatch.setenv("CANVAS_HOME", str(tmp_path / f"home{i}"))
+        cfg = preflight(config(base_dir, "max_steps=8", "eval_every=4", *extra)).config
+        run = create_finetune_run(cfg)
+        run_finetune(run, install_signals=False)  # the engine's own entry: events written as in a real run
+        assert run.read_meta().status == "finished", run.read_meta().message
+        runs.append(run)
+    plain, sampled = runs
+    held_out = split_conversations(load_conversations(DATA), cfg.val_fraction, cfg.seed)[1]
+    samples = _records(sampled, "sample")
+    # The first user messages of three held-out conversations, answered at steps 4 and 8.
+    questions = [next(m["content"] for m in c if m["role"] == "user") for c in held_out[:3]]
+    assert [(s["step"], s["index"], s["prompt"]) for s in samples] == [
+        (step, i, q) for step in (4, 8) for i, q in enumerate(questions)
+    ]
+    assert all(0 < s["new_tokens"] <= 32 for s in samples)
+    assert not _records(plain, "sample")
+    # Generating between steps changes nothing the run computes (RNG, mode, adapters).
+    losses = [(m["step"], m["loss"], m["grad_norm"]) for m in _records(plain, "metric")]
+    assert len(losses) >= 2
+    assert [(m["step"], m["loss"], m["grad_norm"]) for m in _records(sampled, "metric")] == losses
+    vals = [e["val_loss"] for e in _records(plain, "eval")]
+    assert [e["val_loss"] for e in _records(sampled, "eval")] == vals

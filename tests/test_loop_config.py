@@ -17,7 +17,7 @@ SHARED = {
     "data", "val_fraction", "seq_len", "micro_batch", "grad_accum", "max_steps", "epochs", "lr",
     "min_lr_ratio", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "device", "seed",
     "log_every", "eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "max_nonfinite",
-    "telemetry_interval", "carbon_country",
+    "telemetry_interval", "carbon_country", "sample_every", "sample_prompts",
 }  # fmt: skip
 
 

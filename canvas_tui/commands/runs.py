@@ -252,6 +252,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             address = meta.url or "not listening yet (loading the model)"
         rows[3] = ("address", address)
+    if info["kind"] == "eval":  # what it scored, and where the numbers are
+        results = run.path / "results.json"
+        rows[3] = ("results", str(results) if results.is_file() else "not yet (written at the end)")
+        rows[-2] = ("models", ", ".join(str(m) for m in (info.get("config") or {}).get("models", [])) or "-")
     for label, value in rows:
         print(f"{label:<11} {value}")
     if status.log_tail:

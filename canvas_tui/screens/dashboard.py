@@ -36,6 +36,7 @@ from canvas_tui.widgets.gpu_pane import GpuPane
 from canvas_tui.widgets.log_pane import LogPane
 from canvas_tui.widgets.loss_plot import LossPlot, MetricPlot
 from canvas_tui.widgets.run_header import RunHeader
+from canvas_tui.widgets.samples_pane import SamplesPane
 from canvas_tui.widgets.system_pane import SystemPane
 from engine.runs.events import Log, Status
 from engine.runs.meta import RunMeta
@@ -69,7 +70,7 @@ class DashboardScreen(CanvasScreen):
         self.garbage = 0
         self.paints: list[tuple[str, int]] = []  # (resolution, points plotted) per loss redraw
         self._dirty: set[str] = set()
-        self._kinds_all = {"plots", "header", "gpu", "system", "carbon", "checkpoints"}
+        self._kinds_all = {"plots", "header", "gpu", "system", "carbon", "checkpoints", "samples"}
 
     # ------------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -87,6 +88,7 @@ class DashboardScreen(CanvasScreen):
                 yield EmissionsPane(id="emissions")
             with Horizontal(id="bottom"):
                 yield LogPane(id="log")
+                yield SamplesPane(id="samples")  # shown once the run has samples (-samples)
                 yield CheckpointList(id="checkpoints")
         yield Footer()
 
@@ -196,6 +198,8 @@ class DashboardScreen(CanvasScreen):
             self._dirty.add("carbon")
         if "checkpoint" in kinds:
             self._dirty.add("checkpoints")
+        if "sample" in kinds:
+            self._dirty.add("samples")
 
     @on(LogLines)
     def _on_log(self, message: LogLines) -> None:
@@ -238,6 +242,10 @@ class DashboardScreen(CanvasScreen):
                 self.query_one(EmissionsPane).show(v)
             if "checkpoints" in dirty:
                 self.query_one(CheckpointList).show(v.checkpoints)
+            if "samples" in dirty:
+                latest = v.latest_samples()
+                self.set_class(bool(latest), "-samples")
+                self.query_one(SamplesPane).show(latest, v.total_steps)
 
     # ------------------------------------------------------------------------ actions
     def action_back(self) -> None:

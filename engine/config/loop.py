@@ -10,10 +10,15 @@ fine-tune's ``lr`` is the QLoRA paper's 2e-4, a pre-training's comes from the pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TypeVar
 
 from engine.config.errors import ConfigError
+
+_Config = TypeVar("_Config", bound="LoopConfig")
 
 
 @dataclass
@@ -51,6 +56,9 @@ class LoopConfig:
     max_nonfinite: int = 5  # consecutive non-finite losses before the run stops
     telemetry_interval: float = 5.0
     carbon_country: str = "GBR"
+    # samples during training: every N steps, a short greedy continuation of each prompt
+    sample_every: int = 0  # 0: off
+    sample_prompts: str = ""  # a text file, one prompt a line; "": a few validation documents' openings
 
     def validate_loop(self) -> None:
         """The checks every kind shares: schedule, AdamW, clipping and bookkeeping fields. A fix
@@ -80,10 +88,63 @@ class LoopConfig:
             raise bad(name, "cannot be negative", f"use 0 to disable {name}")
         if self.telemetry_interval <= 0:
             raise bad("telemetry_interval", "must be positive", "use 5 (seconds)")
+        if (
+            not isinstance(self.sample_every, int)
+            or isinstance(self.sample_every, bool)
+            or self.sample_every < 0
+        ):
+            raise bad(
+                "sample_every",
+                "must be a whole number of steps (0 turns samples off)",
+                "set sample_every to 0 (off) or a number of steps such as 100",
+            )
+        if not isinstance(self.sample_prompts, str):
+            raise bad(
+                "sample_prompts",
+                "must be the path of a text file with one prompt a line",
+                'use e.g. sample_prompts = "prompts.txt", or "" for openings of validation documents',
+            )
         if len(self.carbon_country) != 3 or not self.carbon_country.isalpha():
             raise bad(
                 "carbon_country", "is not an ISO 3166 alpha-3 country code", "use e.g. GBR, USA, FRA, DEU"
             )
+
+    def read_sample_prompts(self) -> list[str] | None:
+        """The prompts of ``sample_prompts`` (one a line, blank lines skipped), or None when no
+        file is named (the engine then takes the openings of a few validation documents). A
+        missing, unreadable or empty file raises a :class:`ConfigError` naming the key and the fix."""
+        if not self.sample_prompts:
+            return None
+        path = Path(self.sample_prompts).expanduser()
+        fix = 'Fix: point sample_prompts at a text file with one prompt a line, or set sample_prompts = ""'
+        fix += " to use the openings of a few validation documents."
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                "sample_prompts", f"sample_prompts = {self.sample_prompts!r}: no such file. {fix}"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                "sample_prompts", f"sample_prompts = {self.sample_prompts!r} cannot be read ({why}). {fix}"
+            ) from None
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise ConfigError(
+                "sample_prompts",
+                f"sample_prompts = {self.sample_prompts!r} holds no prompt (it is empty). {fix}",
+            )
+        return prompts
+
+    def check_sample_prompts(self: _Config) -> _Config:
+        """Preflight's check of ``sample_prompts`` (see :meth:`read_sample_prompts`); returns this
+        config with the file's path made absolute, so the engine reads the file that was checked
+        wherever it runs from. Without ``sample_every`` the key is not read at all."""
+        if not self.sample_every or not self.sample_prompts:
+            return self
+        self.read_sample_prompts()
+        return dataclasses.replace(self, sample_prompts=str(Path(self.sample_prompts).expanduser().resolve()))
 
     def validate(self) -> LoopConfig:
         """A kind's ``validate`` adds its own checks to :meth:`validate_loop`."""

@@ -66,6 +66,7 @@ def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bo
     cache miss before a run exists. Every front end keeps both on, so they refuse the same input.
     """
     cfg.validate()
+    cfg = cfg.check_sample_prompts()  # the prompts file, its path made absolute for the engine
     check_device(cfg.device, "compute_dtype", cfg.compute_dtype)
     spec = parse_chat_spec(cfg.data)
     check_chat_spec(spec)

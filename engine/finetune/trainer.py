@@ -40,6 +40,7 @@ from engine.finetune.qlora import (
     resolve_targets,
     save_adapter,
 )
+from engine.finetune.sampler import ChatSampler, build_chat_sampler
 from engine.runs.session import EngineSession
 from engine.train.checkpoint import TRAINER_FILE, TrainerState, load_trainer_state
 from engine.train.checkpointer import Checkpointer
@@ -160,6 +161,7 @@ class FinetuneTrainer:
         cfg = self.cfg
         conversations = load_conversations(parse_chat_spec(cfg.data))
         train, val = split_conversations(conversations, cfg.val_fraction, cfg.seed)
+        self.held_out = val  # what the validation loss is measured on, and samples ask from
         self.formatter = ChatFormatter(tokenizer, cfg.chat_template)
         self.train_examples, stats = encode_all(train, self.formatter, cfg.seq_len)
         self.val_examples = encode_all(val, self.formatter, cfg.seq_len)[0] if val else []
@@ -288,6 +290,7 @@ class FinetuneTrainer:
             evaluate=self.evaluate,
             write_checkpoint=self.write_checkpoint,
             on_finished=self.on_finished,
+            sample=self._sampler(),
         )
         self.loop = TrainingLoop(
             cfg,
@@ -299,6 +302,20 @@ class FinetuneTrainer:
             dist_info=self.dist,
         )
         return self.loop
+
+    def _sampler(self) -> ChatSampler | None:
+        """The ``sample_every`` sampler (rank 0 only; None when off): see :mod:`engine.finetune.sampler`."""
+        if not self.dist.is_main:
+            return None
+        return build_chat_sampler(
+            self.cfg,
+            self.model,
+            self.tokenizer,
+            self.formatter,
+            self.held_out,
+            self.recorder,
+            pad_id=self.pad_id,
+        )
 
     def _restore(self) -> Progress:
         path = self.checkpointer.last()

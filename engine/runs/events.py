@@ -258,6 +258,23 @@ class Request(Event):
 
 
 @dataclass
+class Sample(Event):
+    """Text the model wrote during training (``sample_every``): at ``step``, its continuation
+    ``text`` of ``prompt`` (the ``index``-th prompt of the run's set), ``new_tokens`` long, decoded
+    with ``temperature`` (0: greedy) and ``seed``. Both strings are the model's and the user's
+    own: untrusted, shown as plain text."""
+
+    TYPE: ClassVar[str] = "sample"
+    step: int
+    prompt: str
+    text: str
+    index: int | None = None
+    new_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+
+@dataclass
 class UnknownEvent(Event):
     """A line of a type this reader does not know (a newer engine's, or another tool's), with the
     whole ``record`` as read. Readers that show events skip it; ``canvas logs --raw`` prints it."""
@@ -272,7 +289,20 @@ class UnknownEvent(Event):
 #: Every known type by its ``type`` string.
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (Status, Metric, Eval, Checkpoint, Log, Gpu, System, Carbon, Progress, RunInfo, Request)
+    for cls in (
+        Status,
+        Metric,
+        Eval,
+        Checkpoint,
+        Log,
+        Gpu,
+        System,
+        Carbon,
+        Progress,
+        RunInfo,
+        Request,
+        Sample,
+    )
 }
 
 #: Types that can arrive many times a second for hours; :func:`engine.runs.reader.downsample`

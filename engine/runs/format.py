@@ -28,6 +28,7 @@ from engine.runs.events import (
     Progress,
     Request,
     RunInfo,
+    Sample,
     Status,
     System,
     UnknownEvent,
@@ -133,6 +134,8 @@ def event_label(event: Event) -> str:
         return plain(event.phase or "progress")
     if isinstance(event, Eval):
         return f"eval @ step {fmt_step(event.step, None)}"
+    if isinstance(event, Sample):
+        return f"sample @ step {fmt_step(event.step, None)}"
     return plain(event.type)
 
 
@@ -226,6 +229,8 @@ def event_text(event: Event, total_steps: int | None = None) -> str:
         text = _progress(event)
     elif isinstance(event, Request):
         text = _request(event)
+    elif isinstance(event, Sample):  # the prompt, then what the model wrote after it, on one line
+        text = f"{event.prompt or ''!r} -> {event.text or ''!r}"
     elif isinstance(event, Gpu) and (event.index is None or event.index < 0 or event.unavailable):
         text = "unavailable" + (f" ({event.reason})" if event.reason else "")
     elif isinstance(event, Gpu):

@@ -152,6 +152,10 @@ class RunMeta:
         default=None,
         metadata=_doc("serve runs: the address clients use (`http://HOST:PORT/v1`), once it listens"),
     )
+    evals: list[str] = field(
+        default_factory=list,
+        metadata=_doc("pre-training and fine-tune runs: the ids of the eval runs that scored this run"),
+    )
     _extras: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     # -- reading and writing ----------------------------------------------------------------------

@@ -531,6 +531,53 @@ class InferenceSession:
         with torch.inference_mode(), self.model.disable_adapter() if off else nullcontext():
             self.model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)
 
+    # ------------------------------------------------------------------------------- evaluation
+    # What engine.eval.perplexity needs to score the very weights this session generates with.
+    @property
+    def max_seq_len(self) -> int | None:
+        """The loaded model's context length (the perplexity window); None if it declares none."""
+        self._require()
+        return self._ready.context if self._ready is not None else None
+
+    @property
+    def bos_id(self) -> int | None:
+        self._require()
+        bos = self.tokenizer.bos_token_id
+        return int(bos) if bos is not None else None
+
+    @property
+    def prefix_token(self) -> int:
+        """lm-evaluation-harness's ``prefix_token_id``: the BOS, else the EOS (what the first token
+        of a document is conditioned on)."""
+        self._require()
+        for token in (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id):
+            if token is not None:
+                return int(token)
+        raise ProtocolError("model", "the tokenizer has neither a BOS nor an EOS token to start a document")
+
+    def encode(self, text: str) -> list[int]:
+        """``text`` as token ids with no special tokens (lm-eval's ``tok_encode`` for a causal model)."""
+        self._require()
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def logits_fn(self, adapter: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``fn(input_ids[B, T]) -> logits[B, T, V]`` on the loaded weights, either back end; a
+        fine-tune's adapter is switched off inside the call when ``adapter`` is False."""
+        self._require()
+        model = self.model
+        device = next(model.parameters()).device
+        if self.backend == "engine":
+            return lambda ids: model(ids.to(device))
+        from contextlib import nullcontext
+
+        off = self.peft and not adapter
+
+        def call(ids: torch.Tensor) -> torch.Tensor:
+            with model.disable_adapter() if off else nullcontext():
+                return model(input_ids=ids.to(device), use_cache=False).logits
+
+        return call
+
     def close(self) -> None:
         """Free the model (and the GPU memory it held)."""
         had_cuda = self.model is not None and any(p.is_cuda for p in self.model.parameters())

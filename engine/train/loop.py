@@ -113,6 +113,8 @@ class LoopParts:
     gather_checkpoint: Callable[[], Gathered | None] = field(default=_nothing)
     mfu: Callable[[float], float | None] = field(default=_no_mfu)
     on_finished: Callable[[], None] = field(default=_nothing)
+    #: Writes ``sample`` events at a step (rank 0, every ``sample_every`` steps); None: no samples.
+    sample: Callable[[int], None] | None = None
 
 
 class RunControl:
@@ -225,6 +227,9 @@ class TrainingLoop:
                 if val is not None and val < progress.best_val:
                     progress.best_val = val
                     reasons.append("best validation loss")
+            sampling = p.sample is not None and cfg.sample_every and progress.step % cfg.sample_every == 0
+            if sampling and self.dist.is_main and p.sample is not None:
+                p.sample(progress.step)  # leaves the model, its mode and the RNGs as they were
             stop, ckpt_now = self.control()
             if cfg.checkpoint_every and progress.step % cfg.checkpoint_every == 0:
                 reasons.append(f"every {cfg.checkpoint_every} steps")

@@ -78,6 +78,7 @@ def preflight(cfg: TrainConfig, *, nproc: int = 1) -> Preflight:
     disk (data files, the torch build, NVML).
     """
     check_config(cfg)
+    cfg = cfg.check_sample_prompts()  # the prompts file, its path made absolute for the engine
     check_nproc(nproc, cfg.device)
     check_device(cfg.device, "precision", cfg.precision)
     check_data(cfg)

@@ -45,6 +45,7 @@ from engine.train.parallel import full_state, gradient_sync, load_full_state, sh
 from engine.train.precision import Precision, choose_precision, enable_fast_matmul
 from engine.train.progress import Progress
 from engine.train.recorder import Observer, RunRecorder, telemetry
+from engine.train.sampler import Sampler, build_sampler
 from engine.train.update import OptimizerUpdate
 
 __all__ = ["DistInfo", "Trainer", "TrainingStopped", "pick_device", "total_steps"]
@@ -246,6 +247,7 @@ class Trainer:
             write_checkpoint=self.write_checkpoint,
             gather_checkpoint=self.gather_checkpoint,
             mfu=lambda rate: mfu(self.flops_per_token, rate, self.peak, d.world_size),
+            sample=self._sampler(),
         )
         self.loop = TrainingLoop(
             cfg,
@@ -257,6 +259,12 @@ class Trainer:
             dist_info=d,
         )
         return self.loop
+
+    def _sampler(self) -> Sampler | None:
+        """The ``sample_every`` sampler (rank 0 only; None when off): see :mod:`engine.train.sampler`."""
+        if not self.dist.is_main:
+            return None
+        return build_sampler(self.cfg, self.model, self.prepared, self.recorder, sharded=self.fsdp)
 
     def _restore(self) -> Progress:
         path = self.checkpointer.last()
