@@ -22,7 +22,6 @@ so a newer engine's files never take the screen down. :func:`load_results_json` 
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -219,14 +218,11 @@ class EvalResultsView:
 
 
 def load_results_json(path: Path) -> dict[str, Any]:
-    """results.json as its JSON object: through :func:`engine.eval.results.read_results` (which
-    checks the schema; ResultsError is a ValueError) when the engine has it, else read directly."""
-    try:
-        from engine.eval.results import read_results
-    except ImportError:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    else:
-        data = read_results(path).to_json()
+    """results.json as its JSON object, through :func:`engine.eval.results.read_results` (which
+    checks the schema; ResultsError is a ValueError)."""
+    from engine.eval.results import read_results
+
+    data = read_results(path).to_json()
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a JSON object")
     return data
@@ -524,10 +520,8 @@ NO_BATTLES = "no battles yet: press a to open the Arena"
 def arena_view(path: Path | None = None, *, n_bootstrap: int = 1000, seed: int = 0) -> ArenaView:
     """Ratings fitted on ``path`` (default: the store's ``arena/battles.jsonl``) with
     :func:`engine.eval.arena.fit_ratings` (scale 400, base 10, ties half a win, seeded bootstrap)."""
-    try:
-        from engine.eval import arena
-    except ImportError:
-        return ArenaView(note="arena ratings need engine.eval.arena, which this install lacks")
+    from engine.eval import arena
+
     path = Path(path) if path is not None else arena.battles_path()
     if not path.is_file():
         return ArenaView(note=NO_BATTLES)
@@ -614,32 +608,12 @@ def _sample(raw: Any, position: int) -> SampleView | None:
 
 
 def read_samples(path: Path) -> list[SampleView]:
-    """Every sample of a samples.jsonl: through :func:`engine.eval.samples.read_samples` (strict:
-    SamplesError, a ValueError, naming a bad line) when the engine has it, else read here, skipping
-    unreadable lines."""
-    try:
-        from engine.eval import samples as engine_samples
-    except ImportError:
-        return _read_samples_here(path)
+    """Every sample of a samples.jsonl, through :func:`engine.eval.samples.read_samples` (strict:
+    SamplesError, a ValueError, naming a bad line)."""
+    from engine.eval import samples as engine_samples
+
     views = (_sample(s, n) for n, s in enumerate(engine_samples.read_samples(Path(path))))
     return [v for v in views if v is not None]
-
-
-def _read_samples_here(path: Path) -> list[SampleView]:
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                raw = json.loads(line)
-            except ValueError:
-                continue
-            sample = _sample(raw, n)
-            if sample is not None:
-                out.append(sample)
-    return out
 
 
 def sample_labels(samples: Sequence[SampleView], preferred: Sequence[str] = ()) -> list[str]:
@@ -695,19 +669,10 @@ class LaunchRequest:
     with_base: bool = False
 
 
-class LaunchUnavailable(RuntimeError):
-    """The engine's evaluation launcher (engine.eval.launch) is not installed."""
-
-
 def eval_config(request: LaunchRequest) -> Any:
     """The :class:`engine.eval.launch.EvalConfig` of a request (the CLI flags' names)."""
-    try:
-        from engine.eval import launch
-    except ImportError as exc:
-        raise LaunchUnavailable(
-            "launching an evaluation needs engine.eval.launch, which this install does not have "
-            f"({exc}). Run `canvas eval MODEL [MODEL …]` in a shell once it is there."
-        ) from None
+    from engine.eval import launch
+
     fields: dict[str, Any] = {"models": list(request.models)}
     if request.checkpoint:
         fields["checkpoint"] = request.checkpoint

@@ -385,7 +385,8 @@ def write_battles(home: Path) -> Path:
 
 
 async def test_ratings_panel_shows_bradley_terry_numbers(evals, canvas_home):
-    arena = pytest.importorskip("engine.eval.arena")
+    from engine.eval import arena
+
     path = write_battles(canvas_home)
     expected = arena.fit_ratings(arena.read_battles(path)).to_json()["ratings"]
     assert len(expected) == 3
@@ -437,8 +438,8 @@ async def test_live_progress_of_a_running_evaluation(evals):
 
 
 async def test_launch_form_refuses_samples_zero_with_the_preflight_message(evals):
-    launch = pytest.importorskip("engine.eval.launch")
     from engine.config.errors import ConfigError
+    from engine.eval import launch
 
     with pytest.raises(ConfigError) as refused:
         launch.preflight(launch.EvalConfig(models=("tiny-owt",), samples=0))

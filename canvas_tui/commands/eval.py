@@ -327,14 +327,19 @@ def render_table(results: Any, width: int | None = None) -> str:
         f"C={settings.get('continuation_tokens')} greedy; 95% intervals: {settings.get('n_bootstrap')} "
         "bootstrap draws"
     )
+    # One line per metric and distinct signature, named, so "which one is chrF++?" needs no guessing.
     signatures = dict.fromkeys(
-        s
+        (name, s)
         for m in results.models
-        for s in (m.bleu_signature, m.chrf_signature, m.extra.get("chrf_pp_signature"))
+        for name, s in (
+            ("BLEU", m.bleu_signature),
+            ("chrF", m.chrf_signature),
+            ("chrF++", m.extra.get("chrf_pp_signature")),
+        )
         if isinstance(s, str) and s
     )
-    for signature in signatures:
-        lines.append(f"sacrebleu: {plain(signature)}")
+    for name, signature in signatures:
+        lines.append(f"sacrebleu {name} signature: {plain(signature)}")
     verdicts = [c for c in results.comparisons if c.verdict]
     if verdicts:
         lines.append("")

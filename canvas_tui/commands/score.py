@@ -109,14 +109,16 @@ def _files(args: argparse.Namespace) -> tuple[list[str], list[list[str]]]:
 
 
 # ------------------------------------------------------------------------------------ output
-def _fmt(value: float) -> str:
-    return f"{value:.4f}" if abs(value) < 1.5 else f"{value:.2f}"
+def _fmt(value: float, key: str = "") -> str:
+    """ROUGE (0 to 1) with four decimals, sacrebleu's 0-to-100 scores with two: one precision per
+    metric, so a value and its interval read alike."""
+    return f"{value:.4f}" if key.startswith("rouge") else f"{value:.2f}"
 
 
 def metric_line(key: str, m: dict[str, Any]) -> str:
     ci = m.get("ci95")
-    interval = f"  95% CI [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
-    return f"  {NAMES[key]:<11} {_fmt(m['value']):>8}{interval}"
+    interval = f"  95% CI [{_fmt(ci[0], key)}, {_fmt(ci[1], key)}]" if ci else ""
+    return f"  {NAMES[key]:<11} {_fmt(m['value'], key):>8}{interval}"
 
 
 def scores_json(scores: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, SelectionLis
 from textual.widgets.selection_list import Selection
 
 from canvas_tui.chat_models import PickableRun, error_text, pickable_runs
-from canvas_tui.eval_model import LaunchRequest, LaunchUnavailable, start_eval
+from canvas_tui.eval_model import LaunchRequest, start_eval
 from canvas_tui.fmt import clean_text
 
 CHECKPOINTS = (("best", "best"), ("last", "last"))
@@ -207,8 +207,6 @@ class EvalLaunchScreen(ModalScreen[str | None]):
             run = start_eval(request)
         except ConfigError as exc:
             self.post_message(LaunchDone(field=exc.field, error=exc.message))
-        except LaunchUnavailable as exc:
-            self.post_message(LaunchDone(field="", error=str(exc)))
         except (RunStoreError, ValueError, OSError) as exc:
             self.post_message(LaunchDone(field="", error=error_text(exc)))
         else:

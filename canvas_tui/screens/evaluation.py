@@ -143,12 +143,9 @@ class EvaluationScreen(CanvasScreen):
     def _fit_arena_if_changed(self) -> ArenaView | None:
         path = self.battles_path
         if path is None:
-            try:
-                from engine.eval.arena import battles_path
+            from engine.eval.arena import battles_path
 
-                path = battles_path()
-            except ImportError:
-                path = None
+            path = battles_path()
         stamp: tuple[int, int] | None = None
         if path is not None:
             try:
@@ -342,19 +339,10 @@ class EvaluationScreen(CanvasScreen):
         self.app.push_screen(EvalLaunchScreen(), launched)
 
     def action_arena(self) -> None:
+        """The blind arena on the selected evaluation's models (up to three), named as in its table."""
         from canvas_tui.chat_models import choice_for
+        from canvas_tui.screens.arena import ArenaScreen
 
-        try:
-            from canvas_tui.screens.arena import ArenaScreen
-        except ImportError:
-            self.notify(
-                "The Arena screen is not part of this install yet; `canvas arena MODEL_A MODEL_B` "
-                "opens it once it is.",
-                title="Arena",
-                severity="warning",
-                markup=False,
-            )
-            return
         row = self.selected_row()
         view = self.snapshot.view_for(row.eval_id) if row is not None else None
         choices = []
@@ -367,6 +355,16 @@ class EvaluationScreen(CanvasScreen):
             seen.add(key)
             # The arena names models as results.json does, so ratings and table rows match.
             choices.append(replace(choice_for(ref, r.checkpoint, r.adapter is not False), label=r.label))
+        if len(choices) < 2:
+            self.notify(
+                "The arena compares two or three models, and the selected evaluation has "
+                f"{len(choices) or 'no'} model{'s' if len(choices) != 1 else ''}. Fix: select an evaluation "
+                "of two or more models, or run canvas arena MODEL_A MODEL_B.",
+                title="Arena",
+                severity="warning",
+                markup=False,
+            )
+            return
         self.app.push_screen(ArenaScreen(choices[:3]))
 
     def action_back(self) -> None:
