@@ -111,7 +111,7 @@ async def test_early_vote_is_refused_then_the_vote_is_stored_and_revealed():
         text = screen_text(app)
         assert "A · beta" in text and "B · alpha" in text and "You voted B is better" in text
         assert screen.ratings.ratings["alpha"].rating > screen.ratings.ratings["beta"].rating
-        assert "Ratings · 1 battles" in text
+        assert "Ratings · 1 battle" in text
         # The input is back; ctrl+n sends a drawn prompt (hostile text shown literally).
         assert not screen.query_one("#arena-input", Input).disabled
         await pilot.press("ctrl+n")
@@ -207,7 +207,7 @@ async def test_real_workers_battle_vote_reveal_and_ratings():
         assert "A · tiny-b" in text and "B · tiny-a" in text
         ratings = screen.ratings
         assert ratings is not None and ratings.ratings["tiny-b"].rating > ratings.ratings["tiny-a"].rating
-        assert "Ratings · 1 battles" in text and "tiny-a" in text
+        assert "Ratings · 1 battle" in text and "tiny-a" in text
         # A second battle on the same workers (loaded once): greedy, so the same answers again.
         await send(pilot, screen, "The quick brown")
         await wait_for(pilot, lambda: answered(screen) and not screen.round.voted, timeout=90, what="again")

@@ -171,7 +171,8 @@ def ratings_content(ratings: Any, highlight: Sequence[str] = ()) -> Content:
     """The ratings panel: one line per model, best first, with its interval and battles."""
     if ratings is None:
         return Content.styled("No battles yet: vote to start the ratings.", "$text-muted")
-    parts: list[Content] = [Content.styled(f"Ratings · {ratings.n_battles} battles\n", "bold")]
+    count = f"{ratings.n_battles} battle{'' if ratings.n_battles == 1 else 's'}"
+    parts: list[Content] = [Content.styled(f"Ratings · {count}\n", "bold")]
     for name in ratings.models:
         r = ratings.ratings[name]
         ci = f" [{r.ci95[0]:.0f}, {r.ci95[1]:.0f}]" if r.ci95 is not None and r.ci95[0] == r.ci95[0] else ""

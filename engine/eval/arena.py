@@ -501,7 +501,8 @@ def format_ratings(ratings: Ratings) -> str:
         lines.append(f"{m:<{name_w}}  {r.rating:7.1f}  {ci:>17}  {r.battles:7d}{mark}")
     lines.append("")
     lines.append(
-        f"{ratings.n_battles} battles; Bradley–Terry maximum likelihood (scale {ratings.scale:g}, base "
+        f"{ratings.n_battles} battle{'' if ratings.n_battles == 1 else 's'}; Bradley–Terry maximum "
+        f"likelihood (scale {ratings.scale:g}, base "
         f"{ratings.base:g}, ties half a win), {ratings.anchor} anchored at {ratings.init:g}; "
         + (
             f"95% CI from {ratings.n_bootstrap} bootstrap rounds (seed {ratings.seed})."
