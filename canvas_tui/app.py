@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
-from textual import on, work
+from textual import events, on, work
+from textual._time import get_time  # the clock of every event's ``time``
 from textual.app import App, SystemCommand
 from textual.content import Content
 from textual.screen import Screen
@@ -55,6 +57,13 @@ class CanvasApp(App[None]):
         self.arena_choices = arena_choices
         self.clock = clock
         self.poll_interval = poll_interval
+        #: The saved traceback of the crash that ended the app (``canvas console`` names it).
+        self.crash_report: Path | None = None
+        self.crash_error: BaseException | None = None
+        #: When the current screen became the current one (Textual's monotonic event clock), and
+        #: how many keys typed before that were dropped: see :meth:`on_event`.
+        self.screen_since = 0.0
+        self.stale_keys = 0
         self.settings: Settings = load_settings()
         self.keymap = dict(self.settings.keymap)
         for theme in THEMES.values():
@@ -65,6 +74,7 @@ class CanvasApp(App[None]):
         return RunsScreen()
 
     def on_mount(self) -> None:
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         if self.keymap:
             self.set_keymap(self.keymap)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -74,6 +84,27 @@ class CanvasApp(App[None]):
             self.open_chat(self.chat_choices)
         if self.arena_choices is not None:
             self.open_arena(self.arena_choices)
+
+    # ------------------------------------------------------------------------ keys
+    def _screen_changed(self, screen: Screen) -> None:
+        self.screen_since = get_time()
+
+    async def on_event(self, event: events.Event) -> None:
+        """Keys act only on the screen where they were pressed.
+
+        A key's event is stamped when the terminal sends it; when the main thread is busy, keys
+        queue up, and a key that the focused widget does not take bubbles back to the app, which
+        looks it up in the bindings of the screen that is current *then*. A key pressed before the
+        current screen was shown (on a form that was then closed with esc, or while a dashboard was
+        opening) is dropped, on its way in or on its way back up, instead of running this screen's
+        binding: a ``c`` pressed on the New-run form once checkpointed the run selected on the Runs
+        screen after esc.
+        """
+        if isinstance(event, events.Key) and event.time < self.screen_since:
+            self.stale_keys += 1
+            event.stop()
+            return
+        await super().on_event(event)
 
     def _open_ref(self, ref: str) -> None:
         from engine.runs.store import RunStoreError, resolve_run
@@ -215,6 +246,15 @@ class CanvasApp(App[None]):
             if isinstance(screen, RunsScreen):
                 screen.scan()
 
+    def _handle_exception(self, error: Exception) -> None:
+        """Every unhandled exception ends here (Textual's one funnel): save its traceback first."""
+        if self.crash_error is None:
+            from canvas_tui.crash import save_crash
+
+            self.crash_error = error
+            self.crash_report = save_crash(error)
+        super()._handle_exception(error)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """One place for worker failures: a notification, never a crash."""
         if event.state == WorkerState.ERROR:
@@ -238,7 +278,7 @@ class CanvasApp(App[None]):
             key = actions.display_key(action, self.keymap)
             yield SystemCommand(
                 f"{SCOPE_PREFIX.get(action.scope, '')}{action.title}",
-                f"{action.help}  [{key}]",
+                palette_help(action.help, key),
                 _runner(target, action.action),
             )
         for name in THEMES:
@@ -257,6 +297,16 @@ SCOPE_PREFIX = {
     "evaluation": "eval: ",
     "eval_samples": "samples: ",
 }
+
+
+def palette_help(text: str, key: str) -> str:
+    """The palette's help line of an action: its help and its key, literally.
+
+    Textual runs a command's help through ``Content.from_markup``, which returns a ``Content``
+    unchanged; a plain string would be parsed as markup (the Filter key ``[/]`` raised
+    ``MarkupError``, and ``[ctrl+l]`` silently vanished as an unknown style).
+    """
+    return cast(str, Content.assemble(text, "  ", ("[", "$text-muted"), (key, "bold"), ("]", "$text-muted")))
 
 
 def _scope_of(screen: Screen) -> str:

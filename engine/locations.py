@@ -58,6 +58,44 @@ def config_dir() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) readable by the owner only: runs hold configs and logs."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` (and missing parents) readable by the owner only: runs hold configs and logs.
+
+    Every folder this creates is 0700 whatever the umask (``mkdir -p`` would give the parents the
+    umask's default, often 0755); folders that already exist are left as the user made them.
+    """
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made by a concurrent process: it is that process's to set up
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)  # raises the clear error (a file there)
     return path
+
+
+def make_private(path: Path) -> None:
+    """Make ``path`` and everything under it owner-only: folders 0700, files 0600 (0700 when
+    executable). Symbolic links are neither followed nor changed. For folders written by libraries
+    that use the umask's modes (tokenizers, numpy), before they are renamed into the cache."""
+    import stat
+
+    def fix(p: str) -> None:
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        executable = stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_IXUSR
+        mode = 0o700 if executable else 0o600
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(p, mode)
+
+    fix(str(path))
+    for top, dirs, files in os.walk(path):  # os.walk does not descend into linked folders
+        for name in (*dirs, *files):
+            fix(os.path.join(top, name))

@@ -168,7 +168,12 @@ async def finetune_tab_loaded(pilot) -> None:
     await pilot.pause(0.1)
     await pilot_wait_until(
         pilot,
-        lambda: form.preflight_state == "ok" and form.base_hint_loaded,
+        lambda: (
+            form.preflight_state == "ok"
+            and form.base_hint_loaded
+            and form.ft_config is not None  # typing is validated once it pauses: the checked config
+            and form.ft_config.data == "embedded?limit=100"
+        ),
         what="the fine-tune preflight and base hint",
     )
     for field in form.query(Input):

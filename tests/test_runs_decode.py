@@ -105,7 +105,7 @@ def test_every_type_decodes_through_the_reader_to_the_event_written(tmp_path):
 def test_unknown_types_fields_and_values_are_tolerated(tmp_path):
     path = tmp_path / "events.jsonl"
     lines = [
-        {"v": 2, "t": 5.0, "type": "metric", "step": 7, "loss": "inf", "future_field": 1, "lr": "fast"},
+        {"v": 1, "t": 5.0, "type": "metric", "step": 7, "loss": "inf", "future_field": 1, "lr": "fast"},
         {"v": 1, "t": 6.0, "type": "chat_turn", "role": "user", "text": "hi"},
         {"v": 1, "type": "log", "message": "no level", "level": None},
         {"v": 1, "type": "checkpoint", "path": "x"},  # a required field missing

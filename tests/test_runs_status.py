@@ -51,7 +51,7 @@ def test_a_zombie_is_not_alive():
 
 
 def _running_run(identity: ProcessIdentity, **extra):
-    run = create_run("pretrain", "fake")
+    run = create_run("pretrain")  # run names are unique; this helper makes several
     run.update_meta(status="running", **identity.as_meta(), **extra)
     run.log_path.write_text("step 1\nstep 2\nKilled\n")
     return run

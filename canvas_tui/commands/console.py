@@ -28,5 +28,11 @@ def run(args: argparse.Namespace) -> int:
         )
     from canvas_tui.app import CanvasApp
 
-    CanvasApp(run_ref=getattr(args, "run", None)).run()
+    app = CanvasApp(run_ref=getattr(args, "run", None))
+    app.run()
+    if app.return_code or app.crash_error is not None:
+        from canvas_tui.crash import crash_message
+
+        print(f"canvas: error: {crash_message(app.crash_error, app.crash_report)}", file=sys.stderr)
+        return app.return_code or 1
     return 0

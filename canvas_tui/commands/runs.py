@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from engine.runs.format import fmt_num, fmt_rate, fmt_step, format_line, skipped
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
 from engine.runs.status import RunStatus, run_status, summarize
 from engine.runs.store import RunDir, RunStoreError, list_runs, resolve_run
+from engine.train.layout import checkpoint_damage, list_checkpoints
 
 #: Telemetry types hidden from ``canvas logs`` unless ``--telemetry`` is given.
 TELEMETRY_TYPES = (Gpu, System, Carbon)
@@ -147,7 +149,9 @@ def _resolve(ref: str) -> RunDir:
 def _shown(event: Event, args: argparse.Namespace) -> bool:
     """Whether ``canvas logs`` prints this event: known types, telemetry only with --telemetry."""
     if isinstance(event, UnknownEvent):
-        return bool(args.raw)  # a newer engine's type: only its raw line means anything
+        # a newer engine's type: only its raw line means anything; a known type under a newer
+        # schema is shown as such ("written by a newer Neural Canvas"), never misread
+        return bool(args.raw) or event.newer
     return args.telemetry or not isinstance(event, TELEMETRY_TYPES)
 
 
@@ -193,6 +197,11 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
     summary = summarize(run).as_dict()
     meta = run.read_meta()
     latest = run.latest_checkpoint()
+    damaged = [
+        {"path": str(path), "problem": problem}
+        for _, path in list_checkpoints(run.checkpoints_dir)
+        if (problem := checkpoint_damage(path, quick=True)) is not None
+    ]
     return {
         **summary,
         "status": status.state,
@@ -204,6 +213,7 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
         "ended": meta.ended,
         "attempts": meta.attempts,
         "last_checkpoint": str(latest) if latest else None,
+        "damaged_checkpoints": damaged,
         "resumable": bool(meta.resume_argv)
         and latest is not None
         and status.state in ("stopped", "crashed", "failed"),
@@ -256,6 +266,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         results = run.path / "results.json"
         rows[3] = ("results", str(results) if results.is_file() else "not yet (written at the end)")
         rows[-2] = ("models", ", ".join(str(m) for m in (info.get("config") or {}).get("models", [])) or "-")
+    for bad in info["damaged_checkpoints"]:  # a resume skips these for the newest intact one
+        rows.insert(-1, ("damaged", f"checkpoint {os.path.basename(bad['path'])} DAMAGED: {bad['problem']}"))
     for label, value in rows:
         print(f"{label:<11} {value}")
     if status.log_tail:
@@ -391,6 +403,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     runs = [_resolve(ref) for ref in args.runs]  # resolve all first: a typo deletes nothing
+    for run in runs:  # and a run that is not a real directory in the store (a link) neither
+        try:
+            control.check_deletable(run)
+        except RunStoreError as exc:
+            raise CliError(str(exc)) from None
     for run in runs:
         try:
             control.delete_run(run, force=args.force, timeout=args.timeout)

@@ -182,6 +182,7 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
     """Show the run's progress until it ends; Ctrl-C stops it gracefully (with a checkpoint)."""
     from engine.runs import EventReader, run_status
     from engine.runs.control import stop_run
+    from engine.runs.errors import RunStoreError
     from engine.runs.format import skipped_note
 
     view = ProgressView(stream or sys.stdout)
@@ -219,6 +220,14 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except RunStoreError:
+        if run_dir.path.is_dir():
+            raise
+        view.close()  # someone deleted the run (canvas rm, rm -rf): its engine stops by itself
+        print(
+            f"run {run_dir.id} was deleted while it ran; its engine stops without writing.", file=sys.stderr
+        )
+        return 1
     view.close()
     note = skipped_note(reader.skipped)
     if note:  # once, however many lines were not events

@@ -17,15 +17,17 @@ base pinned (:func:`canvas_tui.launching.launch_finetune`), then opens its dashb
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TabbedContent, TabPane
 
 from canvas_tui import actions, forms
@@ -39,6 +41,8 @@ from engine.config.train import TrainConfig
 
 #: Seconds after the last change before the fine-tune preflight runs (it reads the disk).
 PREFLIGHT_DELAY = 0.3
+#: Seconds after the last keystroke before the changed tab is validated again (typing stays instant).
+VALIDATE_DELAY = 0.15
 FT_NOTE = (
     "QLoRA: the base model is loaded quantised and frozen, and small LoRA adapters learn from "
     "the conversations. Everything that can be checked without loading the model is checked "
@@ -68,19 +72,33 @@ def _choice(fid: str, label: str, options, value: str) -> ComposeResult:
 
 class NewRunScreen(CanvasScreen):
     BINDINGS = actions.bindings("new_run")
+    PRETRAIN_SLOTS = (
+        *(
+            forms.field_id(k)
+            for k in (
+                "preset",
+                "name",
+                "data",
+                *(k for k, _ in forms.PRETRAIN_FIELDS),
+                "length",
+                "device",
+                "nproc",
+            )
+        ),
+        "general",
+    )
 
     def __init__(self, preset: str = "tiny") -> None:
         super().__init__()
         self.values = forms.preset_values(preset)
-        self.config: TrainConfig | None = None
+        self._config: TrainConfig | None = None
         self.nproc = 1
-        self.errors: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
         self.launching = False
-        self._filling = False
         # fine-tune tab
         self.ft_values = forms.finetune_values()
-        self.ft_config: FinetuneConfig | None = None
-        self.ft_errors: dict[str, str] = {}  # widget id → message, as shown
+        self._ft_config: FinetuneConfig | None = None
+        self._ft_errors: dict[str, str] = {}  # widget id → message, as shown
         self.ft_preflight: Any = None  # the Preflight of the current config, once it passed
         #: idle → checking → ok | error; invalid while a field is wrong; launching during a launch
         self.preflight_state = "idle"
@@ -90,6 +108,13 @@ class NewRunScreen(CanvasScreen):
         self._ft_generation = 0
         self._ft_check_error: dict[str, str] = {}  # the preflight's (or the launch's) verdict
         self._preflight_timer: Timer | None = None
+        # validation: which tab changed, the debounce timer, what each error box shows
+        self._fields = self._field_map()
+        self._dirty: set[str] = set()
+        self._validate_timer: Timer | None = None
+        self._shown: dict[str, str] = {}
+        self._widgets: dict[str, Widget] = {}
+        self._boxes: dict[str, Static] = {}
 
     def compose(self) -> ComposeResult:
         v = self.values
@@ -188,60 +213,152 @@ class NewRunScreen(CanvasScreen):
 
     def on_mount(self) -> None:
         self.sub_title = "New run"
+        # Widget references, taken once: a query walks the whole form (~300 nodes) every time.
+        self._widgets = {wid: self.query_one(f"#{wid}") for wid in self._fields}
+        self._boxes = {
+            (box.id or "").removeprefix("err-"): box for box in self.query(".form-error").results(Static)
+        }
+        self._estimate = self.query_one("#estimate", Static)
+        self._check_box = self.query_one("#ft-check", Static)
+        self._base_hint_box = self.query_one("#hint-ft-base", Static)
         self.revalidate()
         self._show_base_hint()
         self._base_hint_worker()
 
+    # ------------------------------------------------------------------------ validated state
+    # Typing validates its tab once it pauses (VALIDATE_DELAY); whoever reads the outcome before
+    # that gets it validated now, so these always describe what the fields hold.
+    def _flush(self, tab: str) -> None:
+        if tab in self._dirty and self.is_mounted:
+            self._dirty.discard(tab)
+            if not self._dirty and self._validate_timer is not None:
+                self._validate_timer.stop()
+                self._validate_timer = None
+            if tab == "pretrain":
+                self._validate_pretrain()
+            else:
+                self._revalidate_finetune()
+
+    @property
+    def config(self) -> TrainConfig | None:
+        """The pre-training config the fields hold, or None while one is wrong (see ``errors``)."""
+        self._flush("pretrain")
+        return self._config
+
+    @config.setter
+    def config(self, value: TrainConfig | None) -> None:
+        self._config = value
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Pre-training tab: widget id → the message shown under it."""
+        self._flush("pretrain")
+        return self._errors
+
+    @errors.setter
+    def errors(self, value: dict[str, str]) -> None:
+        self._errors = value
+
+    @property
+    def ft_config(self) -> FinetuneConfig | None:
+        self._flush("finetune")
+        return self._ft_config
+
+    @ft_config.setter
+    def ft_config(self, value: FinetuneConfig | None) -> None:
+        self._ft_config = value
+
+    @property
+    def ft_errors(self) -> dict[str, str]:
+        """Fine-tune tab: widget id → the message shown under it."""
+        self._flush("finetune")
+        return self._ft_errors
+
+    @ft_errors.setter
+    def ft_errors(self, value: dict[str, str]) -> None:
+        self._ft_errors = value
+
     # ------------------------------------------------------------------------ values
-    def _collect(self) -> None:
-        for key in ("name", "data", *(k for k, _ in forms.PRETRAIN_FIELDS), "length", "device", "nproc"):
-            self.values[key] = self.query_one(f"#{forms.field_id(key)}", Input).value
-        selects = (("preset", "f-preset"), ("length_kind", "f-length_kind"), ("precision", "f-precision"))
-        for key, wid in selects:
-            value = self.query_one(f"#{wid}", Select).value
-            if isinstance(value, str):
-                self.values[key] = value
-        for key in ("name", *(k for k, _ in forms.FINETUNE_FIELDS), "length"):
-            self.ft_values[key] = self.query_one(f"#{forms.ft_id(key)}", Input).value
-        for key in (*(k for k, _ in forms.FINETUNE_CHOICE_FIELDS), "length_kind"):
-            value = self.query_one(f"#{forms.ft_id(key)}", Select).value
-            if isinstance(value, str):
-                self.ft_values[key] = value
+    @staticmethod
+    def _field_map() -> dict[str, tuple[str, str]]:
+        """Widget id → (tab, form key) of every input and choice of the form."""
+        fields = {
+            forms.field_id(key): ("pretrain", key)
+            for key in (
+                "preset",
+                "name",
+                "data",
+                *(k for k, _ in forms.PRETRAIN_FIELDS),
+                "length_kind",
+                "length",
+                "precision",
+                "device",
+                "nproc",
+            )
+        }
+        for key in (
+            "name",
+            *(k for k, _ in forms.FINETUNE_FIELDS),
+            *(k for k, _ in forms.FINETUNE_CHOICE_FIELDS),
+            "length_kind",
+            "length",
+        ):
+            fields[forms.ft_id(key)] = ("finetune", key)
+        return fields
 
     @on(Input.Changed)
     @on(Select.Changed)
-    def _changed(self, event) -> None:
-        if self._filling:
+    def _changed(self, event: Input.Changed | Select.Changed) -> None:
+        """Record the one value that changed; validate its tab once typing pauses.
+
+        Every input announces its value when it is mounted, and filling a preset sets many: those
+        echoes equal the recorded values and cost nothing (opening the form used to revalidate
+        both tabs ~30 times, seconds of main-thread time during which typed keys queued up).
+        """
+        widget = event.input if isinstance(event, Input.Changed) else event.select
+        field = self._fields.get(widget.id or "")
+        if field is None or not isinstance(event.value, str):
             return
-        if (
-            isinstance(event, Select.Changed)
-            and event.select.id == "f-preset"
-            and isinstance(event.value, str)
-            and event.value != self.values.get("preset")
-        ):
+        tab, key = field
+        values = self.values if tab == "pretrain" else self.ft_values
+        if values.get(key) == event.value:
+            return
+        values[key] = event.value
+        if tab == "pretrain" and key == "preset":
             self._fill_preset(event.value)
-        self.revalidate()
+        self._dirty.add(tab)
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        self._validate_timer = self.set_timer(VALIDATE_DELAY, self._validate_dirty)
 
     def _fill_preset(self, preset: str) -> None:
         values = forms.preset_values(preset)
-        self._filling = True
-        try:
-            for key, _ in forms.PRETRAIN_FIELDS:
-                self.query_one(f"#{forms.field_id(key)}", Input).value = values[key]
-            self.query_one("#f-length", Input).value = values["length"]
-            self.query_one("#f-length_kind", Select).value = values["length_kind"]
-        finally:
-            self.call_after_refresh(self._end_fill)
-        keep = ("name", "data", "device", "nproc")
+        keep = ("name", "data", "device", "nproc", "precision")
         self.values.update({k: v for k, v in values.items() if k not in keep})
+        # The values are recorded first, so the inputs' change events below are echoes.
+        for key in (*(k for k, _ in forms.PRETRAIN_FIELDS), "length"):
+            cast(Input, self._widgets[forms.field_id(key)]).value = values[key]
+        cast(Select, self._widgets["f-length_kind"]).value = values["length_kind"]
 
-    def _end_fill(self) -> None:
-        self._filling = False
-        self.revalidate()
+    def _validate_dirty(self) -> None:
+        self._validate_timer = None
+        dirty, self._dirty = self._dirty, set()
+        if "pretrain" in dirty:
+            self._validate_pretrain()
+        if "finetune" in dirty:
+            self._revalidate_finetune()
 
     # ------------------------------------------------------------------------ validation
     def revalidate(self) -> None:
-        self._collect()
+        """Both tabs, now (at mount and before a launch); typing validates one tab, debounced."""
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+            self._validate_timer = None
+        self._dirty = set()
+        self._validate_pretrain()
+        self._revalidate_finetune()
+
+    def _validate_pretrain(self) -> None:
         self.errors = {}
         self.config = None
         try:
@@ -255,47 +372,31 @@ class NewRunScreen(CanvasScreen):
         name_problem = forms.check_name(self.values.get("name", ""))
         if name_problem:
             self.errors["f-name"] = name_problem
-        self._show_errors(
-            self.errors,
-            [
-                forms.field_id(k)
-                for k in (
-                    "preset",
-                    "name",
-                    "data",
-                    *(k for k, _ in forms.PRETRAIN_FIELDS),
-                    "length",
-                    "device",
-                    "nproc",
-                )
-            ]
-            + ["general"],
-        )
+        self._show_errors(self.errors, self.PRETRAIN_SLOTS)
         self._show_estimate()
-        self._revalidate_finetune()
 
     def _error_slot(self, field: str) -> str:
         if field in forms.LENGTH_KEYS or field == "length":
             return "f-length"
         fid = forms.field_id(field)
-        if self.query(f"#err-{fid}"):
-            return fid
-        return "general"
+        return fid if fid in self._boxes else "general"
 
-    def _show_errors(self, errors: dict[str, str], slots: list[str]) -> None:
+    def _show_errors(self, errors: dict[str, str], slots: Iterable[str]) -> None:
+        """Show each slot's message under its field; only the boxes whose message changed are touched."""
         for slot in slots:
-            target = self.query(f"#err-{slot}")
-            if not target:
-                continue
+            box = self._boxes.get(slot)
             message = errors.get(slot, "")
-            target.first(Static).update(Content(message))
-            target.first(Static).display = bool(message)
-            inputs = self.query(f"#{slot}")
-            if inputs:
-                inputs.first().set_class(bool(message), "-invalid")
+            if box is None or self._shown.get(slot, "") == message:
+                continue
+            self._shown[slot] = message
+            box.update(Content(message))
+            box.display = bool(message)
+            widget = self._widgets.get(slot)
+            if widget is not None:
+                widget.set_class(bool(message), "-invalid")
 
     def _show_estimate(self) -> None:
-        box = self.query_one("#estimate", Static)
+        box = self._estimate
         if self.config is None:
             box.update(
                 Content.assemble(
@@ -474,7 +575,7 @@ class NewRunScreen(CanvasScreen):
         self.ft_errors = shown
         self._show_errors(shown, list(self.FT_SLOTS))
         # the hint says what an empty base means; an error under the field says more
-        hint = self.query_one("#hint-ft-base")
+        hint = self._base_hint_box
         hint.display = not self.ft_values.get("base", "").strip() and "ft-base" not in shown
         self._show_check()
 
@@ -519,7 +620,7 @@ class NewRunScreen(CanvasScreen):
         self._revalidate_finetune()
 
     def _show_check(self) -> None:
-        box = self.query_one("#ft-check", Static)
+        box = self._check_box
         title: tuple[str, str] = ("Preflight", "bold")
         state = self.preflight_state
         muted = "$text-muted"
@@ -569,7 +670,7 @@ class NewRunScreen(CanvasScreen):
         box.update(Content.assemble(title, "\n\n", body))
 
     def _show_base_hint(self) -> None:
-        hint = self.query_one("#hint-ft-base", Static)
+        hint = self._base_hint_box
         if self.base_hint:
             hint.update(
                 Content.assemble(

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.config.errors import ConfigError
 from engine.config.loop import LoopConfig
-from engine.config.settings import check_keys, coerce, load_toml, parse_sets
+from engine.config.settings import check_keys, check_value, coerce, load_toml, parse_sets
 
 QUANTIZATIONS = ("4bit", "8bit", "none")
 QUANT_TYPES = ("nf4", "fp4")
@@ -155,16 +155,7 @@ def load_finetune_config(
     if length_keys & set(settings):  # naming one length criterion replaces the default length
         settings = {"max_steps": 0, "epochs": 0.0, **settings}
     for key, value in settings.items():
-        expected = type(getattr(cfg, key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected):
-            raise ConfigError(
-                key,
-                f"{config_file}: {key} = {value!r} should be a {expected.__name__}. "
-                f"Fix: e.g. {key} = {getattr(cfg, key)!r}.",
-            )
-        setattr(cfg, key, value)
+        setattr(cfg, key, check_value(key, value, getattr(cfg, key), str(config_file)))
     if base is not None:
         cfg.base = base
     if data is not None:

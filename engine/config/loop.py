@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.config.errors import ConfigError
+from engine.config.settings import check_types
 
 _Config = TypeVar("_Config", bound="LoopConfig")
 
@@ -68,6 +69,9 @@ class LoopConfig:
         def bad(name: str, why: str, fix: str) -> ConfigError:
             return ConfigError(name, f"{name} = {getattr(self, name)!r} {why}. Fix: {fix}.")
 
+        check_types(self)  # every key's type first: the checks below compare numbers
+        if self.seed < 0:
+            raise bad("seed", "cannot be negative", "use a whole number of 0 or more, e.g. seed = 1337")
         for name in ("grad_accum", "log_every", "eval_batches", "keep_checkpoints", "max_nonfinite"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")

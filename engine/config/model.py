@@ -76,7 +76,12 @@ class ModelConfig:
                 )
         for name in ("rope_theta", "norm_eps", "init_std"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or not math.isfinite(value)
+            ):
                 raise ConfigError(
                     f"model.{name}",
                     f"model.{name} = {value!r} must be a positive number. "
@@ -120,8 +125,9 @@ class ModelConfig:
                 field,
                 f"{field} = {seq_len} is longer than the model's context model.max_seq_len = "
                 f"{self.max_seq_len}: positions past it have no rotary table and were never "
-                f"trained. Fix: lower {field} to at most {self.max_seq_len}, or raise "
-                "model.max_seq_len (for a new model).",
+                f"trained. Fix: lower {field} to at most {self.max_seq_len}, or also raise "
+                f"model.max_seq_len to {seq_len} (a new model with a longer context, e.g. "
+                f"--set model.max_seq_len={seq_len}).",
             )
 
     # ----------------------------------------------------------------------------- derived sizes

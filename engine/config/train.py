@@ -17,7 +17,16 @@ from engine.config.errors import ConfigError
 from engine.config.loop import LoopConfig
 from engine.config.model import ModelConfig
 from engine.config.presets import get_preset
-from engine.config.settings import FALSE, TRUE, check_keys, coerce, load_toml, parse_sets
+from engine.config.settings import (
+    FALSE,
+    TRUE,
+    check_keys,
+    check_types,
+    check_value,
+    coerce,
+    load_toml,
+    parse_sets,
+)
 
 __all__ = ["PRECISIONS", "TrainConfig", "apply_settings", "config_json", "load_train_config"]
 
@@ -51,10 +60,19 @@ class TrainConfig(LoopConfig):
         def bad(name: str, why: str, fix: str) -> ConfigError:
             return ConfigError(name, f"{name} = {getattr(self, name)!r} {why}. Fix: {fix}.")
 
+        check_types(self)
         get_preset(self.preset)
         self.model.validate()
         self.validate_loop()
-        for name in ("vocab_size", "seq_len", "micro_batch", "tokens_per_step", "max_tokens"):
+        for name in ("seq_len", "micro_batch"):  # 0 only until the preset's is applied (check_config)
+            if getattr(self, name) < 0:
+                raise bad(
+                    name,
+                    "must be a whole number of at least 1",
+                    f"use e.g. {name}={get_preset(self.preset).__dict__[name]} (or leave {name} out to keep "
+                    "the preset's)",
+                )
+        for name in ("vocab_size", "tokens_per_step", "max_tokens"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
         if self.lr < 0 or self.lr > 1:
@@ -126,16 +144,28 @@ def _preset_defaults(preset_name: str) -> TrainConfig:
 def apply_settings(cfg: TrainConfig, settings: dict[str, Any], source: str) -> TrainConfig:
     """Overlay ``settings`` (from TOML or --set) on ``cfg``, checking every key by name."""
     top = {f.name: f for f in fields(TrainConfig)}
+    model_defaults = cfg.model.to_dict()
     model_updates: dict[str, Any] = {}
     updates: dict[str, Any] = {}
     for key, value in settings.items():
-        if key == "model" and isinstance(value, dict):
+        if key == "model":
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    "model",
+                    f"{source}: model = {value!r} must be a table of model settings. Fix: write them "
+                    "under [model] (dim = 512 …) or as model.dim = 512.",
+                )
             model_updates.update(value)
         elif key.startswith("model."):
             model_updates[key.removeprefix("model.")] = value
+        elif key == "data" and not isinstance(value, str):
+            updates[key] = data_text(value, source)
         else:
             check_keys({key: value}, set(top) - {"model"}, "")
-            updates[key] = value
+            updates[key] = check_value(key, value, getattr(cfg, key), source)
+    check_keys(model_updates, set(model_defaults), "model.")
+    for key, value in model_updates.items():
+        model_updates[key] = check_value(f"model.{key}", value, model_defaults[key], source)
     length_keys = {"max_steps", "max_tokens", "epochs"} & set(updates)
     if length_keys:  # naming one length criterion replaces the preset's default length
         updates = {"max_steps": 0, "max_tokens": 0, "epochs": 0.0, **updates}
@@ -150,9 +180,31 @@ def apply_settings(cfg: TrainConfig, settings: dict[str, Any], source: str) -> T
             out.model = ModelConfig(**model)
         except TypeError as exc:
             raise ConfigError("model", f"{source}: {exc}") from None
-    if "seq_len" in updates and "max_seq_len" not in model_updates:
-        out.model = replace(out.model, max_seq_len=max(out.model.max_seq_len, out.seq_len))
     return out
+
+
+def data_text(value: Any, source: str) -> str:
+    """The ``data`` key in TOML's structured form (``[[data.sources]]`` tables, or a list of specs)
+    as the text the config holds: the string form when it says the same, else the structured form
+    as JSON (a path with ``,`` ``#`` or ``?`` has no string form), which :func:`parse_spec` reads."""
+    import json
+
+    from engine.data.spec import parse_spec, spec_from_obj
+
+    if not isinstance(value, dict | list):
+        raise ConfigError(
+            "data",
+            f'{source}: data = {value!r} must be a data spec. Fix: e.g. data = "embedded", or '
+            '[[data.sources]] tables with path = "…".',
+        )
+    spec = spec_from_obj(value, field_name="data")
+    text = spec.to_string()
+    try:
+        if parse_spec(text, field_name="data") == spec:
+            return text
+    except ConfigError:
+        pass
+    return json.dumps(spec.to_dict(), sort_keys=True)
 
 
 def load_train_config(
@@ -163,7 +215,8 @@ def load_train_config(
 ) -> TrainConfig:
     """Preset defaults, then the TOML file, then ``--data``, then ``--set`` (last wins)."""
     file_settings = load_toml(config_file) if config_file else {}
-    preset_name = preset or file_settings.get("preset") or "tiny"
+    preset_name = preset or check_value("preset", file_settings.get("preset", ""), "tiny", str(config_file))
+    preset_name = preset_name or "tiny"
     cfg = _preset_defaults(preset_name)
     if file_settings:
         cfg = apply_settings(cfg, file_settings, str(config_file))

@@ -32,7 +32,7 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.locations import cache_dir
+from engine.locations import cache_dir, ensure_private_dir
 
 #: Bump when the extraction changes, so cached corpora and prepared data are rebuilt.
 CORPUS_VERSION = 1
@@ -120,10 +120,10 @@ def corpus_path() -> Path:
     target = cache_dir() / "embedded" / f"{corpus_id()}.jsonl"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(target.parent)  # owner-only, like everything under the home
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
             for doc in iter_documents():
                 fh.write(json.dumps({"text": doc}, ensure_ascii=False) + "\n")
         os.replace(tmp, target)

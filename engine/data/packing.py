@@ -45,7 +45,7 @@ from engine.data.manifest import MANIFEST_FILE, Manifest, SourceInfo, SplitInfo,
 from engine.data.progress import ProgressCallback, StageTimer, ignore_progress
 from engine.data.spec import DataSpec, SourceSpec, local_files, spec_from_obj, validate_spec
 from engine.data.tokenizer import TokenizerConfig, TokenizerInfo, tokenizer_info
-from engine.locations import cache_dir
+from engine.locations import cache_dir, ensure_private_dir, make_private
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
@@ -239,15 +239,16 @@ def prepare(
 
     checks = check_sources(data_spec, tok_cfg, progress)
     _cleanup_orphans(root)
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(root)  # owner-only, like everything under the home
     tmp = root / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp.mkdir(mode=0o700)
     try:
         manifest = pack_into(
             tmp, key, data_spec, checks, tok_cfg, float(val_fraction), int(seed), num_proc, progress
         )
         manifest = replace(manifest, seconds=round(time.perf_counter() - started, 3))
         manifest.write(tmp)
+        make_private(tmp)  # the token files and tokenizer were written with the umask's modes
         _publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

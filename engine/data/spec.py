@@ -186,9 +186,17 @@ def _fmt_weight(weight: float) -> str:
 
 
 def parse_spec(text: str | None, *, field_name: str = "data") -> DataSpec:
-    """Parse the string form. Empty or None means :data:`DEFAULT_SPEC`."""
+    """Parse the string form. Empty or None means :data:`DEFAULT_SPEC`. A JSON object with
+    ``sources`` is the structured form (how a config holds TOML's ``[[data.sources]]`` tables)."""
     if text is None or not text.strip():
         text = DEFAULT_SPEC
+    if text.lstrip().startswith('{"sources"'):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            return spec_from_obj(obj, field_name=field_name)
     sources: list[SourceSpec] = []
     for raw in text.split(","):
         if not raw.strip():

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.data.embedded import SKIP_DIRS, stdlib_root
-from engine.locations import cache_dir
+from engine.locations import cache_dir, ensure_private_dir
 
 #: Bump when the conversations change, so cached copies are rebuilt.
 CHAT_VERSION = 1
@@ -146,8 +146,8 @@ def _write_cache(path: Path, convs: list[Conversation]) -> None:
     """Write to a temporary name, then rename, so a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as fh:
+        ensure_private_dir(path.parent)  # owner-only, like everything under the home
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
             for conv in convs:
                 fh.write(json.dumps(conv, ensure_ascii=False) + "\n")
         os.replace(tmp, path)

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
 from engine.data.sources import offline_by_env
-from engine.finetune.base import BaseModel, lora_targets, resolve_base, weight_shapes
+from engine.finetune.base import HF_CONFIG, OUR_CONFIG, BaseModel, lora_targets, resolve_base, weight_shapes
 from engine.finetune.chat_data.load import load_conversations
 from engine.finetune.chat_data.sources import check_chat_spec
 from engine.finetune.chat_data.spec import parse_chat_spec
@@ -71,6 +72,7 @@ def preflight(cfg: FinetuneConfig, *, read_data: bool = True, read_hub_cache: bo
     spec = parse_chat_spec(cfg.data)
     check_chat_spec(spec)
     base = resolve_base(cfg.base, cfg.base_checkpoint)
+    check_seq_len(cfg.seq_len, base)
     shapes = weight_shapes(base.path) if base.path is not None else None
     targets = lora_targets(cfg.target_modules(), shapes)
     count = None
@@ -95,3 +97,34 @@ def start(cfg: FinetuneConfig, name: str | None = None, *, env: Mapping[str, str
 
     checked = preflight(cfg)
     return Started(launch.start_finetune_run(checked.config, name, env=env), checked)
+
+
+def base_context(base: BaseModel) -> int | None:
+    """The longest sequence the base was built for, from its config (None when it does not say or
+    is not on this machine yet): ``max_position_embeddings`` of a transformers config, or
+    ``max_seq_len`` of our own weights folder."""
+    import json
+
+    if base.path is None:
+        return None
+    for name, key in ((HF_CONFIG, "max_position_embeddings"), (OUR_CONFIG, "max_seq_len")):
+        try:
+            value = json.loads((base.path / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_seq_len(seq_len: int, base: BaseModel) -> None:
+    """Refuse a ``seq_len`` longer than the base's context: its positions past the context were
+    never trained (and our models have no rotary table for them)."""
+    context = base_context(base)
+    if context is not None and seq_len > context:
+        raise ConfigError(
+            "seq_len",
+            f"seq_len = {seq_len} is longer than the base's context of {context} tokens "
+            f"({base.describe()}): positions past it were never trained. Fix: use --set seq_len={context} "
+            "or less.",
+        )

@@ -22,7 +22,7 @@ from pathlib import Path
 from engine.runs.process import ProcessIdentity, identify, send_signal, spawn_detached
 from engine.runs.session import CONTROL_REQUESTS, RUN_DIR_ENV
 from engine.runs.status import RunStatus, run_status
-from engine.runs.store import RunDir, RunStoreError, now_iso
+from engine.runs.store import RunDir, RunStoreError, now_iso, open_nofollow, require_real_dir
 
 
 def launch_detached(
@@ -42,6 +42,7 @@ def launch_detached(
     if not argv:
         raise RunStoreError("no engine command to launch")
     argv = [str(a) for a in argv]
+    run.check_real()  # before anything changes: a linked part is refused, naming it
     attempt = run.read_meta().attempts + 1
     run.update_meta(
         status="starting",
@@ -57,9 +58,13 @@ def launch_detached(
     )
     for stale in CONTROL_REQUESTS:  # requests meant for an earlier attempt
         with contextlib.suppress(FileNotFoundError):
-            (run.control_dir / stale).unlink()
-    with open(run.log_path, "a", encoding="utf-8") as log:
-        log.write(f"=== canvas: attempt {attempt} at {now_iso()}: {' '.join(argv)}\n")
+            run.control_file(stale).unlink()
+    header = f"=== canvas: attempt {attempt} at {now_iso()}: {' '.join(argv)}\n"
+    log_fd = open_nofollow(run.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600, "engine log")
+    try:
+        os.write(log_fd, header.encode("utf-8"))
+    finally:
+        os.close(log_fd)
     try:
         proc = spawn_detached(argv, run.log_path, env={RUN_DIR_ENV: str(run.path), **(env or {})}, cwd=cwd)
     except OSError as exc:
@@ -78,13 +83,18 @@ def _identity(run: RunDir) -> ProcessIdentity | None:
 
 
 def _touch_control(run: RunDir, name: str) -> None:
-    run.control_dir.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(run.control_dir / name, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, now_iso().encode())
-    os.close(fd)
+    """Leave the request file ``control/<name>``: never through a symbolic link (RunStoreError
+    naming it), owner-only."""
+    path = run.control_file(name)
+    fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT, 0o600, f"control request of run {run.id}")
+    try:
+        os.write(fd, now_iso().encode())
+    finally:
+        os.close(fd)
 
 
 def _require_live(run: RunDir, action: str) -> RunStatus:
+    run.check_real()  # a linked run directory, control/ or events.jsonl is refused before any request
     status = run_status(run, tail=0)
     if not status.is_live:
         raise RunStoreError(f"cannot {action} run {run.id}: it is not running (status: {status.state}).")
@@ -161,6 +171,7 @@ def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
 
 
 def _check_resumable(run: RunDir, status: RunStatus) -> None:
+    run.check_real()
     if status.is_live:
         raise RunStoreError(
             f"run {run.id} is {status.state} (pid {status.pid}); there is nothing to "
@@ -190,7 +201,10 @@ def _check_resumable(run: RunDir, status: RunStatus) -> None:
 def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> None:
     """Delete a run directory. A live run is refused unless ``force``: then it is stopped
     gracefully first (SIGTERM, up to ``timeout`` seconds) and killed if it does not exit."""
-    path = run.path.resolve()
+    # Only a real directory inside the store is deleted: never the target of a symbolic link
+    # (resolving the path first would delete whatever the link points to).
+    check_deletable(run)
+    path = run.path
     if not run.exists():
         raise RunStoreError(f"{run.path} is not a run directory (no run.json); not deleting it.")
     status = run_status(run, tail=0)
@@ -212,4 +226,17 @@ def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> No
                 f"run {run.id} is still {status.state} (pid {status.pid}"
                 f"{', on another host' if not status.verified else ''}); not deleting it."
             )
-    shutil.rmtree(path)
+    check_deletable(run)  # again: the stop above took time
+    shutil.rmtree(path)  # removes links inside the run as links, never their targets
+
+
+def check_deletable(run: RunDir) -> None:
+    """RunStoreError unless ``run.path`` is a real directory (``lstat``, not a symbolic link)
+    whose ``run.json`` is a real file: ``rm`` deletes only real run directories inside the store,
+    and the links inside them as links (``shutil.rmtree`` never follows them)."""
+    require_real_dir(run.path, f"run directory of {run.id}")
+    if run.run_json.is_symlink():
+        raise RunStoreError(
+            f"{run.run_json} is a symbolic link; {run.path} is not a run the store created, so "
+            "`canvas rm` does not delete it. Remove it by hand if it is yours."
+        )

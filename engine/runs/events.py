@@ -17,7 +17,10 @@ Compatibility rules, so an old console can read a new engine's runs and the othe
   JSON object with a string ``type`` at all is not an event: the reader counts it
   (:attr:`engine.runs.reader.EventReader.skipped`) so a front end can say so once.
 - Adding a type or an optional field does not change :data:`SCHEMA_VERSION`. Renaming or changing
-  the meaning or unit of a field does, and readers then branch on ``v``.
+  the meaning or unit of a field does, and readers then branch on ``v``. A line whose ``v`` is
+  newer than this reader's schema is never decoded as the type of that name (its fields may mean
+  something else): it arrives as an :class:`UnknownEvent` with ``newer`` set, which front ends
+  show as "written by a newer Neural Canvas".
 - The writer (:class:`engine.runs.session.EventWriter`) is strict about *known* types: an unknown
   field name or a missing required one raises at the first emit, so a typo in the engine fails in
   its tests instead of silently vanishing from the console.
@@ -285,6 +288,11 @@ class UnknownEvent(Event):
     def type(self) -> str:
         return str(self.record.get("type"))
 
+    @property
+    def newer(self) -> bool:
+        """Written under a newer schema (``v`` above :data:`SCHEMA_VERSION`) by a newer engine."""
+        return is_newer(self.record)
+
 
 #: Every known type by its ``type`` string.
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -431,14 +439,22 @@ def _decode_known(cls: type[Event], record: dict[str, Any]) -> Event:
     return cls(**kwargs)
 
 
+def is_newer(record: dict[str, Any]) -> bool:
+    """Whether the record says it follows a newer schema than :data:`SCHEMA_VERSION`: its fields
+    may mean something else, so it is not decoded as the type this reader knows by that name."""
+    v = record.get("v")
+    return isinstance(v, int) and not isinstance(v, bool) and v > SCHEMA_VERSION
+
+
 def decode(record: dict[str, Any]) -> Event | None:
-    """The typed event for a record read from ``events.jsonl``, or None for an unknown type.
+    """The typed event for a record read from ``events.jsonl``, or None for an unknown type (or
+    one written under a newer schema, see :func:`is_newer`).
 
     Unknown fields are dropped, missing ones take their default (None for required ones) and
     values of the wrong kind read as None, so a record from a newer or older engine still decodes.
     """
     cls = EVENT_TYPES.get(str(record.get("type")))
-    return None if cls is None else _decode_known(cls, record)
+    return None if cls is None or is_newer(record) else _decode_known(cls, record)
 
 
 def decode_any(record: dict[str, Any]) -> Event:

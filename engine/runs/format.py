@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.runs.events import (
+    SCHEMA_VERSION,
     Carbon,
     Checkpoint,
     Eval,
@@ -239,6 +240,11 @@ def event_text(event: Event, total_steps: int | None = None) -> str:
         text = _pairs(_fields(event))
     elif isinstance(event, Carbon):  # small running totals: more digits
         text = _pairs(_fields(event), 4)
+    elif isinstance(event, UnknownEvent) and event.newer:  # its fields may mean something else
+        text = (
+            f"written by a newer Neural Canvas (event schema v{event.record.get('v')}; this one reads "
+            f"v{SCHEMA_VERSION}): {_pairs(event.record)}"
+        )
     elif isinstance(event, UnknownEvent):
         text = _pairs(event.record)
     else:

@@ -27,6 +27,9 @@ START_TIME_TOLERANCE_S = 1.0
 
 _PROC = Path("/proc")
 
+#: The umask of engine processes: what they create under the home is readable by the owner only.
+ENGINE_UMASK = 0o077
+
 
 @dataclass(frozen=True)
 class ProcessIdentity:
@@ -153,13 +156,16 @@ def spawn_detached(
       launcher's process group (tmux/screen exiting) never reaches it;
     - stdin is ``/dev/null`` (it can never block on, or steal, keyboard input);
     - stdout and stderr append to ``log_path`` (owner-only), unbuffered for Python children;
-    - no file descriptors are inherited besides those three.
+    - no file descriptors are inherited besides those three;
+    - its umask is :data:`ENGINE_UMASK` (077): every file and directory the engine (and the
+      libraries it calls: TensorBoard, CodeCarbon, tokenizers) creates is owner-only.
 
     A daemon thread waits for the child so a long-lived launcher (the console) does not collect
     zombies; a short-lived one (the CLI) simply exits and the child is re-parented to init.
     """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # O_NOFOLLOW: a symbolic link planted at the log's place is refused (OSError), never followed.
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -170,6 +176,7 @@ def spawn_detached(
             close_fds=True,
             env=full_env,
             cwd=str(cwd) if cwd is not None else None,
+            umask=ENGINE_UMASK,
         )
     finally:
         os.close(log_fd)

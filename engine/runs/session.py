@@ -41,6 +41,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -54,7 +55,7 @@ from typing import Any
 
 from engine.runs import events as ev
 from engine.runs.process import identify
-from engine.runs.store import RunDir, now_iso
+from engine.runs.store import RunDir, RunStoreError, now_iso, open_nofollow
 
 #: Seconds between checks of the control files (signals are noticed at once).
 CONTROL_POLL_S = 0.5
@@ -64,6 +65,14 @@ CONTROL_REQUESTS = ("stop", "checkpoint")
 
 #: Environment variable set for engine processes: the run directory they own.
 RUN_DIR_ENV = "CANVAS_RUN_DIR"
+
+#: Exit status of an engine whose run directory was deleted under it (it writes nothing more).
+RUN_DELETED_EXIT = 3
+
+#: Run-directory temporaries older than this are leftovers of a killed process (a live writer
+#: renames its temporary within milliseconds); ``checkpoints/`` is the engine's alone, so every
+#: temporary there is a leftover once the engine owns the run.
+STALE_TMP_S = 60.0
 
 
 def _json_default(value: Any) -> Any:
@@ -102,7 +111,9 @@ class EventWriter:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # O_NOFOLLOW: a symbolic link at events.jsonl is refused (RunStoreError naming it), so the
+        # engine never appends to a file outside the run store.
+        self._fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600, "event log")
         self._heal_torn_tail()
 
     def _heal_torn_tail(self) -> None:
@@ -170,6 +181,8 @@ class EngineSession:
         self._stop_reason = ""
         self._next_control_check = 0.0
         self._outcome: tuple[str, str] | None = None
+        st = os.stat(run.path)
+        self._identity = (st.st_dev, st.st_ino)
 
     # -- events -------------------------------------------------------------------------------
     def emit(self, event: str | ev.Event, **fields: Any) -> dict[str, Any]:
@@ -203,6 +216,8 @@ class EngineSession:
             return
         self._next_control_check = now + CONTROL_POLL_S
         control = self.run.control_dir
+        if not control.is_dir() or control.is_symlink():
+            return  # a control/ replaced by a link is never followed (nor deleted in)
         if (control / "stop").exists():
             self.request_stop("stop requested (control file)")
         checkpoint = control / "checkpoint"
@@ -211,9 +226,30 @@ class EngineSession:
                 checkpoint.unlink()
             self.request_checkpoint()
 
+    def _check_run_dir(self) -> None:
+        """Exit at once, writing nothing, if the run directory was deleted (or replaced) under us:
+        anything written now would recreate part of a folder the user removed."""
+        try:
+            st = os.stat(self.run.path)
+            present = (st.st_dev, st.st_ino) == self._identity and os.path.lexists(self.run.run_json)
+        except OSError:
+            present = False
+        if not present:
+            with contextlib.suppress(Exception):
+                print(
+                    f"[error] the run directory {self.run.path} was deleted: stopping without writing",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            os._exit(RUN_DELETED_EXIT)
+
     @property
     def stop_requested(self) -> bool:
-        """True once a stop was asked for (SIGTERM, SIGINT, control file or :meth:`request_stop`)."""
+        """True once a stop was asked for (SIGTERM, SIGINT, control file or :meth:`request_stop`).
+
+        Polled at every step boundary, so it also checks the run directory still exists: an engine
+        whose directory was deleted exits there and then (status :data:`RUN_DELETED_EXIT`)."""
+        self._check_run_dir()
         self._poll_control()
         return self._stop.is_set()
 
@@ -243,6 +279,7 @@ class EngineSession:
         self._outcome = (status, message)
 
     def _finish(self, status: str, message: str, **extra: Any) -> None:
+        self._check_run_dir()  # deleted under us (perhaps mid-checkpoint): leave, writing nothing
         with contextlib.suppress(OSError, ValueError):
             self.events.emit("status", state=status, message=message)
         self.run.update_meta(status=status, message=message, ended=now_iso(), **extra)
@@ -299,10 +336,18 @@ def run_context(
         run_dir = os.environ.get(RUN_DIR_ENV) or ""
         if not run_dir:
             raise ValueError(f"no run directory given and {RUN_DIR_ENV} is not set")
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir).resolve())
+    # abspath, not resolve: a run directory that is a symbolic link must be seen (and refused) as one
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(os.path.abspath(run_dir)))
     if not run.exists():
         raise FileNotFoundError(f"{run.path} is not a run directory (no run.json)")
-    run.control_dir.mkdir(mode=0o700, exist_ok=True)
+    try:  # a linked run directory, control/ or events.jsonl: refused before anything is written
+        run.check_real()
+        run.control_file(CONTROL_REQUESTS[0])
+    except RunStoreError as exc:
+        if not run.path.is_symlink() and not run.run_json.is_symlink():
+            with contextlib.suppress(RunStoreError, OSError, ValueError):
+                run.update_meta(status="failed", message=str(exc), ended=now_iso())
+        raise
     me = identify(os.getpid())
     born = me.start_time if me and me.start_time else time.time()
     for name in CONTROL_REQUESTS:
@@ -312,10 +357,14 @@ def run_context(
             request = run.control_dir / name
             if request.stat().st_mtime < born - 1.0:
                 request.unlink()
+    remove_stale_temporaries(run)
     session = EngineSession(run)
     # Handlers first: once run.json says "running", `canvas stop` sends SIGTERM, which must set
     # the flag rather than kill the process with the default action.
     previous = _install_signals(session) if install_signals else {}
+    # Owner-only files for an engine inside another process too (`canvas demo`, the console):
+    # detached engines already start with this umask (engine.runs.process.ENGINE_UMASK).
+    previous_umask = os.umask(0o077)
     try:
         fields: dict[str, Any] = {
             "status": "running",
@@ -331,6 +380,7 @@ def run_context(
         run.update_meta(**fields)
         session.events.emit("status", state="running", message=f"pid {os.getpid()} on {fields['host']}")
     except BaseException:
+        os.umask(previous_umask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         session.events.close()
@@ -357,8 +407,36 @@ def run_context(
     else:
         session._finish(*(session._outcome or _default_outcome(session)))
     finally:
+        os.umask(previous_umask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def remove_stale_temporaries(run: RunDir) -> list[Path]:
+    """Delete the temporaries (``.NAME.*.tmp``) earlier attempts left when they were killed:
+    every one in ``checkpoints/``, and those in the run directory older than :data:`STALE_TMP_S`.
+    A symlink is removed as a link, never followed. Returns what was removed."""
+    removed: list[Path] = []
+    now = time.time()
+    for folder, min_age in ((run.checkpoints_dir, 0.0), (run.path, STALE_TMP_S)):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                continue
+            try:
+                if min_age and now - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _default_outcome(session: EngineSession) -> tuple[str, str]:

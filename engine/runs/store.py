@@ -14,6 +14,12 @@ Layout of ``<runs>/<run-id>/`` (``<runs>`` is :func:`engine.locations.runs_dir`)
 atomically (write a temporary file, fsync, rename) so a reader never sees half of it, and every
 read-modify-write holds an ``flock`` on ``.run.lock`` so the console (launch, resume) and the
 engine (pid, final status) never lose each other's updates. Torch-free.
+
+The store never follows a symbolic link it did not create: a run directory, ``run.json``,
+``events.jsonl``, ``control/`` or ``checkpoints/`` that is a link is refused with a message naming
+it (:meth:`RunDir.check_real`, ``lstat``), files are opened ``O_NOFOLLOW`` (:func:`open_nofollow`),
+and ``canvas rm`` deletes only real directories inside the store. Everything created here is
+owner-only (0600 files, 0700 folders).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +42,7 @@ from engine import locations
 from engine.runs.errors import RunStoreError
 from engine.runs.ids import is_run_id, new_run_id
 from engine.runs.meta import RUN_SCHEMA_VERSION, RunKind, RunMeta
+from engine.runs.names import by_short_hash, check_new_name
 
 RUN_JSON = "run.json"
 EVENTS = "events.jsonl"
@@ -53,6 +61,8 @@ __all__ = [
     "create_run",
     "list_runs",
     "now_iso",
+    "open_nofollow",
+    "require_real_dir",
     "resolve_run",
     "write_json_atomic",
 ]
@@ -102,6 +112,34 @@ class RunDir:
     def exists(self) -> bool:
         return self.run_json.is_file()
 
+    def check_real(self) -> None:
+        """RunStoreError unless this run is a real directory (not a symbolic link) holding its
+        parts as real files and directories: ``run.json``, ``events.jsonl``, ``control/`` and
+        ``checkpoints/`` (the last three may be absent). The store never follows a link it did
+        not create, so a linked part is refused before anything is written or deleted."""
+        require_real_dir(self.path, "run directory")
+        for part, is_dir in ((RUN_JSON, False), (EVENTS, False), (CONTROL, True), (CHECKPOINTS, True)):
+            path = self.path / part
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise RunStoreError(_link_message(path, f"{part} of run {self.id}"))
+            if is_dir and not stat.S_ISDIR(st.st_mode):
+                raise RunStoreError(f"{path} is not a directory; move it away to use run {self.id}.")
+            if not is_dir and not stat.S_ISREG(st.st_mode):
+                raise RunStoreError(f"{path} is not a regular file; move it away to use run {self.id}.")
+
+    def control_file(self, name: str) -> Path:
+        """``control/<name>``, creating ``control/`` (owner-only) when missing; RunStoreError when
+        the run directory or ``control/`` is a symbolic link or not a directory."""
+        require_real_dir(self.path, "run directory")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.control_dir, 0o700)
+        require_real_dir(self.control_dir, f"control directory of run {self.id}")
+        return self.control_dir / name
+
     def read_meta(self) -> RunMeta:
         """``run.json`` as a :class:`RunMeta`; RunStoreError when it is missing, unreadable or
         holds a field of the wrong type (the message names the field and the file)."""
@@ -123,7 +161,8 @@ class RunDir:
         """Hold the run's lock across a read-modify-write of run.json (advisory, ``flock``)."""
         import fcntl
 
-        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        require_real_dir(self.path, "run directory")
+        fd = open_nofollow(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600, "run lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -156,6 +195,42 @@ class RunDir:
         if not entries:
             return None
         return max(entries, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def _link_message(path: Path, what: str) -> str:
+    try:
+        target = f" (it points to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return (
+        f"{path} is a symbolic link{target}; the run store never follows a link it did not create, "
+        f"so the {what} is refused. Remove the link (`rm {path}`), leaving its target untouched, "
+        "or move the real files into place."
+    )
+
+
+def require_real_dir(path: Path, what: str = "directory") -> None:
+    """RunStoreError naming ``path`` unless it is a real directory: not a symbolic link, checked
+    with ``lstat`` so a link is never followed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise RunStoreError(f"{path} does not exist (the {what} is gone).") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise RunStoreError(_link_message(path, what))
+    if not stat.S_ISDIR(st.st_mode):
+        raise RunStoreError(f"{path} is not a directory; the {what} must be one.")
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o600, what: str = "file") -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``) with a RunStoreError
+    naming it, and creates files owner-only (``mode``, default 0600)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+    except OSError:
+        if os.path.islink(path):
+            raise RunStoreError(_link_message(Path(path), what)) from None
+        raise
 
 
 def _is_temporary(name: str) -> bool:
@@ -239,8 +314,8 @@ def create_run(
 ) -> RunDir:
     """Create a new, owner-only run directory with its ``run.json`` (status ``created``).
 
-    ``name`` defaults to ``<kind>-<last 6 characters of the id>``; names need not be unique, but
-    a name shared by several runs can then only be resolved by id. ``config`` is stored as given
+    ``name`` defaults to ``<kind>-<last 6 characters of the id>``; a name another run holds is
+    refused (:func:`engine.runs.names.check_new_name`). ``config`` is stored as given
     (JSON-serialisable). ``resume_argv`` is the command line :func:`engine.runs.control.resume_run`
     runs to continue the run from its last checkpoint; ``{run_dir}`` in it is replaced by the run
     directory at resume time, so the store can be moved. ``kind`` must be a :class:`RunKind`
@@ -252,7 +327,7 @@ def create_run(
     meta = RunMeta(
         schema=RUN_SCHEMA_VERSION,
         kind=kind,
-        name=_check_name(name) if name else "",
+        name=check_new_name(name, root) if name else "",  # engine.runs.names: allowed and unique
         config=config or {},
         status="created",
         resume_argv=list(resume_argv) if resume_argv is not None else None,
@@ -338,8 +413,12 @@ def resolve_run(ref: str, root: Path | None = None) -> RunDir:
             f"{len(by_name)} runs are named {ref!r}: {_describe(by_name)}. Name one by its id "
             "(or a unique start of it)."
         )
+    by_hash = by_short_hash(ref, runs)  # the random part at the end of an id, like a git short hash
+    if by_hash is not None:
+        return by_hash
     store = Path(root) if root is not None else locations.runs_dir()
     raise RunStoreError(
-        f"no run matches {ref!r} in {store} (by id, id prefix or name); list runs with `canvas runs`"
+        f"no run matches {ref!r} in {store} (by id, id prefix, name or short hash); list runs with "
+        "`canvas runs`"
         f" (and check --home / {locations.HOME_ENV} if runs are kept elsewhere)."
     )

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from engine.model.llama import CausalLM
 from engine.model.weights import MODEL_CONFIG_FILE, WEIGHTS_FILE, export_state_dict
 from engine.runs.store import atomic_path, write_json_atomic
-from engine.train.layout import checkpoint_name, list_checkpoints, read_pointer
+from engine.train.layout import checkpoint_name, list_checkpoints, read_pointer, write_manifest
 
 TRAINER_FILE = "trainer.pt"
 
@@ -57,14 +57,16 @@ class TrainerState:
 
 def write_checkpoint(checkpoints_dir: Path, step: int, write_files: Callable[[Path], None]) -> Path:
     """Create ``step-N/`` whole: ``write_files`` fills a temporary directory, every file is synced,
-    then the directory is renamed into place and ``last`` points at it."""
+    ``manifest.json`` records their checksums, then the directory is renamed into place and
+    ``last`` points at it."""
     final = Path(checkpoints_dir) / checkpoint_name(step)
     with atomic_path(final) as tmp:
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         write_files(tmp)
         for name in os.listdir(tmp):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
+        write_manifest(tmp)
     set_pointer(checkpoints_dir, "last", final, step)
     return final
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.train.checkpoint import prune_checkpoints, set_pointer, write_checkpoint
-from engine.train.layout import checkpoint_name, resolve_checkpoint
+from engine.train.layout import checkpoint_damage, checkpoint_name, intact_checkpoint
 from engine.train.recorder import RunRecorder
 
 
@@ -22,12 +22,25 @@ class Checkpointer:
         self.recorder = recorder
 
     def last(self) -> Path:
-        """The checkpoint a resume starts from; refused clearly when there is none."""
-        path = resolve_checkpoint(self.directory, "last")
+        """The checkpoint a resume starts from: the last one if intact, else the newest intact
+        one (each damaged one passed over is logged, naming its bad file); refused clearly when
+        there is none."""
+        path, damaged = intact_checkpoint(self.directory)
+        for bad, problem in damaged:
+            self.recorder.log(f"checkpoint {bad.name} is damaged: {problem}; skipping it", level="warning")
         if path is None:
+            if damaged:
+                raise TrainingStopped(
+                    f"cannot resume: every checkpoint in {self.directory} is damaged (see above). "
+                    "Fix: start a new run."
+                )
             raise TrainingStopped(
                 f"cannot resume: {self.directory} holds no checkpoint. Fix: start "
                 "a new run (the run stopped before its first checkpoint)."
+            )
+        if damaged:
+            self.recorder.log(
+                f"resuming from the newest intact checkpoint {path.name} instead", level="warning"
             )
         return path
 
@@ -35,7 +48,7 @@ class Checkpointer:
         """The checkpoint of ``step`` (``write`` fills a temporary folder); an existing one is
         only pointed at again."""
         path = self.directory / checkpoint_name(step)
-        if not path.is_dir():
+        if not path.is_dir() or checkpoint_damage(path) is not None:  # a damaged one is rewritten
             path = write_checkpoint(self.directory, step, write)
             self.recorder.emit("checkpoint", step=step, path=f"checkpoints/{path.name}", kind="last")
             self.recorder.log(f"checkpoint {path.name} ({reason})")
