@@ -639,6 +639,9 @@ async def test_launch_a_real_tiny_run_from_the_form():
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=20)
         run = app.screen.run
         try:
+            # Back on the runs list (a covered list rescans when it is shown again), the run is there.
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is runs_screen)
             await wait_for(pilot, lambda: any(r.name == "real-tiny" for r in runs_screen.rows), timeout=10)
             # The engine process really started: its status is live or already final, never a
             # launch failure.
