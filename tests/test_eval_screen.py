@@ -615,3 +615,18 @@ def test_static_helpers_are_literal():
     content = arena_content(ArenaView((RatingRow(HOSTILE, 1000.0, 990.0, 1010.0, 3),), 3), width=60)
     assert "[bold red]not bold[" in content.plain
     Static(content)  # renders without a MarkupError
+
+
+async def test_arena_key_on_a_one_model_evaluation_says_why_and_opens_nothing(evals):
+    async with app().run_test(size=(120, 40)) as pilot:
+        screen = await open_evaluation(pilot)
+        table = screen.query_one(DataTable)
+        table.move_cursor(row=table.row_count - 1)  # the older evaluation: one model
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause(0.2)
+        assert pilot.app.screen is screen
+        said = [n.message for n in pilot.app._notifications]
+        assert any(
+            "the selected evaluation has 1 model." in m and "canvas arena MODEL_A MODEL_B" in m for m in said
+        )
