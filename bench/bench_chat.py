@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -31,38 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import Sizes, fail, machine_line
+from benchlib import Sizes, fail, machine_line, random_checkpoint
 
 PROMPT = "The standard library module"
 
 
 def build(folder: Path, vocab: int, dim: int, layers: int) -> Path:
     """Our checkpoint folder with a tokenizer beside the weights."""
-    import torch
-
-    from engine.config import ModelConfig
-    from engine.data.embedded import documents
-    from engine.data.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
-    from engine.model import CausalLM, save_model
-
-    tok_dir = save_tokenizer(
-        train_tokenizer([documents()[:400]], TokenizerConfig(vocab_size=vocab)), folder / "tok"
-    )
-    torch.manual_seed(0)
-    heads = max(1, dim // 64)
-    cfg = ModelConfig(
-        vocab_size=vocab,
-        dim=dim,
-        n_layers=layers,
-        n_heads=heads,
-        n_kv_heads=heads,
-        max_seq_len=1024,
-        init_std=0.3,
-    )
-    ckpt = save_model(CausalLM(cfg).eval(), folder / "step-000001")
-    for f in tok_dir.iterdir():
-        shutil.copy2(f, ckpt / f.name)
-    return ckpt
+    return random_checkpoint(folder, vocab=vocab, dim=dim, layers=layers)[0]
 
 
 class Direct:

@@ -18,7 +18,6 @@ Run:
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -27,38 +26,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import Sizes, fail, machine_line
+from benchlib import Sizes, fail, machine_line, random_checkpoint
 
 
 def build(folder: Path, vocab: int, dim: int, layers: int, window: int) -> tuple[Path, Path]:
     """(our checkpoint folder with its tokenizer, its transformers export)."""
-    import torch
-
-    from engine.config import ModelConfig
-    from engine.data.embedded import documents
-    from engine.data.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
-    from engine.model import CausalLM, save_model
     from engine.model.hf import export_hf, token_ids_from_tokenizer
 
-    tok_dir = save_tokenizer(
-        train_tokenizer([documents()[:400]], TokenizerConfig(vocab_size=vocab)), folder / "tok"
-    )
-    torch.manual_seed(0)
     heads = max(1, dim // 64)
-    cfg = ModelConfig(
-        vocab_size=vocab,
+    ckpt, model = random_checkpoint(
+        folder,
+        vocab=vocab,
         dim=dim,
-        n_layers=layers,
-        n_heads=heads,
-        n_kv_heads=max(1, heads // 2),
-        max_seq_len=window,
+        layers=layers,
+        kv_heads=max(1, heads // 2),
+        context=window,
         init_std=0.05,
     )
-    model = CausalLM(cfg).eval()
-    ckpt = save_model(model, folder / "step-000001")
-    for f in tok_dir.iterdir():
-        shutil.copy2(f, ckpt / f.name)
-    hf = export_hf(model, folder / "hf", tokenizer_dir=tok_dir, token_ids=token_ids_from_tokenizer(tok_dir))
+    hf = export_hf(model, folder / "hf", tokenizer_dir=ckpt, token_ids=token_ids_from_tokenizer(ckpt))
     return ckpt, hf
 
 

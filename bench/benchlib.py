@@ -112,3 +112,48 @@ def fail(message: str) -> NoReturn:
     """Stop the benchmark with a non-zero exit: a figure measured on wrong output is no figure."""
     print(f"BENCHMARK FAILED: {message}", file=sys.stderr, flush=True)
     raise SystemExit(1)
+
+
+def random_checkpoint(
+    folder: Any,
+    *,
+    vocab: int,
+    dim: int,
+    layers: int,
+    kv_heads: int | None = None,
+    context: int = 1024,
+    init_std: float = 0.3,
+) -> tuple[Any, Any]:
+    """(our checkpoint folder with its tokenizer beside the weights, the model) for a benchmark:
+    random weights (seed 0), a byte-level BPE of ``vocab`` trained on the embedded corpus. The
+    weights' values do not matter for speed; ``init_std`` only keeps generated text varied."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from engine.config import ModelConfig
+    from engine.data.embedded import documents
+    from engine.data.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
+    from engine.model import CausalLM, save_model
+
+    folder = Path(folder)
+    tok_dir = save_tokenizer(
+        train_tokenizer([documents()[:400]], TokenizerConfig(vocab_size=vocab)), folder / "tok"
+    )
+    torch.manual_seed(0)
+    heads = max(1, dim // 64)
+    cfg = ModelConfig(
+        vocab_size=vocab,
+        dim=dim,
+        n_layers=layers,
+        n_heads=heads,
+        n_kv_heads=kv_heads or heads,
+        max_seq_len=context,
+        init_std=init_std,
+    )
+    model = CausalLM(cfg).eval()
+    ckpt = save_model(model, folder / "step-000001")
+    for f in tok_dir.iterdir():
+        shutil.copy2(f, ckpt / f.name)
+    return ckpt, model

@@ -6,6 +6,10 @@ renders, ``--write`` replaces it, so the README cannot drift from the modules it
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -28,5 +32,42 @@ def write_block(path: Path, begin: str, end: str, fresh: str) -> bool:
     before, block, after = split_block(path.read_text(encoding="utf-8"), path, begin, end)
     if block == fresh:
         return False
-    path.write_text(before + fresh + after, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never a half-written README
+    tmp.write_text(before + fresh + after, encoding="utf-8")
+    os.replace(tmp, path)
     return True
+
+
+def block_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    what: str,
+    begin: str,
+    end: str,
+    render: Callable[[], str],
+    stale: str,
+) -> int:
+    """The command line every generated block shares: ``--write FILE``, ``--check FILE`` (exit 1
+    with ``stale`` when the block differs from the code), or print the block. Exit 2 on a missing
+    file or block."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", type=Path, help=f"regenerate FILE's {what} block")
+    group.add_argument("--check", metavar="FILE", type=Path, help=f"exit 1 if FILE's {what} block is stale")
+    args = parser.parse_args(argv)
+    try:
+        if args.write:
+            changed = write_block(args.write, begin, end, render())
+            print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+        elif args.check:
+            if read_block(args.check, begin, end) != render():
+                print(f"{args.check}: {stale}", file=sys.stderr)
+                return 1
+        else:
+            print(render())
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

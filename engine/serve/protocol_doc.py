@@ -7,12 +7,11 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 
-from engine.docblock import read_block, write_block
+from engine.docblock import block_main, read_block, write_block
 from engine.serve import protocol
 
 BEGIN = "<!-- protocol:begin -->"
@@ -79,24 +78,16 @@ def write(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.serve.protocol_doc", description=__doc__)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="FILE", type=Path, help="regenerate FILE's protocol block")
-    group.add_argument("--check", metavar="FILE", type=Path, help="exit 1 if FILE's protocol block is stale")
-    args = parser.parse_args(argv)
-    try:
-        if args.write:
-            print(f"{args.write}: {'updated' if write(args.write) else 'already up to date'}")
-        elif args.check:
-            if current_block(args.check) != render():
-                print(f"{args.check}: the protocol table is stale; run `{REGENERATE}`.", file=sys.stderr)
-                return 1
-        else:
-            print(render())
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return block_main(
+        argv,
+        prog="python -m engine.serve.protocol_doc",
+        description=__doc__,
+        what="protocol",
+        begin=BEGIN,
+        end=END,
+        render=render,
+        stale=f"the protocol table is stale; run `{REGENERATE}`.",
+    )
 
 
 if __name__ == "__main__":
