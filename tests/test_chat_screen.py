@@ -451,10 +451,13 @@ async def test_real_workers_stream_two_columns_side_by_side():
             what="both columns streaming",
         )
         await wait_for(pilot, lambda: screen.answers_done >= before + 2, timeout=120, what="both answers")
+        sents = [c.sent_at for c in screen.columns]
         first_texts = [c.first_text_at for c in screen.columns]
-        ends = [c.ended_at for c in screen.columns]
-        assert None not in first_texts and None not in ends
-        assert max(first_texts) < min(ends)  # each column had text before the other one ended
+        assert None not in sents and None not in first_texts
+        # Both requests left before either column showed text: one column never waits for the
+        # other. (Whether a tiny model's short answer ends before the other's first token is up
+        # to the scheduler of a loaded 2-core machine, so that is not asserted.)
+        assert max(sents) < min(first_texts)
         a, b = (c.last_answer for c in screen.columns)
         assert a and b and a != b  # two different models answered
         assert len(chat_files(one.path)) == 1 and len(chat_files(two.path)) == 1
