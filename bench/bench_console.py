@@ -14,10 +14,33 @@
     dashboard's first loss-plot paint with data (``screen.paints``, resolution not ``"empty"``)
     is measured ``--repeats`` (3) times; the median is printed. Goal: < 1 s.
 
+(c) **First paint of the console.** A fresh console process (this script with ``--child paint``)
+    opens on an empty store; its CPU time since the process started (imports included,
+    ``time.process_time``) is printed once the Runs screen has been drawn. Goal: <= 0.4 CPU-s.
+
+(d) **A store of many finished runs.** ``--runs`` (90) finished runs with ``--run-mb`` (1.7) MB of
+    events each (a trainer-like stream written once with the real ``EventWriter``, then copied).
+    A fresh console process (``--child list``) opens on it: the CPU-seconds and wall seconds from
+    the app's start until every row is in the table, what the screen said before (it must say it
+    is scanning, never "No runs yet"), then the idle CPU of the runs list over ``--idle`` (10)
+    seconds, as % of one core. Measured twice: a console that has never seen the store, then a
+    second one. Goals: rows <= 1 CPU-s, idle <= 1 %. The idle CPU of an empty runs list is
+    measured the same way.
+
+(e) **CPU while following an 8-GPU run** (``--only gpu8``). Like (a), with the writer
+    (``--stream-gpus 8``) playing a multi-GPU trainer: a ``metric`` every 0.1 s with every field
+    (loss, lr, grad norm, tokens/s, step time, tokens, peak memory, MFU), an ``eval`` every 100
+    steps, ``gpu`` events for ``--gpus`` (8) devices plus ``system`` and ``carbon`` every second (5x
+    the engine's default ``telemetry_interval``) and a ``log`` every 5 s: about 21 events a second.
+    The dashboard is shown at 160x48 (every pane visible). Printed: CPU-seconds per wall second
+    as % of one core, and how many redraws of the plots and of the GPU pane it did. Goal: <= 3 %.
+
 Everything lives in a temporary ``CANVAS_HOME``. Run:
 
     .venv/bin/python bench/bench_console.py
     .venv/bin/python bench/bench_console.py --seconds 10 --repeats 5
+    .venv/bin/python bench/bench_console.py --only list --runs 90 --idle 20
+    .venv/bin/python bench/bench_console.py --only gpu8 --seconds 30
     .venv/bin/python bench/bench_console.py --tiny      # smoke mode (what the tests run)
 """
 
@@ -26,12 +49,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -187,18 +213,284 @@ async def first_paint(run_path: Path) -> tuple[float, str, float]:
     return first, resolution, full
 
 
+# ------------------------------------------------------------------------------ (c), (d) the runs list
+def write_store(home: Path, runs: int, mb: float) -> int:
+    """``runs`` finished runs, each with about ``mb`` MB of trainer-like events; returns the bytes
+    of one events file. The stream is written once with the real writer, then copied; the runs
+    were created a day apart, the latest a day ago (a store of finished work)."""
+    from engine.runs import EventWriter, create_run
+
+    template = home / "template-events.jsonl"
+    target = int(mb * 2**20)
+    t0 = 1_764_000_000.0
+    with EventWriter(template) as w:
+        w.emit("status", state="running", message="pid 4242 on benchhost", t=t0)
+        w.emit("run_info", total_steps=0, params=5_770_496, precision="bf16", device="cuda:0", t=t0)
+        step = 0
+        while template.stat().st_size < target:
+            for _ in range(100):
+                step += 1
+                t = t0 + step * 0.25
+                w.emit(
+                    "metric",
+                    step=step,
+                    loss=2.0 + 6.0 / (1 + step / 500),
+                    lr=2e-3,
+                    tokens_per_s=8000.0 + step % 100,
+                    step_time=0.25,
+                    tokens=step * 2048,
+                    grad_norm=0.5,
+                    t=t,
+                )
+                if step % 10 == 0:
+                    w.emit(
+                        "gpu",
+                        index=0,
+                        util=80.0,
+                        mem_used=30 * 2**30,
+                        mem_total=80 * 2**30,
+                        temp=65.0,
+                        power=250.0,
+                        power_limit=400.0,
+                        t=t,
+                    )
+                    w.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30, t=t)
+                if step % 250 == 0:
+                    w.emit("eval", step=step, val_loss=2.1 + 6.0 / (1 + step / 500), t=t)
+                    w.emit("checkpoint", step=step, path=f"checkpoints/step-{step}", kind="step", t=t)
+        w.emit("status", state="finished", message="", t=t0 + step * 0.25)
+    data = template.read_bytes()
+    template.unlink()
+    for i in range(runs):
+        run = create_run("pretrain", f"bench-{i:03d}", {"bench": True})
+        fd = os.open(run.events_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        when = datetime.fromtimestamp(t0 - 86400 * (runs - i), timezone.utc).isoformat(timespec="seconds")
+        run.update_meta(status="finished", total_steps=step, created=when, started=when, ended=when)
+    return len(data)
+
+
+def child(mode: str, expect: int, idle: float) -> None:
+    """A fresh console process (``--child``): print one JSON line of what it measured."""
+    cpu_start = time.process_time()  # the interpreter's own start-up is before this: add it below
+    from canvas_tui.app import CanvasApp
+    from canvas_tui.screens.runs import RunsScreen
+
+    async def go() -> dict:
+        out: dict = {}
+        app = CanvasApp()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: isinstance(app.screen, RunsScreen) and app.screen.is_mounted, 30, "runs")
+            screen = app.screen
+            empty = screen.query_one("#runs-empty")
+            out["first_said"] = str(empty.render()) if empty.display else ""  # as mounted
+            await pilot.pause()
+            out["paint_cpu"] = time.process_time()
+            if mode == "list":
+                table = screen.query_one("#runs-table")
+                await wait_until(lambda: table.row_count >= expect, 600, "the rows", poll=0.005)
+                out["rows_cpu"] = time.process_time() - cpu0
+                out["rows_wall"] = time.monotonic() - wall0
+            await asyncio.sleep(2.0 if idle >= 5 else 0.5)  # past the first scans and layout
+            c, w = time.process_time(), time.monotonic()
+            await asyncio.sleep(idle)
+            out["idle_pct"] = 100.0 * (time.process_time() - c) / (time.monotonic() - w)
+        return out
+
+    out = asyncio.run(go())
+    out["imports_cpu"] = cpu_start
+    print(json.dumps(out))
+
+
+def run_child(mode: str, expect: int, idle: float) -> dict:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", mode]
+    env = {**os.environ, "CANVAS_NO_WELCOME": "1"}  # an empty store opens on the Runs screen
+    proc = subprocess.run(
+        [*argv, "--expect", str(expect), "--idle", str(idle)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"the console child ({mode}) failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_list(home: Path, runs: int, mb: float, idle: float, consoles: int = 2) -> None:
+    print("(c) first paint, empty store:", end=" ", flush=True)
+    empty = run_child("paint", 0, idle)
+    print(
+        f"{empty['paint_cpu']:.2f} CPU-s from process start (goal <= 0.4); "
+        f"idle empty runs list {empty['idle_pct']:.2f}% of one core (goal <= 1%)"
+    )
+    t = time.perf_counter()
+    size = write_store(home, runs, mb)
+    print(
+        f"(d) store: {runs} finished runs, {size / 2**20:.2f} MiB of events each, written in "
+        f"{time.perf_counter() - t:.1f} s"
+    )
+    for label in ("first console", "second console")[:consoles]:
+        r = run_child("list", runs, idle)
+        said = " ".join(r["first_said"].split()) or "(nothing)"
+        print(
+            f"(d) {label}: {runs} rows after {r['rows_cpu']:.2f} CPU-s ({r['rows_wall']:.2f} s wall; "
+            f"goal <= 1 CPU-s); first said {said!r}; idle {r['idle_pct']:.2f}% of one core (goal <= 1%)"
+        )
+
+
 # ------------------------------------------------------------------------------ main
+# ------------------------------------------------------------------------------ (e) 8-GPU feed
+def stream_gpus(run_dir: str, seconds: float, gpus: int) -> None:
+    """Play a multi-GPU trainer for ``seconds``: ~21 events/s through the real run context."""
+    from engine.runs import run_context
+
+    with run_context(run_dir) as session:
+        session.emit(
+            "run_info", total_steps=20_000, params=1_300_000_000, precision="bf16", device="cuda:0", config={}
+        )
+        start = time.monotonic()
+        step = 0
+        while not session.stop_requested and time.monotonic() - start < seconds:
+            step += 1
+            loss = 2.0 + 6.0 / (1 + step / 50)
+            session.emit(
+                "metric",
+                step=step,
+                loss=loss,
+                lr=3e-4,
+                grad_norm=1.0 + (step % 7) / 10,
+                tokens_per_s=410_000.0 + step % 100,
+                step_time=0.1,
+                tokens=step * 524_288,
+                peak_mem=61 * 2**30,
+                mfu=0.41,
+            )
+            if step % 100 == 0:
+                session.emit("eval", step=step, val_loss=loss + 0.1, perplexity=2.0**loss)
+            if step % 10 == 0:
+                for i in range(gpus):
+                    session.emit(
+                        "gpu",
+                        index=i,
+                        util=12.0 if i == 3 else 97.0 - i,
+                        mem_used=(60 + i) * 2**30,
+                        mem_total=80 * 2**30,
+                        temp=62.0 + i,
+                        power=640.0 + i,
+                        power_limit=700.0,
+                        sm_clock=1980.0,
+                        name="NVIDIA H100 80GB HBM3",
+                    )
+                session.emit(
+                    "system",
+                    cpu_pct=35.0,
+                    ram_used=200 * 2**30,
+                    ram_total=2**40,
+                    rss=40 * 2**30,
+                    disk_free=2**42,
+                )
+                session.emit("carbon", energy_kwh=1e-3 * step, emissions_kg=2e-4 * step, trees=1e-5 * step)
+            if step % 50 == 0:
+                session.log(f"step {step} loss {loss:.4f}")
+            time.sleep(max(0.0, start + step * 0.1 - time.monotonic()))
+
+
+async def measure_gpu_feed(seconds: float, gpus: int) -> dict:
+    """CPU of the console following a live ``gpus``-GPU run (the writer is another process)."""
+    from canvas_tui.app import CanvasApp
+    from canvas_tui.screens.dashboard import DashboardScreen
+    from canvas_tui.widgets.gpu_pane import GpuPane
+    from canvas_tui.widgets.loss_plot import LossPlot
+    from engine.runs import RunKind, create_run, launch_detached, run_status
+    from engine.runs.control import kill_run, stop_run
+
+    run = create_run(RunKind.PRETRAIN, "bench-8gpu", {"bench": True})
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--stream-gpus",
+        str(gpus),
+        "--stream",
+        str(run.path),
+    ]
+    launch_detached(run, [*argv, "--seconds", str(seconds + 60)])
+    try:
+        deadline = time.monotonic() + 30
+        while run_status(run, tail=0).state != "running":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the writer did not start: {run_status(run).state}")
+            time.sleep(0.05)
+        app = CanvasApp()
+        async with app.run_test(size=(160, 48)):
+            app.open_dashboard(run.path)
+            await wait_until(lambda: isinstance(app.screen, DashboardScreen), 10, "the dashboard")
+            screen = app.screen
+            await wait_until(
+                lambda: screen.view.resolution == "full" and len(screen.view.gpus) == gpus, 30, "the GPU feed"
+            )
+            await asyncio.sleep(2.0)  # past start-up work
+            gpu_pane, plot = screen.query_one(GpuPane), screen.query_one(LossPlot)
+            counts = {"gpu": 0, "plot": 0}
+            show, redraw = gpu_pane.show, plot.redraw
+
+            def counted_show(*a, **k):
+                counts["gpu"] += 1
+                return show(*a, **k)
+
+            def counted_redraw(*a, **k):
+                counts["plot"] += 1
+                return redraw(*a, **k)
+
+            gpu_pane.show, plot.redraw = counted_show, counted_redraw  # type: ignore[method-assign]
+            points, events = len(screen.view.train.xs), screen.view.events
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            await asyncio.sleep(seconds)
+            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+            gained = len(screen.view.train.xs) - points
+            if gained < seconds * 5:
+                raise SystemExit(f"the dashboard followed only {gained} metric events in {wall:.0f} s")
+            return {
+                "pct": 100.0 * cpu / wall,
+                "metrics": gained,
+                "events": screen.view.events - events,
+                "wall": wall,
+                "gpu_redraws": counts["gpu"],
+                "plot_redraws": counts["plot"],
+            }
+    finally:
+        with contextlib.suppress(Exception):
+            stop_run(run, wait=True, timeout=20)
+        if run_status(run, tail=0).is_live:
+            kill_run(run)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sizes = Sizes(parser)
     sizes.add("--seconds", 30.0, 2.0, "CPU measurement window", type=float)
     sizes.add("--repeats", 3, 1, "first-paint repeats", type=int)
     sizes.add("--events", 200_000, 2_000, "metric events in the long history", type=int)
-    parser.add_argument("--only", choices=("cpu", "paint"), help="run one part only")
+    sizes.add("--runs", 90, 4, "finished runs in the store of (d)", type=int)
+    sizes.add("--run-mb", 1.7, 0.05, "MB of events per run in (d)", type=float)
+    sizes.add("--idle", 10.0, 1.0, "idle CPU measurement window of (c) and (d)", type=float)
+    parser.add_argument("--only", choices=("cpu", "paint", "list", "gpu8"), help="run one part only")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs in the feed of (e)")
+    parser.add_argument("--stream-gpus", type=int, default=0, help=argparse.SUPPRESS)  # (e)'s writer
     parser.add_argument("--stream", metavar="RUN_DIR", help=argparse.SUPPRESS)  # the writer process
+    parser.add_argument("--child", choices=("paint", "list"), help=argparse.SUPPRESS)  # a console
+    parser.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
     args = sizes.resolve(parser.parse_args())
+    if args.stream and args.stream_gpus:
+        stream_gpus(args.stream, args.seconds, args.stream_gpus)
+        return
     if args.stream:
         stream(args.stream, args.seconds)
+        return
+    if args.child:
+        child(args.child, args.expect, args.idle)
         return
 
     home = Path(tempfile.mkdtemp(prefix="bench-console-"))
@@ -235,6 +527,18 @@ def main() -> None:
                 f"(b) first paint with data: median {statistics.median(firsts):.3f} s over {args.repeats} "
                 f"(goal < 1 s)"
             )
+        if args.only in (None, "gpu8"):
+            r = asyncio.run(measure_gpu_feed(args.seconds, args.gpus))
+            print(
+                f"(e) following a {args.gpus}-GPU run for {r['wall']:.0f} s ({r['events']} events, "
+                f"{r['metrics']} metric points; {r['plot_redraws']} plot and {r['gpu_redraws']} GPU-pane "
+                f"redraws): console CPU {r['pct']:.2f}% of one core (goal <= 3%)"
+            )
+        if args.only in (None, "list"):
+            list_home = home / "list"
+            list_home.mkdir()
+            os.environ["CANVAS_HOME"] = str(list_home)
+            measure_list(list_home, args.runs, args.run_mb, args.idle, consoles=1 if args.tiny else 2)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

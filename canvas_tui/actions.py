@@ -22,6 +22,7 @@ SCOPES = {
     "arena": "Arena",
     "evaluation": "Evaluation",
     "eval_samples": "Eval samples",
+    "compare": "Compare runs",
 }
 
 
@@ -112,6 +113,57 @@ ACTIONS: tuple[CanvasAction, ...] = (
     CanvasAction(
         "runs.clear_filter", "escape", "clear_filter", "Clear filter", "Clear the filter", "runs", show=False
     ),
+    CanvasAction(
+        "runs.sort_next",
+        "greater_than_sign",
+        "sort_next",
+        "Sort",
+        "Sort by the next column (or click a header; again to reverse)",
+        "runs",
+        show=False,
+        key_display=">",
+    ),
+    CanvasAction(
+        "runs.sort_previous",
+        "less_than_sign",
+        "sort_previous",
+        "Sort by previous column",
+        "Sort by the previous column",
+        "runs",
+        show=False,
+        key_display="<",
+    ),
+    CanvasAction(
+        "runs.sort_reverse", "I", "sort_reverse", "Reverse sort", "Reverse the sort order", "runs", show=False
+    ),
+    CanvasAction(
+        "runs.notes", "e", "edit_notes", "Notes", "Edit the selected run's notes and tags", "runs", show=False
+    ),
+    CanvasAction("runs.down", "j", "cursor_down", "Down", "Move to the next run", "runs", show=False),
+    CanvasAction("runs.up", "k", "cursor_up", "Up", "Move to the previous run", "runs", show=False),
+    CanvasAction(
+        "runs.top", "g,home", "cursor_top", "First run", "Move to the first run", "runs", show=False
+    ),
+    CanvasAction(
+        "runs.bottom", "G,end", "cursor_bottom", "Last run", "Move to the last run", "runs", show=False
+    ),
+    CanvasAction(
+        "runs.mark",
+        "space",
+        "toggle_mark",
+        "Mark",
+        "Mark or unmark the selected run for the comparison",
+        "runs",
+        key_display="space",
+    ),
+    CanvasAction(
+        "runs.compare",
+        "v",
+        "compare",
+        "Compare",
+        "Compare the marked runs (at least two): loss curves overlaid, configs diffed",
+        "runs",
+    ),
     # -- dashboard
     CanvasAction(
         "dashboard.back",
@@ -157,6 +209,15 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "Cycle loss smoothing (0, 0.6, 0.9, 0.99)",
         "dashboard",
     ),
+    CanvasAction(
+        "dashboard.metric",
+        "p",
+        "next_metric",
+        "Metric",
+        "Show the next metric in the side plot: learning rate, grad norm, MFU, step time, peak memory, "
+        "tokens seen, elapsed time",
+        "dashboard",
+    ),
     CanvasAction("dashboard.talk", "t", "talk", "Talk", "Chat with this run's model", "dashboard"),
     CanvasAction(
         "dashboard.follow",
@@ -166,6 +227,26 @@ ACTIONS: tuple[CanvasAction, ...] = (
         "Follow the log tail / stop following",
         "dashboard",
         show=False,
+    ),
+    # -- compare runs
+    CanvasAction(
+        "compare.x_axis",
+        "x",
+        "cycle_x_axis",
+        "X axis",
+        "Plot against step, tokens seen or wall time (cycles)",
+        "compare",
+    ),
+    CanvasAction(
+        "compare.differences",
+        "d",
+        "toggle_differences",
+        "Only differences",
+        "Show only the config keys that differ / every key",
+        "compare",
+    ),
+    CanvasAction(
+        "compare.back", "escape", "back", "Back", "Back to the runs list", "compare", key_display="esc"
     ),
     # -- new run form
     CanvasAction(
@@ -340,6 +421,15 @@ def bindings(scope: str) -> list[BindingType]:
         for a in ACTIONS
         if a.scope == scope
     ]
+
+
+#: The scope of the screens that do not name theirs in a ``SCOPE`` class attribute.
+SCREEN_SCOPES = {"RunsScreen": "runs", "DashboardScreen": "dashboard", "NewRunScreen": "new_run"}
+
+
+def screen_scope(screen: object) -> str:
+    """The action scope of a screen: its ``SCOPE``, else by its class name ("" when it has none)."""
+    return getattr(screen, "SCOPE", None) or SCREEN_SCOPES.get(type(screen).__name__, "")
 
 
 def for_scope(*scopes: str) -> list[CanvasAction]:

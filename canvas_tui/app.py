@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from textual import events, on, work
 from textual._time import get_time  # the clock of every event's ``time``
@@ -26,12 +26,18 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from canvas_tui import actions
-from canvas_tui.chat_models import ModelChoice as ChatChoice
 from canvas_tui.control import perform
 from canvas_tui.messages import ControlDone
 from canvas_tui.screens.runs import RunsScreen
 from canvas_tui.settings import DEFAULT_THEME, Settings, load_settings, save_settings
 from themes import THEMES
+
+if TYPE_CHECKING:  # imported for the hints only: first paint does not pay for them
+    from canvas_tui.chat_models import ModelChoice as ChatChoice
+    from engine.demo_chain import DemoSettings
+
+#: Set (to anything but 0) to open an empty run store on the Runs screen, not the welcome screen.
+NO_WELCOME_ENV = "CANVAS_NO_WELCOME"
 
 
 class CanvasApp(App[None]):
@@ -50,8 +56,11 @@ class CanvasApp(App[None]):
         arena_choices: list[ChatChoice] | None = None,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 1.0,
+        demo_settings: DemoSettings | None = None,
     ) -> None:
         super().__init__()
+        #: The demo chain's sizes when the Welcome screen starts it (tests pass the smallest).
+        self.demo_settings = demo_settings
         self.run_ref = run_ref
         self.chat_choices = chat_choices
         self.arena_choices = arena_choices
@@ -78,6 +87,9 @@ class CanvasApp(App[None]):
         if self.keymap:
             self.set_keymap(self.keymap)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        opening = (self.run_ref, self.chat_choices, self.arena_choices)
+        if opening == (None, None, None) and self.welcome():
+            self.open_demo()
         if self.run_ref:
             self._open_ref(self.run_ref)
         if self.chat_choices is not None:
@@ -128,6 +140,32 @@ class CanvasApp(App[None]):
         save_settings(settings)
 
     # ------------------------------------------------------------------------ navigation
+    def welcome(self) -> bool:
+        """Open on the Welcome screen? When a demo chain is under way (re-opened mid-demo: show where
+        it is), or when the run store is empty and the welcome was never dismissed (esc), unless
+        ``CANVAS_NO_WELCOME`` is set."""
+        import os
+
+        from engine.demo_chain import load_chain
+        from engine.runs.store import RunStoreError, list_runs
+
+        chain = load_chain()
+        if chain is not None and not chain.finished:
+            return True
+        if os.environ.get(NO_WELCOME_ENV, "").strip() not in ("", "0") or self.settings.welcome_seen:
+            return False
+        try:
+            return chain is None and not list_runs()
+        except RunStoreError:
+            return False
+
+    def open_demo(self) -> None:
+        """The Welcome screen: the demo offered, or the demo chain's progress."""
+        from canvas_tui.screens.welcome import WelcomeScreen
+
+        if not isinstance(self.screen, WelcomeScreen):
+            self.push_screen(WelcomeScreen(self.demo_settings, poll_interval=self.poll_interval))
+
     def open_dashboard(self, run_path: str | Path) -> None:
         from canvas_tui.screens.dashboard import DashboardScreen
 
@@ -275,12 +313,15 @@ class CanvasApp(App[None]):
             if action.action == "quit":
                 continue
             target = self if action.scope == "app" else screen
+            if target.check_action(action.action.split("(")[0], ()) is False:
+                continue  # not offered in this state (Stop on a finished run): as in the footer
             key = actions.display_key(action, self.keymap)
             yield SystemCommand(
                 f"{SCOPE_PREFIX.get(action.scope, '')}{action.title}",
                 palette_help(action.help, key),
                 _runner(target, action.action),
             )
+        yield SystemCommand("go: demo", "The demo: start it, or see where it is", self.open_demo)
         for name in THEMES:
             yield SystemCommand(
                 f"theme: {name}", "Switch to this theme (remembered)", _theme_setter(self, name)
@@ -296,6 +337,7 @@ SCOPE_PREFIX = {
     "arena": "arena: ",
     "evaluation": "eval: ",
     "eval_samples": "samples: ",
+    "compare": "compare: ",
 }
 
 

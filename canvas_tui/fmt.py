@@ -147,8 +147,14 @@ def fmt_pct(value: Any) -> str:
     return "-" if v is None else f"{v:.0f}%"
 
 
-def sparkline(values: Sequence[float | None], width: int) -> str:
-    """A one-line chart of ``values`` in ``width`` cells (bucket means; gaps for missing)."""
+def sparkline(
+    values: Sequence[float | None], width: int, *, lo: float | None = None, hi: float | None = None
+) -> str:
+    """A one-line chart of ``values`` in ``width`` cells (bucket means; gaps for missing).
+
+    The scale is the values' own min-max unless ``lo``/``hi`` fix it: utilisation and memory use
+    pass ``0, 100`` so that 12% looks like 12%, not like a full bar.
+    """
     if width <= 0:
         return ""
     clean = [v if v is not None and math.isfinite(v) else None for v in values]
@@ -164,7 +170,8 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
     present = [v for v in clean if v is not None]
     if not present:
         return " " * len(clean)
-    lo, hi = min(present), max(present)
+    lo = min(present) if lo is None else lo
+    hi = max(present) if hi is None else hi
     span = hi - lo
     out = []
     for v in clean:
@@ -173,8 +180,26 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
         elif span <= 0:
             out.append(SPARK_CHARS[len(SPARK_CHARS) // 2])
         else:
-            out.append(SPARK_CHARS[min(len(SPARK_CHARS) - 1, int((v - lo) / span * len(SPARK_CHARS)))])
+            frac = min(1.0, max(0.0, (v - lo) / span))
+            out.append(SPARK_CHARS[min(len(SPARK_CHARS) - 1, int(frac * len(SPARK_CHARS)))])
     return "".join(out)
+
+
+BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(pct: Any, width: int) -> tuple[str, str]:
+    """A horizontal bar of ``pct`` (0-100, fixed scale) in ``width`` cells, eighth-cell precise.
+
+    Returns ``(filled, empty)`` so the caller styles them apart; missing values give no fill.
+    """
+    if width <= 0:
+        return "", ""
+    v = finite(pct)
+    eighths = 0 if v is None else round(max(0.0, min(100.0, v)) / 100 * width * 8)
+    full, part = divmod(eighths, 8)
+    filled = "█" * full + (BAR_EIGHTHS[part] if part else "")
+    return filled, " " * (width - len(filled))
 
 
 def level(value: Any, low: float, high: float) -> str:

@@ -36,13 +36,17 @@ class HistorySketch(Message):
 
 
 class HistoryLoaded(Message):
-    """The full history, built off the UI thread; replaces any sketch."""
+    """The full history, built off the UI thread; replaces any sketch. ``log_lines``: the end of
+    engine.log read at the same time (the log pane merges them with the events in time order)."""
 
-    def __init__(self, run_id: str, view: RunView, garbage: int = 0) -> None:
+    def __init__(
+        self, run_id: str, view: RunView, garbage: int = 0, log_lines: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.run_id = run_id
         self.view = view
         self.garbage = garbage
+        self.log_lines = log_lines or []
 
 
 class RunEvents(Message):
@@ -66,16 +70,28 @@ class LogLines(Message):
 
 
 class RunStatusChanged(Message):
-    """The run's true status and run.json, polled about once a second; replaceable."""
+    """The run's true status and run.json, polled about once a second; replaceable. ``stopping``:
+    a stop was requested (``control/stop`` exists) and the run has not ended yet."""
 
-    def __init__(self, run_id: str, status: RunStatus, meta: RunMeta) -> None:
+    def __init__(self, run_id: str, status: RunStatus, meta: RunMeta, stopping: bool = False) -> None:
         super().__init__()
         self.run_id = run_id
         self.status = status
         self.meta = meta
+        self.stopping = stopping
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunStatusChanged) and message.run_id == self.run_id
+
+
+class CheckpointsScanned(Message):
+    """The checkpoints that exist in a run's ``checkpoints/`` folder
+    (:func:`canvas_tui.widgets.checkpoints.scan_checkpoints`), read again because it changed."""
+
+    def __init__(self, run_id: str, found: list[Any]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.found = found
 
 
 class ControlDone(Message):
@@ -108,7 +124,11 @@ class BaseHint(Message):
     """What an empty fine-tune base means here (the newest pre-training run with a checkpoint, or
     ``None``), and names worth suggesting while the base is typed (run ids and names, presets)."""
 
-    def __init__(self, newest: str | None, suggestions: list[str]) -> None:
+    def __init__(
+        self, newest: str | None, suggestions: list[str], usable: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__()
         self.newest = newest
         self.suggestions = suggestions
+        #: ``(label, run id)`` of every pre-training run with a usable checkpoint, newest first
+        self.usable = usable or []

@@ -25,6 +25,7 @@ class Settings:
     smoothing: float = 0.6
     log_scale: bool = False
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> key(s), e.g. {"runs.stop": "x"}
+    welcome_seen: bool = False  # the welcome screen was dismissed: an empty store opens on Runs
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -35,6 +36,7 @@ class Settings:
         if not isinstance(out.smoothing, (int, float)) or not 0 <= out.smoothing < 1:
             out.smoothing = 0.6
         out.log_scale = bool(out.log_scale)
+        out.welcome_seen = out.welcome_seen is True
         if not isinstance(out.keymap, dict):
             out.keymap = {}
         out.keymap = {str(k): str(v) for k, v in out.keymap.items()}

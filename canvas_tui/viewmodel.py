@@ -47,6 +47,8 @@ TELEMETRY_HISTORY = 120
 LOG_EVENTS = 2000
 #: Sample events kept in memory (the dashboard shows the latest step's).
 SAMPLE_EVENTS = 256
+#: Metric fields kept as curves for the dashboard's metric picker, then the elapsed time.
+EXTRA_METRICS = ("step_time", "tokens", "peak_mem", "mfu", "elapsed")
 #: Metric points used for the step-rate (ETA) estimate.
 RATE_WINDOW = 50
 
@@ -161,6 +163,9 @@ class RunView:
         self.lr = Series()
         self.tps = Series()
         self.grad = Series()
+        # The metric picker's other curves (step time, tokens seen, peak memory, MFU, elapsed time).
+        self.extra: dict[str, Series] = {name: Series() for name in EXTRA_METRICS}
+        self._first_t: float | None = None
         self.last_metric: Metric | None = None
         self.last_eval: Eval | None = None
         self.best_val: tuple[int, float] | None = None
@@ -179,6 +184,10 @@ class RunView:
         self.logs: deque[Log | Status] = deque(maxlen=LOG_EVENTS)
         self.samples: deque[Sample] = deque(maxlen=SAMPLE_EVENTS)
         self.events = 0
+        #: The highest step any event carried (metric, eval, checkpoint, sample): the step counter.
+        self.latest_step: int | None = None
+        #: When the newest telemetry sample (gpu, system, carbon) was written (unix seconds).
+        self.telemetry_t: float | None = None
         self.resolution = "empty"  # "sketch" while a sampled first paint is shown, then "full"
         self._rate: deque = deque(maxlen=RATE_WINDOW)
 
@@ -202,8 +211,23 @@ class RunView:
             self.resolution = "full"
         return kinds
 
+    def _saw_step(self, step: Any) -> None:
+        """Advance the step counter to ``step`` (any event that carries one); once training steps
+        are counted, a phase without steps (data, loading the base) is over."""
+        if isinstance(step, int) and not isinstance(step, bool):
+            if self.latest_step is None or step > self.latest_step:
+                self.latest_step = step
+            if self.progress is not None and step > 0:
+                self.progress = None
+
+    def _saw_telemetry(self, t: Any) -> None:
+        v = finite(t)
+        if v is not None and (self.telemetry_t is None or v > self.telemetry_t):
+            self.telemetry_t = v
+
     def _metric(self, m: Metric) -> None:
         self.last_metric = m
+        self._saw_step(m.step)
         x = finite(m.step)
         if x is None:
             return
@@ -216,12 +240,20 @@ class RunView:
             v = finite(value)
             if v is not None:
                 series.append(x, v)
+        for name in EXTRA_METRICS[:-1]:
+            v = finite(getattr(m, name))
+            if v is not None:
+                self.extra[name].append(x, v)
         t = finite(m.t)
         if t is not None:
             self._rate.append((t, x))
+            if self._first_t is None:
+                self._first_t = t
+            self.extra["elapsed"].append(x, t - self._first_t)
 
     def _eval(self, e: Eval) -> None:
         self.last_eval = e
+        self._saw_step(e.step)
         x, v = finite(e.step), finite(e.val_loss)
         if x is not None and v is not None:
             self.val.append(x, v)
@@ -235,6 +267,8 @@ class RunView:
 
     def _gpu(self, g: Gpu) -> None:
         reason = gpu_unavailable_reason(g)
+        if reason is None:
+            self._saw_telemetry(g.t)
         if reason is not None:
             self.gpu_unavailable = reason
             return
@@ -244,15 +278,18 @@ class RunView:
 
     def _system(self, s: System) -> None:
         self.system = s
+        self._saw_telemetry(s.t)
         self.cpu.append(finite(s.cpu_pct))
         used, total = finite(s.ram_used), finite(s.ram_total)
         self.ram_pct.append(100.0 * used / total if used is not None and total else None)
 
     def _carbon(self, c: Carbon) -> None:
         self.carbon = c
+        self._saw_telemetry(c.t)
 
     def _checkpoint(self, c: Checkpoint) -> None:
         # One row per (path, kind): a rewritten "last" checkpoint replaces its row.
+        self._saw_step(c.step)
         key = (c.path, c.kind)
         self.checkpoints = [k for k in self.checkpoints if (k.path, k.kind) != key]
         self.checkpoints.append(c)
@@ -265,16 +302,18 @@ class RunView:
         self.logs.append(s)
 
     def _progress(self, p: Progress) -> None:
-        self.progress = p
+        # A phase that says it ended ("data: done", "loading the base" 1/1) leaves no line behind.
+        self.progress = None if phase_ended(p) else p
 
     def _sample(self, s: Sample) -> None:
+        self._saw_step(s.step)
         self.samples.append(s)
 
     # ------------------------------------------------------------------------------- derived
     @property
     def step(self) -> int | None:
-        step = self.last_metric.step if self.last_metric is not None else None
-        return step if isinstance(step, int) else None
+        """The step the run is at: the highest step of any event (not only metrics)."""
+        return self.latest_step
 
     def step_rate(self) -> float | None:
         """Optimiser steps per second over the last metric events, or None."""
@@ -304,6 +343,15 @@ class RunView:
         if self.step is None or not self.total_steps:
             return None
         return max(0.0, min(1.0, self.step / self.total_steps))
+
+
+def phase_ended(p: Progress) -> bool:
+    """A progress event that closes its phase: the data stage ``done``, or all of a known total."""
+    phase = (p.phase or "").strip().lower()
+    if phase == "done" or phase.endswith(": done"):
+        return True
+    done, total = finite(p.done), finite(p.total)
+    return done is not None and total is not None and total > 0 and done >= total
 
 
 _HANDLERS: dict[type, Callable[[RunView, Any], None]] = {

@@ -179,6 +179,10 @@ def test_bench_console_tiny():
     assert cpu and math.isfinite(float(cpu.group(1))), out
     number(r"^\(b\) first paint with data: median (\d+\.\d+) s over 1", out)
     assert "(b) history: 2,000 metric events" in out
+    number(r"^\(c\) first paint, empty store: (\d+\.\d+) CPU-s from process start", out)
+    number(r"^\(d\) first console: 4 rows after (\d+\.\d+) CPU-s", out)
+    idle = re.findall(r"idle (?:empty runs list )?(\d+\.\d+)% of one core", out)
+    assert len(idle) == 2 and all(math.isfinite(float(v)) for v in idle), out
 
 
 @pytest.mark.slow

@@ -157,6 +157,10 @@ async def test_dashboard_shows_the_numbers_written_and_new_events_live():
         write=training(100, final=None),
         log_lines=["engine says hello"],
     )
+    # The list shows checkpoints that exist on disk (issue 15): the four the events name.
+    run.checkpoints_dir.mkdir(exist_ok=True)
+    for step in (25, 50, 75, 100):
+        (run.checkpoints_dir / f"step-{step}.pt").write_bytes(b"w" * step)
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_dashboard(app, pilot, run)
@@ -167,7 +171,7 @@ async def test_dashboard_shows_the_numbers_written_and_new_events_live():
         assert "42%" in screen.query_one(SystemPane).text
         assert "1.000 kWh" in screen.query_one(EmissionsPane).text
         await wait_for(pilot, lambda: "engine says hello" in "\n".join(screen.query_one(LogPane).plain))
-        assert screen.query_one(CheckpointList).row_count == 4
+        await wait_for(pilot, lambda: screen.query_one(CheckpointList).row_count == 4, what="checkpoints")
         plot = screen.query_one(LossPlot)
         assert plot.plotted_points > 0 and len(plot.train) == 100
         # New events, appended by the real writer while the dashboard is open.
@@ -178,6 +182,7 @@ async def test_dashboard_shows_the_numbers_written_and_new_events_live():
             w.emit("log", message="a fresh log event", level="info")
             w.emit("checkpoint", step=101, path="checkpoints/last.pt", kind="last")
             w.emit("carbon", energy_kwh=2.5, emissions_kg=0.5, trees=0.02)
+        (run.checkpoints_dir / "last.pt").write_bytes(b"w")
         with open(run.log_path, "a") as fh:
             fh.write("a fresh engine.log line\n")
         await wait_for(pilot, lambda: "loss 1.2345" in screen.query_one(RunHeader).text, what="metric")
@@ -189,7 +194,9 @@ async def test_dashboard_shows_the_numbers_written_and_new_events_live():
             ),
             what="eval",
         )
-        await wait_for(pilot, lambda: "GPU 1" in screen.query_one(GpuPane).text, what="gpu")
+        gpu_text = lambda: screen.query_one(GpuPane).text  # noqa: E731
+        # One line per GPU since issue 15: "1 <bar>   3%  <bar> 1.0/16.0 GiB  40°C".
+        await wait_for(pilot, lambda: "\n1 " in gpu_text() and " 3% " in gpu_text(), what="gpu")
         await wait_for(pilot, lambda: "2.500 kWh" in screen.query_one(EmissionsPane).text, what="carbon")
         plain = lambda: "\n".join(screen.query_one(LogPane).plain)  # noqa: E731
         await wait_for(pilot, lambda: "a fresh log event" in plain() and "a fresh engine.log line" in plain())
@@ -246,10 +253,11 @@ async def test_hostile_text_is_shown_literally_in_every_pane():
             what="hostile log lines",
         )
         assert HOSTILE in screen.query_one(RunHeader).text
-        table = screen.query_one(CheckpointList)
-        assert any(HOSTILE in str(cell) for row in range(table.row_count) for cell in table.get_row_at(row))
+        # The checkpoint list shows what is on disk (no folder here), never an event's text.
+        assert screen.query_one(CheckpointList).rows_shown == [("", "", "none yet", "", "")]
         assert "80%" in screen.query_one(GpuPane).text  # samples win over the reason
-        assert HOSTILE in screen.query_one(GpuPane).text  # the GPU's name
+        # The GPU's name (in the pane's title since the one-line-per-GPU pane; clipped to its width).
+        assert HOSTILE[:60] in screen.query_one(GpuPane).title_text
         app.notify(HOSTILE, markup=False)
         app.confirm_control("delete", str(run.path), HOSTILE)
         await wait_for(pilot, lambda: on_screen(app, ConfirmScreen))
@@ -686,14 +694,20 @@ async def test_palette_and_help_list_every_action():
     run = make_run("pal", write=training(5))
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.screen.scans >= 1, what="runs")
         titles = {c.title for c in app.get_system_commands(app.screen)}
+        # State-aware (issue 15): the selected run finished and none is marked for comparison.
+        unavailable = {"stop_run", "resume_run", "checkpoint_run", "compare"}
         for action in ACTIONS:
             if action.scope in ("app", "runs") and action.action != "quit":
-                assert any(t.endswith(action.title) for t in titles), action.id
+                shown = any(t.endswith(action.title) for t in titles)
+                assert shown == (action.action not in unavailable), action.id
         assert {"theme: canvas-dark", "theme: canvas-light", "theme: canvas-high-contrast"} <= titles
         screen = await open_dashboard(app, pilot, run)
         titles = {c.title for c in app.get_system_commands(screen)}
-        assert "run: Stop" in titles and "run: Checkpoint now" in titles and "run: Log scale" in titles
+        assert "run: Log scale" in titles and "run: Smoothing" in titles
+        # A finished run: nothing to stop, checkpoint or resume (issue 15, state-aware actions).
+        assert not {"run: Stop", "run: Checkpoint now", "run: Resume"} & titles
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: on_screen(app, HelpScreen))
         assert app.screen.query_one("#keys").row_count >= len(ACTIONS)

@@ -84,7 +84,7 @@ async def test_palette_text_is_literal_and_shows_key_hints_on_every_screen():
         await palette_shows(pilot, app, "stop", "runs: Stop", key_of("runs.stop"))
         app.open_dashboard(run.path)
         await wait_for(pilot, lambda: on_screen(app, DashboardScreen))
-        await palette_shows(pilot, app, "checkpoint", "run: Checkpoint now", key_of("dashboard.checkpoint"))
+        await palette_shows(pilot, app, "log scale", "run: Log scale", key_of("dashboard.log_scale"))
         await pilot.press("escape")
         await wait_for(pilot, lambda: on_screen(app, RunsScreen))
         await pilot.press("n")

@@ -263,3 +263,30 @@ def test_linked_checkpoints_and_checkpoint_files_are_not_followed(tmp_path):
         None,
         [(ckpts / "step-000004", checkpoint_damage(ckpts / "step-000004"))],
     )
+
+
+def test_checkpoint_without_manifest_and_unreadable_trainer_state_falls_back(damaged_resume):
+    """A run written before manifests existed has no checksums: a corrupt trainer.pt (its size
+    unchanged) is found when it is read, and the resume falls back to the previous checkpoint too,
+    naming the file and the step, then ends with the uninterrupted run's losses."""
+    run = start(*SETS, name="legacy")
+    wait_until(lambda: any(c["step"] >= 8 for c in events(run, "checkpoint")), what="a second checkpoint")
+    assert canvas("stop", run.id).returncode == 0
+    assert finish(run).state == "stopped", "the run finished before it was stopped"
+    found = list_checkpoints(run.checkpoints_dir)
+    for _, path in found:
+        (path / MANIFEST_FILE).unlink()  # as written before manifests existed
+    (newest_step, newest), (intact_step, _) = found[-1], found[-2]
+    trainer = newest / "trainer.pt"
+    trainer.write_bytes(b"\x00" * trainer.stat().st_size)
+    assert checkpoint_damage(newest) is None  # nothing to tell without reading it
+
+    resumed = canvas("resume", run.id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert finish(run).state == "finished", run.log_path.read_text()[-2000:]
+    logs = [e["message"] for e in events(run, "log")]
+    assert any(f"checkpoint {newest.name} is damaged: {trainer} cannot be read" in m for m in logs), logs
+    intact = f"step-{intact_step:06d}"
+    assert f"resuming from the newest intact checkpoint {intact} instead (step {intact_step})" in logs
+    assert events(run, "run_info")[-1]["resumed_from"] == intact_step < newest_step
+    assert losses_by_step(run) == losses_by_step(damaged_resume["straight"])

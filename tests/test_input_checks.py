@@ -294,3 +294,18 @@ def test_the_short_hash_at_the_end_of_an_id_names_the_run(capsys):
     assert code == 0 and out.strip()
     code, out, err = canvas(capsys, "status", short[:3])  # too short to be a hash: not found, not guessed
     assert code == 2 and "no run matches" in err and "short hash" in err
+
+
+def test_a_huge_micro_batch_is_refused_with_a_fix_that_does_what_it_says(capsys, tmp_path):
+    """`--set micro_batch=1e9` used to be accepted (the run failed on the data later) with a message
+    that suggested "0 for automatic", which is refused; the fix given now works as written."""
+    code, out, err = canvas(capsys, "train", "--set", "micro_batch=1e9", "--detach")
+    assert (code, out) == (2, "") and runs_in_store() == []
+    assert "micro_batch = 1,000,000,000 sequences of 256 tokens is more than one micro-batch can hold" in err
+    assert "0 for automatic" not in err and "--set micro_batch=8, and raise grad_accum" in err
+    code, out, err = canvas(capsys, "train", "--set", "micro_batch=8", "--set", "grad_accum=8", "--dry-run")
+    assert code == 0 and json.loads(out)["grad_accum"] == 8
+    base = header_only_base(tmp_path / "base", context=512)
+    code, out, err = canvas(capsys, "finetune", "--base", str(base), "--set", "micro_batch=1e9", "--detach")
+    assert (code, out) == (2, "") and "--set micro_batch=4, and raise grad_accum" in err
+    assert runs_in_store() == []

@@ -19,6 +19,7 @@ import pytest
 
 from engine.runs import control
 from engine.runs.events import Metric
+from engine.runs.heartbeat import read_heartbeat
 from engine.runs.status import run_status
 from engine.runs.store import RunDir, resolve_run
 from tests.helpers import in_tmux_then_kill_it, wait_until
@@ -76,6 +77,8 @@ def test_foreground_train_shows_progress_and_finishes(tmp_path):
     metrics = events(run, "metric")
     assert [m["step"] for m in metrics] == list(range(1, 13))
     assert metrics[-1]["tokens"] == 12 * 256
+    beat = read_heartbeat(run.path)  # the trainer's heartbeat (engine.runs.heartbeat), last beat at the end
+    assert beat is not None and (beat.step, beat.pid) == (12, run.read_meta().pid) and beat.gap_s is not None
     assert [m["lr"] for m in metrics[:4]] == pytest.approx([5e-4, 1e-3, 1.5e-3, 2e-3])  # warm-up
     cosine = [2e-4 + 1.8e-3 * 0.5 * (1 + math.cos(math.pi * (i - 4) / 8)) for i in range(4, 12)]
     assert [m["lr"] for m in metrics[4:]] == pytest.approx(cosine)  # to min_lr_ratio * lr at the end

@@ -22,6 +22,7 @@ SOURCE  := [WEIGHT "*"] TARGET ["#" COLUMN] ["?" KEY=VALUE ("&" KEY=VALUE)*]
 TARGET  := embedded | PRESET | hf:NAME[:CONFIG][@SPLIT] | PATH (file, folder or glob)
 options : limit=N  streaming=1  column=  split=  config=  revision=  weight=W
           sample_by=document|paragraph|line   (.txt: what one document is)
+          errors=replace   (accept a file with NUL bytes or >2% invalid UTF-8, bytes replaced)
 examples: embedded   owt+c4   hf:allenai/c4:en?limit=1000&streaming=1   0.7*notes/*.md,0.3*books.jsonl#body"""
 
 
@@ -72,8 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = sub.add_parser("sources", help="list the named presets and the spec grammar")
     src.set_defaults(func=_sources)
 
-    chk = sub.add_parser("check", help="parse and check a spec without loading anything")
+    chk = sub.add_parser(
+        "check",
+        help="check a spec and read its local files (every JSON line, the column, the bytes)",
+        description="Check a data spec and read every local file it names: a line that is not JSON, "
+        "a missing column, NUL bytes or more than 2% invalid UTF-8 are errors (exit status 2), "
+        "naming the file and line. Hub sources are not downloaded.",
+    )
     chk.add_argument("--data", metavar="SPEC", default=DEFAULT_SPEC)
+    chk.add_argument(
+        "--quick",
+        action="store_true",
+        help="only check the spec's syntax and that its files exist and are not empty (reads nothing)",
+    )
     chk.set_defaults(func=_check)
 
     parser.set_defaults(func=lambda args: (parser.print_help(), 0)[1])
@@ -184,7 +196,24 @@ def _sources(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     spec = validate_spec(parse_spec(args.data, field_name="--data"), field_name="--data")
+    if args.quick:
+        print(f"ok (spec only, files not read): {spec.to_string()}")
+        for source in spec.sources:
+            print(f"  {source.kind:8s} {source.to_string()}")
+        return 0
+    from engine.data.check import check_data
+
+    bar = ProgressBar()
+    try:
+        reports = check_data(spec, progress=bar, field_name="--data")
+    finally:
+        bar.close()
     print(f"ok: {spec.to_string()}")
-    for source in spec.sources:
+    for report in reports:
+        source = report.source
         print(f"  {source.kind:8s} {source.to_string()}")
+        for file in report.files:
+            print(f"           {file.describe()}")
+        if source.kind == "hf":
+            print("           (on the Hub: not downloaded by a check)")
     return 0

@@ -60,22 +60,34 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_finetune_config(args.base, args.config, args.sets, args.data)
     from engine.finetune import preflight
 
+    picked = not cfg.base.strip()  # no base given: the newest pre-training run that can be one
+
     if args.dry_run:
         import json
 
         checked = preflight.preflight(cfg)
-        show(checked)
+        show(checked, picked)
         print(json.dumps(checked.config.to_dict(), indent=2, sort_keys=True))  # the base pinned
         return 0
 
     def start() -> Any:
         run_dir, checked = preflight.start(cfg, args.name)
-        show(checked)
+        show(checked, picked)
         return run_dir
 
     return launch(start, "fine-tune", args.detach)
 
 
-def show(checked: Any) -> None:
+def show(checked: Any, picked: bool = False) -> None:
+    base = checked.base
+    if picked and base.run is not None:
+        checkpoint = base.path.name if base.path is not None else "?"
+        print(
+            f"no --base given: fine-tuning the newest pre-training run with a usable checkpoint, "
+            f"{base.name} (run {base.run}, {checkpoint}); pass --base RUN to choose another "
+            "(`canvas runs` lists them).",
+            file=sys.stderr,
+            flush=True,
+        )
     print(checked.summary(), file=sys.stderr, flush=True)
     show_warnings(checked.warnings)

@@ -20,6 +20,7 @@ from engine import locations
 from engine.runs import control
 from engine.runs.events import Carbon, Event, Gpu, RunInfo, System, UnknownEvent, decode_any
 from engine.runs.format import fmt_num, fmt_rate, fmt_step, format_line, skipped_note
+from engine.runs.notes import read_notes
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
 from engine.runs.status import RunStatus, run_status, summarize
 from engine.runs.store import RunDir, RunStoreError, list_runs, resolve_run
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list runs with their true status and latest numbers",
         description="List the runs in the run store, newest first: id, name, kind, "
         "status (checked against the process table), step/total, last loss, tokens/s "
-        "and age.",
+        "and age; TAGS once a run has tags (e on the console's runs list edits them).",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_runs)
@@ -94,7 +95,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help=ref_help)
     p.add_argument("--wait", action="store_true", help="wait until the run has exited")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds --wait waits; for a SLURM run, seconds before it falls back to scancel (default 120)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="end it now without a checkpoint: SIGKILL here, scancel for a SLURM job "
+        "(it resumes from its last checkpoint)",
+    )
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser(
@@ -160,14 +172,15 @@ def _shown(event: Event, args: argparse.Namespace) -> bool:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     rows = [summarize(run) for run in reversed(list_runs())]
+    notes = {r.id: read_notes(r.path) for r in rows}  # people's notes and tags (notes.json)
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        print(json.dumps([{**r.as_dict(), **notes[r.id].as_dict()} for r in rows], indent=2))
         return 0
     if not rows:
         print(f"No runs in {locations.runs_dir()}.")
         return 0
-    header = ("ID", "NAME", "KIND", "STATUS", "STEP", "LOSS", "TOK/S", "AGE")
-    table = [header] + [
+    header: tuple[str, ...] = ("ID", "NAME", "KIND", "STATUS", "STEP", "LOSS", "TOK/S", "AGE")
+    table: list[tuple[str, ...]] = [header] + [
         (
             r.id,
             r.name,
@@ -180,6 +193,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
+    if any(n.tags for n in notes.values()):  # a TAGS column once a run has tags
+        table = [(*table[0], "TAGS")] + [
+            (*line, " ".join(notes[r.id].tags)) for line, r in zip(table[1:], rows, strict=True)
+        ]
+        header = table[0]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     right = {4, 5, 6, 7}
     for row in table:
@@ -208,6 +226,11 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
         "message": status.message,
         "alive": status.alive,
         "verified": status.verified,
+        "remote": status.remote,
+        "responsive": status.responsive,
+        "heartbeat_age_s": status.heartbeat_age_s,
+        "slurm_job": status.slurm_job,
+        "slurm_state": status.slurm_state,
         "log_tail": status.log_tail,
         "started": meta.started,
         "ended": meta.ended,
@@ -221,6 +244,21 @@ def _status_dict(run: RunDir, status: RunStatus) -> dict[str, Any]:
     }
 
 
+def _process_row(status: RunStatus, host: str | None) -> str:
+    """Where the engine is and the evidence: the process table here, the heartbeat elsewhere."""
+    slurm = f", SLURM job {status.slurm_job} {status.slurm_state or ''}".rstrip() if status.slurm_job else ""
+    if not status.pid:
+        return f"none (host {host}){slurm}"
+    if status.remote:
+        beat = (
+            f"heartbeat {status.heartbeat_age_s:.0f} s ago"
+            if status.heartbeat_age_s is not None
+            else "no heartbeat; not checked from here"
+        )
+        return f"pid {status.pid} on {host} ({beat}){slurm}"
+    return f"pid {status.pid} on {host}, " + ("alive" if status.alive else "exited") + slurm
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     run = _resolve(args.run)
     status = run_status(run, tail=max(0, args.lines))
@@ -229,15 +267,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     state = status.state + ("" if status.verified else " (unverified: recorded on another host)")
+    if status.message.startswith(status.state):  # "unresponsive since …" says its state itself
+        state = ""
     rows = [
         ("run", f"{info['id']}  ({info['name']}, {info['kind']})"),
-        ("status", state + (f": {status.message}" if status.message else "")),
-        (
-            "process",
-            (f"pid {status.pid} on {info['host']}, " + ("alive" if status.alive else "exited"))
-            if status.pid
-            else f"none (host {info['host']})",
-        ),
+        ("status", state + (f": {status.message}" if status.message and state else status.message)),
+        ("process", _process_row(status, info["host"])),
         (
             "progress",
             f"step {fmt_step(info['step'], info['total_steps'])}, loss {fmt_num(info['loss'])}, "
@@ -355,9 +390,38 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     run = _resolve(args.run)
     try:
-        status = control.stop_run(run, wait=args.wait, timeout=args.timeout)
+        before = run_status(run, tail=0)
+        if before.is_live and before.slurm_job and not args.force and before.state != "queued":
+            print(
+                f"Asked run {run.id} (SLURM job {before.slurm_job}) to stop through its control file; "
+                f"waiting up to {args.timeout:g} s for its checkpoint before `scancel`.",
+                flush=True,
+            )
+        status = control.stop_run(
+            run,
+            wait=args.wait,
+            timeout=args.timeout,
+            force=args.force,
+            cancel_after=args.timeout if before.slurm_job else None,
+        )
     except RunStoreError as exc:
         raise CliError(str(exc)) from None
+    if args.force or before.slurm_job:
+        print(f"Run {run.id} {status.state}" + (f": {status.message}" if status.message else "") + ".")
+        return 0 if not status.is_live else 1
+    if not before.responsive:
+        pid = before.pid
+        go_on = (
+            f"`kill -CONT {pid}` on {before.host} lets it go on"
+            if before.remote
+            else f"`kill -CONT {pid}` lets it go on if it was stopped"
+        )
+        force = "" if before.remote else f", or `canvas stop --force {run.id}` ends it now (no checkpoint)"
+        print(
+            f"Run {run.id} is not responding ({before.message}). The stop request waits for it: "
+            f"it checkpoints and exits as soon as it runs again ({go_on}){force}."
+        )
+        return 0
     if args.wait:
         if status.is_live:
             raise CliError(
@@ -368,8 +432,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     elif run.read_meta().kind == "serve":
         print(f"Asked serve run {run.id} to stop: it ends the answers in flight and exits.")
     else:
+        where = f" on host {before.host} through its control file" if before.remote else ""
         print(
-            f"Asked run {run.id} to stop: it finishes its step, checkpoints and exits. "
+            f"Asked run {run.id}{where} to stop: it finishes its step, checkpoints and exits. "
             f"Follow with `canvas logs {run.id} -f`; continue later with `canvas resume {run.id}`."
         )
     return 0
@@ -387,6 +452,19 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run = _resolve(args.run)
+    if run.read_meta().slurm_job_id:  # the job runs on the cluster's nodes, not on this one
+        from engine.cluster.sbatch import resubmit
+
+        try:
+            job = resubmit(run)
+        except RunStoreError as exc:
+            raise CliError(str(exc)) from None
+        print(
+            f"Resubmitted run {run.id} as SLURM job {job}; it continues from its last checkpoint "
+            f"when the job starts. Follow it with `canvas logs {run.id} -f`.",
+            flush=True,
+        )
+        return 0
     try:
         pid = control.resume_run(run)
     except RunStoreError as exc:

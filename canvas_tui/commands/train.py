@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
+from canvas_tui.commands import cluster_args
 from canvas_tui.fmt import fmt_duration
 from engine.config.presets import PRESETS
 from engine.config.train import load_train_config
@@ -59,13 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="processes (GPUs) for distributed data parallel training through torchrun",
     )
     p.add_argument("--dry-run", action="store_true", help="validate and print the resolved config only")
+    cluster_args.register(p)  # --nnodes/--node-rank/--rdzv-*/--run and --slurm (several machines)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the config from the flags, then check and start it through the one pre-training path
     (:mod:`engine.train.preflight`) that the console and the demo take too."""
+    spec = cluster_args.slurm_spec(args)  # None without --slurm
+    nodes = cluster_args.nodes_from(args)  # None on one machine; checked before anything is created
+    if args.run:  # node R > 0 of a multi-node run: the run and its config exist already
+        return cluster_args.join(args, nodes, follow)
     cfg = load_train_config(args.preset, args.config, args.sets, args.data)
+    if spec is not None:  # a SLURM batch job: the script is written and submitted, or printed
+        return cluster_args.submit_slurm(args, cfg, spec)
     from engine.train import preflight
 
     if args.dry_run:
@@ -77,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     def start() -> Any:
-        run_dir, checked = preflight.start(cfg, args.name, nproc=args.nproc)
+        from canvas_tui.commands.data import ProgressBar
+
+        bar = ProgressBar()  # reading the data files: shown when it takes over a second
+        try:
+            run_dir, checked = preflight.start(cfg, args.name, nproc=args.nproc, progress=bar, nodes=nodes)
+        finally:
+            bar.close()
         show_warnings(checked.warnings)
         return run_dir
 
@@ -123,6 +137,8 @@ class ProgressView:
         self.last_metric: Metric | None = None
         self.val: float | None = None
         self._open = False
+        self.pace: Progress | None = None  # "training" progress between metric events
+        self._phase_line: tuple[str, float] = ("", 0.0)  # last phase printed when redirected, and when
 
     def _line(self, text: str) -> None:
         if self._open:
@@ -131,13 +147,16 @@ class ProgressView:
         self.stream.write(text + "\n")
 
     def _redraw(self) -> None:
-        m = self.last_metric
-        if m is None:
+        m, pace = self.last_metric, self.pace
+        if m is None and pace is None:
             return
-        step, total = m.step or 0, self.total or 0
-        loss = m.loss
-        rate = m.tokens_per_s or 0
-        eta = (total - step) * (m.step_time or 0) if total else None
+        step, total = (m.step or 0) if m is not None else 0, self.total or 0
+        loss = m.loss if m is not None else None
+        rate = (m.tokens_per_s or 0) if m is not None else 0
+        eta = (total - step) * (m.step_time or 0) if total and m is not None else None
+        if pace is not None and int(pace.done or 0) > step:  # steps since the last metric event
+            step, total = int(pace.done or 0), int(pace.total or total)
+            eta = pace.eta
         shown = f"{loss:.4f}" if isinstance(loss, (int, float)) else "?"
         text = f"step {step}/{total or '?'} [{_bar(step / total if total else 0)}] loss {shown}"
         text += f"  {rate:,.0f} tok/s  ETA {fmt_duration(eta)}"
@@ -159,15 +178,26 @@ class ProgressView:
         elif isinstance(event, Metric):
             self.last_metric = event
             self._redraw()
+        elif isinstance(event, Progress) and (event.phase or "").startswith("training"):
+            if event.phase == "training":
+                self.pace = event
+                self._redraw()
         elif isinstance(event, Eval):
             self.val = event.val_loss
             self._line(format_event(event))
         elif isinstance(event, Checkpoint):
             self._line(format_event(event))
-        elif isinstance(event, Progress):
+        elif isinstance(event, Progress):  # a phase before the steps: data preparation, loading
+            text = format_event(event) if event.done or event.total else f"{event.phase}…"
             if self.tty:
-                self.stream.write("\r\x1b[2K" + format_event(event))
+                self.stream.write("\r\x1b[2K" + text)
                 self._open = True
+            else:  # redirected: a line when the phase changes, then at most one every 10 s
+                phase, at = self._phase_line
+                now = time.monotonic()
+                if event.phase != phase or now - at >= 10:
+                    self._phase_line = (event.phase or "", now)
+                    self._line(text)
         elif isinstance(event, Log) and event.level in ("warning", "error"):
             self._line(format_event(event))
         self.stream.flush()

@@ -49,6 +49,8 @@ FT_NOTE = (
     "as you type."
 )
 BASE_PLACEHOLDER = "a run id, a model folder or a Hub id (owner/name)"
+#: The most runs the fine-tune base list offers (newest first).
+MAX_PICKABLE = 30
 
 
 def _field(key: str, label: str, value: str, *, placeholder: str = "", hint: bool = False) -> ComposeResult:
@@ -187,6 +189,15 @@ class NewRunScreen(CanvasScreen):
                 yield from _choice(ft(key), labels[key], forms.FINETUNE_CHOICES[key], f[key])
             elif key == "base":
                 yield from _field(ft(key), labels[key], f[key], placeholder=BASE_PLACEHOLDER, hint=True)
+                with Horizontal(classes="form-row", id="row-ft-base-pick"):
+                    yield Label("or pick a run", classes="form-label")
+                    yield Select(
+                        [],
+                        prompt="the newest usable run",
+                        id="ft-base-pick",
+                        classes="form-input",
+                        compact=True,
+                    )
             elif key == "data":
                 yield from _field(
                     ft(key),
@@ -690,19 +701,25 @@ class NewRunScreen(CanvasScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="ft-base-hint")
     def _base_hint_worker(self) -> None:
+        import itertools
+
         from engine.config.finetune import BASE_PRESETS
-        from engine.finetune.base import resolve_base
+        from engine.finetune.base import usable_runs
         from engine.runs.meta import RunKind
         from engine.runs.store import list_runs
 
         newest = None
-        try:
-            base = resolve_base("", "best")
-            if base.run is not None:  # "tiny-owt (step-000200)"; the run id when it has no name
+        usable: list[tuple[str, str]] = []
+        try:  # the runs an empty base may mean: newest first, each with an intact checkpoint
+            for base in itertools.islice(usable_runs("best"), MAX_PICKABLE):
+                if base.run is None:
+                    continue
                 checkpoint = f" ({base.path.name})" if base.path is not None else ""
-                newest = f"{base.name}{checkpoint}"
-        except Exception:  # no such run (ConfigError) or an unreadable store: no hint, no crash
-            newest = None
+                if newest is None:  # "tiny-owt (step-000200)"; the run id when it has no name
+                    newest = f"{base.name}{checkpoint}"
+                usable.append((f"{base.name}{checkpoint} · {base.run}", base.run))
+        except Exception:  # an unreadable store: no hint, no crash
+            pass
         suggestions: list[str] = []
         try:
             for run in reversed(list_runs()):
@@ -711,15 +728,26 @@ class NewRunScreen(CanvasScreen):
                     suggestions += [run.id, *([meta.name] if meta.name else [])]
         except Exception:
             pass
-        self.post_message(BaseHint(newest, [*suggestions, *BASE_PRESETS]))
+        self.post_message(BaseHint(newest, [*suggestions, *BASE_PRESETS], usable))
 
     @on(BaseHint)
     def _base_hint_found(self, message: BaseHint) -> None:
+        from rich.text import Text
         from textual.suggester import SuggestFromList
 
         self.base_hint, self.base_hint_loaded = message.newest, True
         self.query_one("#ft-base", Input).suggester = SuggestFromList(message.suggestions)
+        pick = self.query_one("#ft-base-pick", Select)
+        pick.set_options([(Text(label), run_id) for label, run_id in message.usable])  # literal text
         self._show_base_hint()
+
+    @on(Select.Changed, "#ft-base-pick")
+    def _base_picked(self, event: Select.Changed) -> None:
+        """A run picked from the list of usable ones becomes the base (blank: the newest)."""
+        value = "" if event.value is Select.NULL else str(event.value)
+        base = self.query_one("#ft-base", Input)
+        if base.value != value:
+            base.value = value
 
     def launch_finetune(self) -> None:
         self.revalidate()

@@ -7,6 +7,7 @@ from textual.content import Content
 from canvas_tui.fmt import finite
 from canvas_tui.viewmodel import RunView
 from canvas_tui.widgets.panes import Pane, label
+from canvas_tui.widgets.quiet import update_pane
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -24,10 +25,11 @@ class EmissionsPane(Pane):
     def show(self, view: RunView) -> None:
         c = view.carbon
         if c is None:
-            self.update(Content.styled("no emissions data yet", "$text-muted"))
+            update_pane(self, Content.styled("no emissions data yet", "$text-muted"))
             return
         trees = finite(c.trees)
-        self.update(
+        update_pane(
+            self,
             Content.assemble(
                 label("energy"),
                 _fmt(finite(c.energy_kwh), "kWh"),
@@ -37,5 +39,5 @@ class EmissionsPane(Pane):
                 "\n",
                 label("trees"),
                 "-" if trees is None else f"{trees:.2f} tree-months",
-            )
+            ),
         )

@@ -7,11 +7,14 @@ the quantisation, the LoRA adapters' share of the parameters and the chat templa
 
 from __future__ import annotations
 
+import shlex
+
 from textual.content import Content
 from textual.widgets import Static
 
 from canvas_tui.fmt import clean_text, clip, fmt_duration, fmt_loss, fmt_num, fmt_si, fmt_step, fmt_trainable
 from canvas_tui.viewmodel import RunView
+from canvas_tui.widgets.quiet import update_pane
 from engine.runs.events import RunInfo
 from engine.runs.meta import RunKind, RunMeta
 from engine.runs.status import RunStatus
@@ -24,6 +27,8 @@ STATUS_STYLE = {
     "stopped": "bold $warning",
     "failed": "bold $error",
     "crashed": "bold $error",
+    "queued": "bold $accent",
+    "unresponsive": "bold $warning",
     "unknown": "$text-muted",
 }
 
@@ -49,6 +54,7 @@ class RunHeader(Static):
         self.meta = RunMeta()
         self.status: RunStatus | None = None
         self.view: RunView | None = None
+        self.stopping = False
 
     def on_resize(self) -> None:
         self.update(self._content())
@@ -58,15 +64,21 @@ class RunHeader(Static):
         return str(self.content)
 
     def show(
-        self, meta: RunMeta | None = None, status: RunStatus | None = None, view: RunView | None = None
+        self,
+        meta: RunMeta | None = None,
+        status: RunStatus | None = None,
+        view: RunView | None = None,
+        stopping: bool | None = None,
     ) -> None:
+        if stopping is not None:
+            self.stopping = stopping
         if meta is not None:
             self.meta = meta
         if status is not None:
             self.status = status
         if view is not None:
             self.view = view
-        self.update(self._content())
+        update_pane(self, self._content())  # 4 Hz on a live run: relayout only when the shape changes
 
     def _content(self) -> Content:
         m, v = self.meta, self.view or RunView()
@@ -81,7 +93,12 @@ class RunHeader(Static):
             "  ",
             status_content(state, verified),
         )
-        if self.status and self.status.message and state not in ("running",):
+        stopping = self.stopping and state in ("running", "starting")
+        if stopping:  # asked to stop: it finishes its step and checkpoints first
+            line1 = line1 + Content.assemble("  ", ("stopping…", "bold $warning"))
+        if self.status and self.status.remote and self.status.is_live and self.status.host:  # runs elsewhere
+            line1 = line1 + Content.assemble(("  on ", "$text-muted"), (clean_text(self.status.host), "bold"))
+        if self.status and self.status.message and (state not in ("running",) or not self.status.responsive):
             line1 = line1 + Content.styled(": " + clean_text(self.status.message), "$text-muted")
         total = v.total_steps or m.total_steps
         fraction = (
@@ -130,6 +147,8 @@ class RunHeader(Static):
         )
         progress = v.progress
         lines = [line1, line2, line3]
+        if state in RESUMABLE and self.status is not None:
+            lines.append(resume_hint(m))
         if finetune:
             lines += self._finetune_lines(m, info)
         if progress and state in ("running", "starting") and not v.step:
@@ -168,6 +187,22 @@ class RunHeader(Static):
             return [Content.assemble(*one)]
         room = width - length(quant) - len("base ")
         return [Content.assemble(*lora, *template), Content.assemble(*base(room), *quant)]
+
+
+#: The states a run can be resumed from (engine.runs.control.resume_run).
+RESUMABLE = ("stopped", "crashed", "failed")
+
+
+def resume_hint(meta: RunMeta) -> Content:
+    """How to continue a stopped, crashed or failed run: the key here, the command in a shell."""
+    ref = shlex.quote(clean_text(meta.name or meta.id or "RUN"))
+    return Content.assemble(
+        ("resume ", "$text-muted"),
+        ("r", "bold $accent"),
+        (" here, or ", "$text-muted"),
+        (f"canvas resume {ref}", "bold"),
+        (" in a shell (from its last checkpoint)", "$text-muted"),
+    )
 
 
 def is_finetune(meta: RunMeta, info: RunInfo | None = None) -> bool:

@@ -22,9 +22,19 @@ from engine.runs.format import fmt_step
 PROMPT_CHARS = 160
 
 
+#: Bidirectional formatting characters (U+202E and friends: they could reorder what a reader sees).
+BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _printable(text: str) -> str:
-    """Text as it can be drawn: newlines kept, other control characters shown as ``�``."""
-    return "".join(ch if ch in "\n\t" or (ch >= " " and ch != "\x7f") else "\ufffd" for ch in text)
+    """Text as it can be drawn: newlines and tabs kept; other control characters (ESC of an ANSI
+    sequence, C1 controls) and bidi overrides shown as ``�``, one for one."""
+    return "".join(
+        ch
+        if ch in "\n\t" or (ch >= " " and ch != "\x7f" and not "\x80" <= ch < "\xa0" and ch not in BIDI)
+        else "\ufffd"
+        for ch in text
+    )
 
 
 def sample_content(samples: Sequence[Sample]) -> Content:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.config.errors import ConfigError
-from engine.config.loop import LoopConfig
+from engine.config.loop import LoopConfig, check_micro_batch
 from engine.config.settings import check_keys, check_value, coerce, load_toml, parse_sets
 
 QUANTIZATIONS = ("4bit", "8bit", "none")
@@ -64,6 +64,9 @@ class FinetuneConfig(LoopConfig):
     micro_batch: int = 4
     grad_accum: int = 4
     epochs: float = 1.0
+    # validation (0: automatic, at most ~10% of the training time: engine.finetune.eval_budget)
+    eval_batches: int = 0
+    AUTO_EVAL_BATCHES: ClassVar[bool] = True
     # optimiser and schedule (warmup_steps -1: 3% of the steps, the QLoRA paper's warm-up ratio)
     optimizer: str = "adamw"
     lr: float = 2e-4
@@ -84,6 +87,7 @@ class FinetuneConfig(LoopConfig):
         for name in ("micro_batch", "seq_len"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
+        check_micro_batch(self.micro_batch, self.seq_len, FinetuneConfig.micro_batch)
         if not isinstance(self.lora_r, int) or self.lora_r < 1:
             raise bad(
                 "lora_r",

@@ -14,10 +14,28 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from engine.config.errors import ConfigError
 from engine.config.settings import check_types
+
+#: The most sequences one micro-batch may hold: far beyond any accelerator's memory at any length,
+#: low enough that a typo (``micro_batch=1e9``) is refused before a run exists.
+MAX_MICRO_BATCH = 65_536
+
+
+def check_micro_batch(micro_batch: int, seq_len: int, usual: int, accum: str = "grad_accum") -> None:
+    """Refuse a micro-batch no step could hold, with a fix that does what it says: the usual size,
+    and accumulation for more tokens per optimizer step."""
+    if isinstance(micro_batch, int) and micro_batch > MAX_MICRO_BATCH:
+        raise ConfigError(
+            "micro_batch",
+            f"micro_batch = {micro_batch:,} sequences of {seq_len} tokens is more than one micro-batch "
+            f"can hold (at most {MAX_MICRO_BATCH:,}; memory grows with it). Fix: use --set "
+            f"micro_batch={usual}, and raise {accum} for more tokens per optimizer step (e.g. --set "
+            f"{accum}=8).",
+        )
+
 
 _Config = TypeVar("_Config", bound="LoopConfig")
 
@@ -52,6 +70,8 @@ class LoopConfig:
     log_every: int = 10
     eval_every: int = 0  # 0: ten evaluations over the run
     eval_batches: int = 20
+    #: Whether ``eval_batches = 0`` means "automatic" (a fine-tune's validation budget).
+    AUTO_EVAL_BATCHES: ClassVar[bool] = False
     checkpoint_every: int = 0  # 0: only best, last and on stop
     keep_checkpoints: int = 3
     max_nonfinite: int = 5  # consecutive non-finite losses before the run stops
@@ -72,10 +92,13 @@ class LoopConfig:
         check_types(self)  # every key's type first: the checks below compare numbers
         if self.seed < 0:
             raise bad("seed", "cannot be negative", "use a whole number of 0 or more, e.g. seed = 1337")
+        auto = ("eval_batches",) if self.AUTO_EVAL_BATCHES else ()
         for name in ("grad_accum", "log_every", "eval_batches", "keep_checkpoints", "max_nonfinite"):
+            if name in auto:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "must be a whole number of at least 1", f"set {name} to 1 or more")
-        for name in ("max_steps", "eval_every", "checkpoint_every"):
+        for name in ("max_steps", "eval_every", "checkpoint_every", *auto):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise bad(name, "must be a whole number (0 for automatic)", f"set {name} to 0 or more")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < -1:

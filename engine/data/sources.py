@@ -8,14 +8,17 @@ Everything here runs before any tokenizer is trained, so bad input fails in seco
 * ``datasets`` errors (a bad JSON line, a missing column) are translated into one paragraph that
   names the file, the line or the columns there are, and the fix.
 
-Non-UTF-8 policy: **replace and count**. Invalid bytes become U+FFFD (one per byte, Python's
-``errors="replace"`` rule); the count and the first offset are reported in a progress message and
-in the manifest, and preparation goes on. One bad byte in a 10 GB crawl should not stop a run.
+Non-UTF-8 policy: **replace and count, refuse binary**. Invalid bytes become U+FFFD (one per byte,
+Python's ``errors="replace"`` rule); the count and the first offset are reported in a progress
+message and in the manifest, and preparation goes on. One bad byte in a 10 GB crawl should not stop
+a run. A file with NUL bytes or more than 2% invalid bytes is refused unless its source says
+``errors=replace`` (:mod:`engine.data.check`, which also reads every JSON line).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import os
@@ -164,24 +167,26 @@ def check_source(source: SourceSpec, *, field_name: str = "data") -> SourceCheck
         return check
     if source.kind != "local":
         return check
+    from engine.data.check import SourceReport, check_column_present, check_file
+
     check.files = local_files(source, field_name=field_name)
+    report = SourceReport(source)
     for path in check.files:
         if path.is_dir() or file_format(path)[0] == "parquet":
             check.file_bytes += path.stat().st_size if path.is_file() else 0
+            if path.is_file():
+                check_file(path, source, field_name=field_name)  # the Parquet schema names the column
             continue
-        size, invalid, first, has_text = scan_file(path)
-        if not has_text:
-            raise ConfigError(
-                field_name,
-                f"data source {source.target!r}: {str(path)!r} holds no text (only "
-                "whitespace). Fix: remove it from the spec or fill it.",
-            )
-        check.file_bytes += size
-        if invalid:
-            check.invalid_bytes += invalid
-            check.dirty[path] = invalid
+        # Reads it all: bytes (NUL, invalid UTF-8), JSON lines, the column; raises on what is wrong.
+        report.files.append(check_file(path, source, field_name=field_name))
+        scan = report.files[-1].scan
+        check.file_bytes += scan.total
+        if scan.invalid:
+            check.invalid_bytes += scan.invalid
+            check.dirty[path] = scan.invalid
             if check.first_invalid is None:
-                check.first_invalid = f"{path} at byte {first}"
+                check.first_invalid = f"{path} at byte {scan.first_invalid}"
+    check_column_present(report, source.to_string(), field_name)
     return check
 
 
@@ -279,13 +284,32 @@ def _load_builder(
     ):
         kwargs["sep"] = "\t"
     try:
-        ds = datasets.load_dataset(
-            builder, data_files=[str(f) for f in files], split="train", cache_dir=local_cache_dir(), **kwargs
-        )
+        with quiet_datasets_errors():  # its own "JSON parse error … row N": ours names the line instead
+            ds = datasets.load_dataset(
+                builder,
+                data_files=[str(f) for f in files],
+                split="train",
+                cache_dir=local_cache_dir(),
+                **kwargs,
+            )
     except Exception as exc:
         raise _explain_load_error(exc, builder, files, source, field_name) from None
     column = "text" if builder == "text" else source.column
     return _text_column(ds, column, source, field_name, where=", ".join(f.name for f in files[:3]))
+
+
+@contextlib.contextmanager
+def quiet_datasets_errors() -> Iterator[None]:
+    """Silence ``datasets``' own error log lines (they duplicate the exception we translate)."""
+    import logging
+
+    logger = logging.getLogger("datasets")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _load_folder(path: Path, source: SourceSpec, field_name: str) -> datasets.Dataset:

@@ -14,7 +14,9 @@ String form (``canvas data prepare --data SPEC``, ``data = "SPEC"`` in TOML)::
              | "hf:" NAME [":" CONFIG] ["@" SPLIT]   a Hugging Face Hub dataset
              | PATH                              a file, folder or glob on this machine
 
-Options: ``limit=N`` (take the first N documents), ``streaming=1`` (Hub: stream instead of
+Options: ``errors=replace`` (accept a file with NUL bytes or more than 2% invalid UTF-8, bad
+bytes replaced by U+FFFD; by default such a file is refused, see :mod:`engine.data.check`),
+``limit=N`` (take the first N documents), ``streaming=1`` (Hub: stream instead of
 downloading everything), ``column=NAME`` (same as ``#NAME``), ``split=``, ``config=``,
 ``revision=`` (Hub), ``sample_by=document|paragraph|line`` (``.txt``: what one document is;
 default ``document``, a whole file, as nanoGPT treats ``input.txt``), ``weight=W`` (same as
@@ -68,7 +70,17 @@ FORMATS: dict[str, str] = {
 COMPRESSIONS = (".gz", ".zst", ".bz2", ".xz")
 
 SAMPLE_BY = ("document", "paragraph", "line")
-_OPTION_KEYS = ("limit", "streaming", "column", "split", "config", "revision", "sample_by", "weight")
+_OPTION_KEYS = (
+    "limit",
+    "streaming",
+    "column",
+    "split",
+    "config",
+    "revision",
+    "sample_by",
+    "weight",
+    "errors",
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class SourceSpec:
     sample_by: str = "document"
     weight: float | None = None
     preset: str | None = None
+    errors: str = "check"  # "replace": accept a file with NUL or many invalid bytes (engine.data.check)
 
     def to_string(self) -> str:
         """The canonical string form; ``parse_spec(s.to_string())`` gives ``s`` back."""
@@ -111,6 +124,8 @@ class SourceSpec:
             opts.append(f"config={self.config}")
         if self.sample_by != "document":
             opts.append(f"sample_by={self.sample_by}")
+        if self.errors != "check":
+            opts.append(f"errors={self.errors}")
         if opts:
             body += "?" + "&".join(opts)
         return f"{_fmt_weight(self.weight)}*{body}" if self.weight is not None else body
@@ -251,6 +266,10 @@ def _build(body: str, options: Mapping[str, Any], raw: str, field_name: str) -> 
                     f"{', '.join(SAMPLE_BY)}. Fix: `?sample_by=paragraph` for example.",
                 )
             fields[key] = value
+        elif key == "errors":
+            from engine.data.check import check_errors_option
+
+            fields[key] = check_errors_option(str(value), raw, field_name)
         elif value in (None, ""):
             raise ConfigError(
                 field_name,

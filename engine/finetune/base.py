@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config.errors import ConfigError
 from engine.config.finetune import BASE_PRESETS
-from engine.train.layout import list_checkpoints, resolve_checkpoint
+from engine.train.layout import checkpoint_damage, list_checkpoints, resolve_checkpoint
 
 HF_CONFIG = "config.json"
 OUR_CONFIG = "model_config.json"  # our weights folder (engine.model.weights)
@@ -140,23 +141,39 @@ def _from_run(run, checkpoint: str, field_name: str) -> BaseModel:
             f"to fine-tune (it has {have or 'none yet'}). Fix: let it reach a checkpoint "
             "(`canvas checkpoint RUN` asks for one) or set base_checkpoint.",
         )
+    problem = checkpoint_damage(found, quick=True)
+    if problem is not None:
+        raise ConfigError(
+            field_name,
+            f"run {run.id} ({meta.name}): its checkpoint {found.name} is damaged ({problem}). Fix: "
+            "choose another checkpoint of the run (--set base_checkpoint=last, or a step number), or "
+            "another base.",
+        )
     return BaseModel("ours", meta.name or run.id, found, run=run.id)
 
 
-def _newest_run(checkpoint: str, field_name: str) -> BaseModel:
+def usable_runs(checkpoint: str = "best") -> Iterator[BaseModel]:
+    """The pre-training runs a fine-tune can start from, newest first: each with its checkpoint
+    (``checkpoint``, or the last where there is no best), which exists and is intact. A run that
+    crashed before its first checkpoint, or whose checkpoint is damaged, is not among them."""
     from engine.runs.meta import RunKind
     from engine.runs.store import RunStoreError, list_runs
 
     for run in reversed(list_runs()):
         try:
             if run.read_meta().kind == RunKind.PRETRAIN and list_checkpoints(run.checkpoints_dir):
-                return _from_run(run, checkpoint, field_name)
-        except (OSError, ValueError, ConfigError, RunStoreError):  # unreadable: try the next
+                yield _from_run(run, checkpoint, "base")
+        except (OSError, ValueError, ConfigError, RunStoreError):  # unusable or unreadable: the next
             continue
+
+
+def _newest_run(checkpoint: str, field_name: str) -> BaseModel:
+    for base in usable_runs(checkpoint):
+        return base
     raise ConfigError(
         field_name,
         "no base model given, and the run store holds no pre-training run with "
-        "a checkpoint to default to. Fix: pass --base (a model folder, a Hub id such as "
+        "an intact checkpoint to default to. Fix: pass --base (a model folder, a Hub id such as "
         "meta-llama/Llama-2-7b-hf, or a run id), or pre-train one first: "
         "`canvas train --set max_steps=200`.",
     )

@@ -74,10 +74,27 @@ def quantization_config(cfg: FinetuneConfig, compute_dtype: torch.dtype) -> Any:
     return None
 
 
+def quiet_libraries() -> None:
+    """Keep third-party chatter out of our output: transformers' FutureWarnings about its own
+    checkpointing names (peft calls the old ones; nothing the user can change) and bitsandbytes'
+    note that an optional CPU kernel package is absent. Our messages only."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`(gradient_checkpointing_enable|gradient_checkpointing_disable|is_gradient_checkpointing)` "
+        r"is deprecated",
+        category=FutureWarning,
+    )
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def load_base_model(
     source: str, cfg: FinetuneConfig, device: torch.device, dtype: torch.dtype, *, quantize: bool = True
 ) -> Any:
     """The base as ``cfg`` asks (or unquantised in ``dtype`` with ``quantize=False``, for merging)."""
+    quiet_libraries()
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
@@ -96,6 +113,7 @@ def load_base_model(
 
 def add_lora(model: Any, cfg: FinetuneConfig, targets: list[str] | str) -> Any:
     """Freeze the base, make it trainable through checkpointing, and wrap it with fresh adapters."""
+    quiet_libraries()
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     checkpointing = {"use_reentrant": False}  # the reentrant variant needs inputs that require grad
@@ -200,6 +218,7 @@ def load_with_adapter(
     quantize: bool = True,
 ) -> Any:
     """A base (quantised as trained, or not) with a saved adapter, ready for inference."""
+    quiet_libraries()
     from peft import PeftModel, prepare_model_for_kbit_training
 
     model = load_base_model(source, cfg, device, dtype, quantize=quantize)

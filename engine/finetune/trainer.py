@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from engine.finetune.chat_data.load import load_conversations
 from engine.finetune.chat_data.spec import parse_chat_spec
 from engine.finetune.chat_data.split import split_conversations
 from engine.finetune.chat_format import ChatFormatter, encode_all
+from engine.finetune.eval_budget import plan_evaluation
 from engine.finetune.qlora import (
     ADAPTER_FILES,
+    ADAPTER_WEIGHTS,
     add_lora,
     build_optimizer,
     copy_adapter,
@@ -230,6 +233,7 @@ class FinetuneTrainer:
         self.trainable, self.n_params = parameter_counts(self.model)
         self.plain_head = getattr(model.config, "model_type", None) in PLAIN_HEAD_MODELS
         total = finetune_steps(cfg, self.batches.batches_per_epoch)
+        self.cfg = cfg = self._evaluation_budget(cfg, total)
         self.schedule = CosineSchedule(cfg.lr, total, warmup_steps(cfg, total), cfg.min_lr_ratio)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.update = OptimizerUpdate(
@@ -303,6 +307,22 @@ class FinetuneTrainer:
         )
         return self.loop
 
+    def _evaluation_budget(self, cfg: FinetuneConfig, total: int) -> FinetuneConfig:
+        """``eval_batches`` / ``eval_every`` of 0 resolved so that validation takes at most ~10% of
+        the training time (:mod:`engine.finetune.eval_budget`); the log says what was chosen."""
+        val = self.val_examples
+        available = -(-len(val) // min(cfg.micro_batch, len(val))) if val else 0
+        plan = plan_evaluation(
+            total,
+            cfg.grad_accum,
+            eval_every=cfg.eval_every,
+            eval_batches=cfg.eval_batches,
+            available=available,
+        )
+        if val:
+            self.recorder.log(plan.describe())
+        return replace(cfg, eval_batches=plan.batches, eval_every=plan.every)
+
     def _sampler(self) -> ChatSampler | None:
         """The ``sample_every`` sampler (rank 0 only; None when off): see :mod:`engine.finetune.sampler`."""
         if not self.dist.is_main:
@@ -317,10 +337,16 @@ class FinetuneTrainer:
             pad_id=self.pad_id,
         )
 
-    def _restore(self) -> Progress:
-        path = self.checkpointer.last()
-        load_adapter_weights(self.model, path)
+    def _read_checkpoint(self, path: Path) -> TrainerState:
+        """The trainer state first (a bad one leaves the adapter untouched), then the adapter."""
+        from engine.train.checkpoint import read_file
+
         state = load_trainer_state(path)
+        read_file(path / ADAPTER_WEIGHTS, lambda: load_adapter_weights(self.model, path))
+        return state
+
+    def _restore(self) -> Progress:
+        path, state = self.checkpointer.load(self._read_checkpoint)
         self.optimizer.load_state_dict(state.optimizer)
         progress = Progress.resume(state, self.update, self.batches)
         self.recorder.log(f"resumed from {path.name} (step {state.step})")

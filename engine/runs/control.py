@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from engine.runs.process import ProcessIdentity, identify, send_signal, spawn_detached
+from engine.runs.process import ProcessIdentity, identify, is_alive, send_signal, spawn_detached
 from engine.runs.session import CONTROL_REQUESTS, RUN_DIR_ENV
 from engine.runs.status import RunStatus, run_status
 from engine.runs.store import RunDir, RunStoreError, now_iso, open_nofollow, require_real_dir
@@ -101,31 +101,122 @@ def _require_live(run: RunDir, action: str) -> RunStatus:
     return status
 
 
-def stop_run(run: RunDir, *, wait: bool = False, timeout: float = 60.0) -> RunStatus:
+def stop_run(
+    run: RunDir,
+    *,
+    wait: bool = False,
+    timeout: float = 60.0,
+    force: bool = False,
+    cancel_after: float | None = None,
+) -> RunStatus:
     """Ask a running engine to stop gracefully: it finishes its step, checkpoints and exits with
     status ``stopped``. With ``wait``, block until it has (or ``timeout`` passes).
 
     A run still ``starting`` (the engine has not entered :func:`run_context`, so has no handler
     yet) gets only the control file, which it reads at its first step: a SIGTERM then would kill
-    it before it could checkpoint or record anything.
+    it before it could checkpoint or record anything. A run on another host gets only the control
+    file too (a pid means nothing here). An engine that is not responding (stopped with
+    ``kill -STOP``) gets both, and acts on them once it runs again.
+
+    ``force`` ends it now, without a checkpoint (:func:`force_stop`). A SLURM job still waiting
+    in the queue is cancelled at once (there is no engine to ask); with ``cancel_after`` a running
+    SLURM job that has not stopped by itself within that many seconds is cancelled (``scancel``).
     """
     status = _require_live(run, "stop")
+    if force:
+        return force_stop(run, status)
+    if status.slurm_job and status.state == "queued":
+        _scancel(run, status.slurm_job)
+        return wait_for_end(run, 10.0) if wait else run_status(run, tail=0)
     _touch_control(run, "stop")
-    if status.state == "running":
+    if status.state == "running" and not status.remote:
         send_signal(_identity(run), signal.SIGTERM)
+    if status.slurm_job and cancel_after is not None:
+        ended = wait_for_end(run, cancel_after)
+        if ended.is_live:
+            _scancel(run, status.slurm_job)
+            return wait_for_end(run, 10.0)
+        return ended
     return wait_for_end(run, timeout) if wait else run_status(run, tail=0)
+
+
+def force_stop(run: RunDir, status: RunStatus | None = None, *, timeout: float = 10.0) -> RunStatus:
+    """End a live run now, without a checkpoint (``canvas stop --force``): ``scancel`` for a SLURM
+    job, SIGKILL for an engine on this host (a stopped process included). Once the engine is gone,
+    run.json says ``stopped`` with why; the next ``canvas resume`` continues from the last
+    checkpoint. An ``unresponsive`` engine on another host (its heartbeat silent: the node is
+    likely gone) is marked ``stopped`` and left a stop request. RunStoreError for a responsive
+    engine on another host without SLURM: it reads its control file, and nothing here can end it.
+    """
+    status = status or _require_live(run, "stop")
+    if status.slurm_job:
+        _scancel(run, status.slurm_job)
+        how = f"SLURM job {status.slurm_job} cancelled by `canvas stop --force` (no checkpoint)"
+    elif status.remote and status.state == "unresponsive":
+        # Nothing here can end it, and nothing says it still runs: record the stop, and leave the
+        # control file, so that an engine that is alive after all stops at its next step.
+        _touch_control(run, "stop")
+        with run.locked():
+            meta = run.read_meta()
+            if meta.status in ("starting", "running"):
+                how = (
+                    f"marked stopped by `canvas stop --force`: its engine on host {status.host} was "
+                    f"{status.message}"
+                )
+                run.write_meta(meta.with_changes(status="stopped", message=how, ended=now_iso()))
+        return run_status(run, tail=0)
+    elif status.remote:
+        raise RunStoreError(
+            f"run {run.id} runs on host {status.host}, where this console cannot end a process. "
+            f"It was asked to stop through its control file; if it does not, log in to {status.host} "
+            f"and end pid {status.pid} there (`kill -9 {status.pid}`)."
+        )
+    else:
+        identity = _identity(run)
+        send_signal(identity, signal.SIGKILL)
+        how = "ended by `canvas stop --force` (killed, no checkpoint)"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        meta = run.read_meta()
+        if meta.status not in ("starting", "running"):
+            break  # the engine (or SLURM's SIGTERM) recorded its own end
+        if not status.slurm_job and not is_alive(ProcessIdentity.from_meta(meta)):
+            break
+        if status.slurm_job and not run_status(run, tail=0).is_live:
+            break
+        time.sleep(0.05)
+    with run.locked():  # record the end the engine could not write (only if it wrote none)
+        meta = run.read_meta()
+        gone = status.slurm_job is not None or not is_alive(ProcessIdentity.from_meta(meta))
+        if meta.status in ("starting", "running") and gone:
+            run.write_meta(meta.with_changes(status="stopped", message=how, ended=now_iso()))
+    return run_status(run, tail=0)
+
+
+def _scancel(run: RunDir, job: str) -> None:
+    from engine.cluster.slurm_status import cancel_job
+
+    try:
+        cancel_job(job)
+    except OSError as exc:
+        raise RunStoreError(f"could not cancel SLURM job {job} of run {run.id}: {exc}") from exc
 
 
 def request_checkpoint(run: RunDir) -> None:
     """Ask a running engine to write a checkpoint at its next step boundary and continue."""
     status = _require_live(run, "checkpoint")
     _touch_control(run, "checkpoint")
-    if status.state == "running":  # before its handler exists SIGUSR1 would kill the engine
+    if (
+        status.state == "running" and not status.remote
+    ):  # before its handler exists SIGUSR1 would kill the engine
         send_signal(_identity(run), signal.SIGUSR1)
 
 
 def kill_run(run: RunDir) -> bool:
-    """SIGKILL the engine (no checkpoint, no final status: it will read as ``crashed``)."""
+    """SIGKILL the engine (no checkpoint, no final status: it will read as ``crashed``). Never
+    for an engine recorded on another host: its pid names some process here."""
+    if run_status(run, tail=0).remote:
+        return False
     return send_signal(_identity(run), signal.SIGKILL)
 
 
@@ -218,13 +309,17 @@ def delete_run(run: RunDir, *, force: bool = False, timeout: float = 30.0) -> No
         if status.verified:
             stop_run(run)
             status = wait_for_end(run, timeout)
-            if status.is_live:
-                kill_run(run)
-                status = wait_for_end(run, 10.0)
+            if status.is_live:  # SIGKILL here, scancel for SLURM, a silent remote one marked stopped
+                try:
+                    force_stop(run, status)
+                except RunStoreError:
+                    pass  # a beating engine on another host: it reads its stop request, not us
+                else:
+                    status = wait_for_end(run, 10.0)
         if status.is_live:
             raise RunStoreError(
                 f"run {run.id} is still {status.state} (pid {status.pid}"
-                f"{', on another host' if not status.verified else ''}); not deleting it."
+                f"{f', on host {status.host}' if status.remote else ''}); not deleting it."
             )
     check_deletable(run)  # again: the stop above took time
     shutil.rmtree(path)  # removes links inside the run as links, never their targets

@@ -98,7 +98,7 @@ class RunMeta:
         default="unknown",
         metadata=_doc(
             "last state written: created, starting, running, finished, stopped, failed "
-            "(`crashed` is concluded by readers, never written)"
+            "(`crashed`, `queued` and `unresponsive` are concluded by readers, never written)"
         ),
     )
     message: str = field(
@@ -155,6 +155,9 @@ class RunMeta:
     evals: list[str] = field(
         default_factory=list,
         metadata=_doc("pre-training and fine-tune runs: the ids of the eval runs that scored this run"),
+    )
+    slurm_job_id: str | None = field(
+        default=None, metadata=_doc("SLURM runs: the job id `sbatch` gave (`canvas train --slurm`)")
     )
     _extras: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 

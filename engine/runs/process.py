@@ -120,6 +120,23 @@ def is_alive(identity: ProcessIdentity | None) -> bool:
     return abs(created - identity.start_time) <= START_TIME_TOLERANCE_S
 
 
+def is_stopped(identity: ProcessIdentity | None) -> bool:
+    """True when the recorded process is alive but stopped (``kill -STOP``, Ctrl-Z, a debugger):
+    it runs no code, its threads included, until ``SIGCONT``."""
+    if not is_alive(identity):
+        return False
+    assert identity is not None
+    stat = _proc_stat(identity.pid)
+    if stat is not None:
+        return stat[0] in ("T", "t")
+    import psutil
+
+    try:
+        return psutil.Process(identity.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
 def send_signal(identity: ProcessIdentity | None, sig: int) -> bool:
     """Signal the process only if it is still the recorded one; True when the signal was sent.
 

@@ -27,6 +27,10 @@ What it does for the engine:
 - the same two requests also arrive as files ``control/stop`` and ``control/checkpoint``, for a
   console that cannot signal the engine (another host sharing the run store over NFS); they are
   checked at most every :data:`CONTROL_POLL_S` seconds, so polling every step stays cheap;
+- writes ``heartbeat.json`` every few seconds from a daemon thread (:mod:`engine.runs.heartbeat`),
+  with the last step and when the loop last reached a step boundary (each poll of
+  :attr:`EngineSession.stop_requested`), so a reader on any host can tell a live engine from a
+  silent one (``kill -STOP``, a lost node) and a beating but stuck one;
 - on leaving the block it writes the final status atomically: ``stopped`` if a stop was
   requested, ``finished`` otherwise, ``failed`` with the exception message (and the traceback in
   ``engine.log``) if the block raised. The status event is appended *before* run.json changes, so
@@ -54,6 +58,7 @@ from types import FrameType
 from typing import Any
 
 from engine.runs import events as ev
+from engine.runs.heartbeat import HeartbeatWriter
 from engine.runs.process import identify
 from engine.runs.store import RunDir, RunStoreError, now_iso, open_nofollow
 
@@ -181,6 +186,8 @@ class EngineSession:
         self._stop_reason = ""
         self._next_control_check = 0.0
         self._outcome: tuple[str, str] | None = None
+        #: Proof of life for readers on any host (engine.runs.heartbeat), started by run_context.
+        self.heartbeat = HeartbeatWriter(run.path)
         st = os.stat(run.path)
         self._identity = (st.st_dev, st.st_ino)
 
@@ -190,6 +197,8 @@ class EngineSession:
         also stores it in run.json, so ``canvas runs`` shows step/total without reading the
         whole history."""
         record = self.events.emit(event, **fields)
+        if record["type"] == "metric" and isinstance(record.get("step"), int):
+            self.heartbeat.step = record["step"]  # the heartbeat says how far the run got
         if record["type"] == "run_info" and record.get("total_steps") is not None:
             self.run.update_meta(total_steps=record["total_steps"])
         return record
@@ -250,6 +259,7 @@ class EngineSession:
         Polled at every step boundary, so it also checks the run directory still exists: an engine
         whose directory was deleted exits there and then (status :data:`RUN_DELETED_EXIT`)."""
         self._check_run_dir()
+        self.heartbeat.progress()  # a step boundary: the main loop is progressing
         self._poll_control()
         return self._stop.is_set()
 
@@ -379,7 +389,9 @@ def run_context(
             fields["resume_argv"] = list(resume_argv)
         run.update_meta(**fields)
         session.events.emit("status", state="running", message=f"pid {os.getpid()} on {fields['host']}")
+        session.heartbeat.start()  # after run.json names this process: the beats carry its pid
     except BaseException:
+        session.heartbeat.stop()
         os.umask(previous_umask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -407,6 +419,7 @@ def run_context(
     else:
         session._finish(*(session._outcome or _default_outcome(session)))
     finally:
+        session.heartbeat.stop()
         os.umask(previous_umask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -25,6 +25,21 @@ from engine.train.layout import checkpoint_name, list_checkpoints, read_pointer,
 TRAINER_FILE = "trainer.pt"
 
 
+class CheckpointDamaged(Exception):
+    """A checkpoint file that cannot be read back; the message names the file. A resume passes over
+    such a checkpoint to the next intact one (a checkpoint written before manifests existed has no
+    checksums, so reading it is how its damage shows)."""
+
+
+def read_file(file: Path, read: Callable[[], Any]) -> Any:
+    """``read()``, with any failure to read ``file`` turned into :class:`CheckpointDamaged`."""
+    try:
+        return read()
+    except Exception as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointDamaged(f"{file} cannot be read ({why})") from exc
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -106,8 +121,9 @@ def save_checkpoint(
 
 def load_trainer_state(path: Path) -> TrainerState:
     """``trainer.pt``, read with ``weights_only=True`` (no pickled code runs)."""
-    raw = torch.load(Path(path) / TRAINER_FILE, map_location="cpu", weights_only=True)
-    return TrainerState(**raw)
+    file = Path(path) / TRAINER_FILE
+    raw = read_file(file, lambda: torch.load(file, map_location="cpu", weights_only=True))
+    return read_file(file, lambda: TrainerState(**raw))
 
 
 def set_pointer(
@@ -132,7 +148,8 @@ def prune_checkpoints(checkpoints_dir: Path, keep: int) -> list[Path]:
 
 def load_checkpoint(path: Path, model: CausalLM) -> tuple[dict[str, torch.Tensor], TrainerState]:
     """The full weights (CPU) and the trainer state, read with ``weights_only=True``."""
-    weights = load_file(str(Path(path) / WEIGHTS_FILE))
+    file = Path(path) / WEIGHTS_FILE
+    weights = read_file(file, lambda: load_file(str(file)))
     if model.config.tie_embeddings:
         weights.setdefault("lm_head.weight", weights["model.embed_tokens.weight"])
     return weights, load_trainer_state(path)

@@ -3,12 +3,21 @@ mark the best, keep ``keep_checkpoints``, find the one to resume from."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TypeVar
 
-from engine.train.checkpoint import prune_checkpoints, set_pointer, write_checkpoint
+from engine.train.checkpoint import CheckpointDamaged, prune_checkpoints, set_pointer, write_checkpoint
 from engine.train.layout import checkpoint_damage, checkpoint_name, intact_checkpoint
 from engine.train.recorder import RunRecorder
+
+T = TypeVar("T")
+
+
+def step_of(path: Path) -> int | str:
+    match = re.search(r"(\d+)$", path.name)
+    return int(match.group(1)) if match else "?"
 
 
 class TrainingStopped(Exception):
@@ -21,15 +30,15 @@ class Checkpointer:
         self.keep = keep
         self.recorder = recorder
 
-    def last(self) -> Path:
+    def last(self, passed: Collection[Path] = ()) -> Path:
         """The checkpoint a resume starts from: the last one if intact, else the newest intact
         one (each damaged one passed over is logged, naming its bad file); refused clearly when
-        there is none."""
-        path, damaged = intact_checkpoint(self.directory)
+        there is none. ``passed``: checkpoints found unreadable while loading (see :meth:`load`)."""
+        path, damaged = intact_checkpoint(self.directory, passed)
         for bad, problem in damaged:
             self.recorder.log(f"checkpoint {bad.name} is damaged: {problem}; skipping it", level="warning")
         if path is None:
-            if damaged:
+            if damaged or passed:
                 raise TrainingStopped(
                     f"cannot resume: every checkpoint in {self.directory} is damaged (see above). "
                     "Fix: start a new run."
@@ -38,11 +47,25 @@ class Checkpointer:
                 f"cannot resume: {self.directory} holds no checkpoint. Fix: start "
                 "a new run (the run stopped before its first checkpoint)."
             )
-        if damaged:
+        if damaged or passed:
             self.recorder.log(
-                f"resuming from the newest intact checkpoint {path.name} instead", level="warning"
+                f"resuming from the newest intact checkpoint {path.name} instead (step {step_of(path)})",
+                level="warning",
             )
         return path
+
+    def load(self, read: Callable[[Path], T]) -> tuple[Path, T]:
+        """``read`` the checkpoint :meth:`last` picks; when one of its files cannot be read back
+        (:class:`CheckpointDamaged`: a checkpoint from before manifests existed has no checksums to
+        catch it earlier), log the file and fall back to the previous intact checkpoint."""
+        passed: list[Path] = []
+        while True:
+            path = self.last(passed)
+            try:
+                return path, read(path)
+            except CheckpointDamaged as exc:
+                self.recorder.log(f"checkpoint {path.name} is damaged: {exc}; skipping it", level="warning")
+                passed.append(path)
 
     def save(self, step: int, reason: str, write: Callable[[Path], None]) -> Path:
         """The checkpoint of ``step`` (``write`` fills a temporary folder); an existing one is

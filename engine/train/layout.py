@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
@@ -161,8 +162,11 @@ def safetensors_damage(file: Path) -> str | None:
     return None
 
 
-def intact_checkpoint(checkpoints_dir: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
-    """The checkpoint a resume starts from: ``last`` if intact, else the newest intact one.
+def intact_checkpoint(
+    checkpoints_dir: Path, passed: Collection[Path] = ()
+) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The checkpoint a resume starts from: ``last`` if intact, else the newest intact one
+    (``passed``: checkpoints already found unreadable, and everything newer, are not candidates).
 
     Returns it (None when there is none) and the damaged checkpoints passed over, with why."""
     checkpoints_dir = Path(checkpoints_dir)
@@ -172,6 +176,9 @@ def intact_checkpoint(checkpoints_dir: Path) -> tuple[Path | None, list[tuple[Pa
         candidates.append(last)
     older = [p for _, p in reversed(list_checkpoints(checkpoints_dir))]
     candidates += [p for p in older if last is None or p.name < last.name]
+    if passed:
+        oldest_passed = min(p.name for p in passed)
+        candidates = [p for p in candidates if p.name < oldest_passed]
     damaged: list[tuple[Path, str]] = []
     for candidate in candidates:
         problem = checkpoint_damage(candidate)

@@ -193,6 +193,15 @@ class TrainingLoop:
         cfg, p, progress = self.cfg, self.parts, self.progress
         eval_every = cfg.eval_every or max(1, p.total // 10)
         window = _Window()
+        pace = _Pace(progress.step, p.total)
+        self._steps(eval_every, window, pace)
+        if self.dist.is_main and pace.reported:  # the phase line closes (the console clears it)
+            self.recorder.emit(
+                "progress", phase="training: done", done=progress.step, total=p.total, unit="steps"
+            )
+
+    def _steps(self, eval_every: int, window: _Window, pace: _Pace) -> None:
+        cfg, p, progress = self.cfg, self.parts, self.progress
         while progress.step < p.total:
             lr = p.schedule.apply(p.optimizer, progress.step)
             result = p.train_step()
@@ -206,9 +215,13 @@ class TrainingLoop:
                 )
             diverged = progress.nonfinite_streak >= cfg.max_nonfinite
             last = progress.step == p.total
-            if self.dist.is_main and (progress.step % cfg.log_every == 0 or last or diverged):
+            first = progress.step == pace.start_step + 1  # the first step of this session: shown at once
+            if self.dist.is_main and (progress.step % cfg.log_every == 0 or last or diverged or first):
                 self._metric(result, lr, window)
                 window = _Window()
+                pace.metric()
+            elif self.dist.is_main and pace.due():  # between metrics: steps, rate and ETA, every few s
+                self.recorder.emit("progress", **pace.fields(progress.step))
             if diverged:
                 raise TrainingStopped(
                     f"the loss or gradient was not finite for {progress.nonfinite_streak} steps in a row "
@@ -248,6 +261,32 @@ class TrainingLoop:
                 break
         if progress.step == p.total and self.dist.is_main:
             p.on_finished()
+
+
+class _Pace:
+    """Progress between metric events (``log_every`` steps can take minutes): a ``progress`` event
+    of phase ``training`` (steps done, steps per second over this session, ETA) at most every
+    :attr:`interval_s` seconds; closed by ``training: done`` when the loop ends."""
+
+    interval_s = 2.0
+
+    def __init__(self, start_step: int, total: int) -> None:
+        self.start_step, self.total = start_step, total
+        self.started = self.last = time.perf_counter()
+        self.reported = False
+
+    def metric(self) -> None:
+        self.last = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= self.interval_s
+
+    def fields(self, step: int) -> dict[str, Any]:
+        now = time.perf_counter()
+        self.last, self.reported = now, True
+        rate = (step - self.start_step) / max(now - self.started, 1e-9)
+        eta = (self.total - step) / rate if rate > 0 else None
+        return dict(phase="training", done=step, total=self.total, unit="steps", rate=rate, eta=eta)
 
 
 class _Window:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 from engine.config.errors import ConfigError
 from engine.config.train import TrainConfig
+from engine.data.progress import ProgressCallback
 from engine.preflight import Started, check_device, check_nproc, visible_gpus
 from engine.runs.meta import RunKind
+from engine.train.launch import Nodes
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     resolves a 0 after the preset is applied: it would reach the engine as a step of no sequences.
     """
     cfg.validate()
+    from engine.config.loop import check_micro_batch
+    from engine.config.presets import get_preset
+
+    check_micro_batch(cfg.micro_batch, cfg.seq_len, get_preset(cfg.preset).micro_batch)
     for name, example in (("micro_batch", 8), ("seq_len", 256)):
         value = getattr(cfg, name)
         if value < 1:
@@ -64,14 +70,19 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def check_data(cfg: TrainConfig) -> None:
-    """The data spec's syntax, and every local source exists, is readable and is not empty."""
+def check_data(cfg: TrainConfig, progress: ProgressCallback | None = None) -> None:
+    """The data spec's syntax, and every local file is read through :func:`engine.data.check.check_data`
+    (the check ``canvas data check`` and the engine's preparation run): a line that is not JSON, a
+    missing column, a binary file are refused here, before a run exists."""
+    from engine.data.check import check_data as read_and_check
+    from engine.data.progress import ignore_progress
     from engine.data.spec import parse_spec, validate_spec
 
-    validate_spec(parse_spec(cfg.data, field_name="data"), check_paths=True, field_name="data")
+    spec = validate_spec(parse_spec(cfg.data, field_name="data"), check_paths=True, field_name="data")
+    read_and_check(spec, progress=progress or ignore_progress, field_name="data")
 
 
-def preflight(cfg: TrainConfig, *, nproc: int = 1) -> Preflight:
+def preflight(cfg: TrainConfig, *, nproc: int = 1, progress: ProgressCallback | None = None) -> Preflight:
     """Check ``cfg`` for a run of ``nproc`` processes; a :class:`ConfigError` names the field and the fix.
 
     Cheap checks first (the config, the device string, the process count), then those that read the
@@ -81,7 +92,7 @@ def preflight(cfg: TrainConfig, *, nproc: int = 1) -> Preflight:
     cfg = cfg.check_sample_prompts()  # the prompts file, its path made absolute for the engine
     check_nproc(nproc, cfg.device)
     check_device(cfg.device, "precision", cfg.precision)
-    check_data(cfg)
+    check_data(cfg, progress)
     warnings: list[str] = []
     if nproc > 1 and cfg.device in ("auto", "cpu") and not _has_gpu():
         warnings.append(
@@ -109,14 +120,17 @@ def start(
     *,
     nproc: int = 1,
     env: Mapping[str, str] | None = None,
+    progress: ProgressCallback | None = None,
+    nodes: Nodes | None = None,
 ) -> Started:
     """Preflight ``cfg``, then create the run directory and launch its engine detached; returns at once
-    with the run and what was checked.
+    with the run and what was checked. ``nodes``: node 0 of a multi-node run (engine.train.launch).
 
     Raises :class:`ConfigError` (bad input: nothing was created) or
     :class:`~engine.runs.store.RunStoreError` (the run store or the engine's start failed).
     """
     from engine.train import launch
 
-    checked = preflight(cfg, nproc=nproc)
-    return Started(launch.start_training_run(checked.config, name, nproc=nproc, env=env), checked)
+    checked = preflight(cfg, nproc=nproc, progress=progress)
+    more = {"nodes": nodes} if nodes is not None else {}  # multi-node: engine.train.launch.Nodes
+    return Started(launch.start_training_run(checked.config, name, nproc=nproc, env=env, **more), checked)

@@ -122,13 +122,21 @@ class Trainer:
             if p.stage != "done" and now - last[0] < 0.5:
                 return
             last[0] = now
+            if p.bytes_done or p.bytes_total or not (p.documents or p.tokens):
+                done, total, unit = p.bytes_done, p.bytes_total or None, "bytes"
+                rate = p.mb_per_s * 1e6 if p.mb_per_s else None
+            else:  # stages that count documents or tokens, not bytes (loading, the tokenizer)
+                done, total, unit = (
+                    (p.tokens, None, "tokens") if p.tokens else (p.documents, None, "documents")
+                )
+                rate = done / p.elapsed_s if p.elapsed_s > 0 else None
             self.recorder.emit(
                 "progress",
                 phase=f"data: {p.stage}",
-                done=p.bytes_done,
-                total=p.bytes_total or None,
-                unit="bytes",
-                rate=p.mb_per_s * 1e6 if p.mb_per_s else None,
+                done=done,
+                total=total,
+                unit=unit,
+                rate=rate,
                 eta=p.eta_s,
             )
 
@@ -267,8 +275,7 @@ class Trainer:
         return build_sampler(self.cfg, self.model, self.prepared, self.recorder, sharded=self.fsdp)
 
     def _restore(self) -> Progress:
-        path = self.checkpointer.last()
-        weights, state = load_checkpoint(path, self.model)
+        path, (weights, state) = self.checkpointer.load(lambda p: load_checkpoint(p, self.model))
         load_full_state(
             self.model, self.optimizer, weights, state.optimizer, self.cfg.distributed, self.dist.world_size
         )

@@ -49,10 +49,26 @@ def run_training(run: RunDir, *, resume: bool = False, install_signals: bool = T
             Trainer(cfg, run.path, None, resume=resume, dist_info=info).run()
 
 
+def agree_with_rank_0(resume: bool) -> bool:
+    """Every rank takes global rank 0's decision to resume: nodes launched with ``--resume``,
+    ``--resume-auto`` or neither (node 0 started fresh, a joining node) never disagree."""
+    import torch.distributed as dist
+
+    decision = [resume]
+    dist.broadcast_object_list(decision, src=0)
+    return bool(decision[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engine.train.worker")
     parser.add_argument("--run-dir", type=Path, default=os.environ.get("CANVAS_RUN_DIR"))
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--resume-auto",
+        action="store_true",
+        help="continue from the last checkpoint if the run has one, else start (a node joining a "
+        "multi-node run; a requeued SLURM job)",
+    )
     args = parser.parse_args(argv)
     if args.run_dir is None:
         parser.error("--run-dir is required")
@@ -62,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         import torch.distributed as dist
 
+        if torch.cuda.is_available():  # this rank's own GPU, before any collective (nccl)
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        run_training(run, resume=args.resume)
+        resume = bool(args.resume or (args.resume_auto and run.latest_checkpoint() is not None))
+        if distributed:
+            resume = agree_with_rank_0(resume)
+        run_training(run, resume=resume)
     finally:
         if distributed:
             import torch.distributed as dist

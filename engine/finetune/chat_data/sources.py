@@ -85,6 +85,10 @@ def read_rows(spec: ChatDataSpec, files: list[Path], field_name: str) -> Iterato
 
 def _json_rows(path: Path, shown: str, spec: ChatDataSpec, field_name: str) -> Iterator[Located]:
     """JSON Lines (``line N``), a JSON array (``item N``) or a single JSON object."""
+    from engine.data.check import CHAT_ACCEPT_HINT, refuse_bad_bytes, scan_bytes
+
+    label = f"chat data {spec.to_string()!r}"
+    refuse_bad_bytes(path, scan_bytes(path), spec.errors, label, field_name, CHAT_ACCEPT_HINT)
     with data_sources.open_decompressed(path) as fh:
         text = fh.read().decode("utf-8", errors="replace")
     stripped = text.lstrip()

@@ -27,7 +27,7 @@ from engine.data import grammar
 
 #: The row formats :mod:`engine.finetune.chat_data.formats` converts.
 FORMATS = ("messages", "sharegpt", "guanaco", "oasst", "alpaca")
-OPTION_KEYS = ("format", "column", "split", "lang", "limit")
+OPTION_KEYS = ("format", "column", "split", "lang", "limit", "errors")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class ChatDataSpec:
     lang: str = "en"
     limit: int | None = None
     preset: str | None = None
+    errors: str = "check"  # "replace": accept a file with NUL or many invalid bytes (engine.data.check)
 
     def to_string(self) -> str:
         """The canonical string form; ``parse_chat_spec(s.to_string())`` gives ``s`` back."""
@@ -195,6 +196,10 @@ def _option_values(options: Mapping[str, str], raw: str, field_name: str) -> dic
             values[key] = value.lower()
         elif key == "lang":
             values[key] = value.lower()
+        elif key == "errors":
+            from engine.data.check import check_errors_option
+
+            values[key] = check_errors_option(value, raw, field_name)
         else:
             values[key] = value
     return values

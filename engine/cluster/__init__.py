@@ -1,0 +1,1 @@
+"""Beyond one machine: SLURM batch scripts and job status. Torch-free."""
