@@ -81,7 +81,8 @@ async def test_palette_text_is_literal_and_shows_key_hints_on_every_screen():
         # The Filter key is "/": its hint "[/]" used to be parsed as a closing tag and crash.
         (line,) = await palette_shows(pilot, app, "filter", "runs: Filter", "/")
         assert line.endswith("Filter runs by id, name, kind or status  [/]")
-        await palette_shows(pilot, app, "stop", "runs: Stop", key_of("runs.stop"))
+        # (Stop is offered for live runs only; this one has ended: Delete is always offered.)
+        await palette_shows(pilot, app, "delete", "runs: Delete", key_of("runs.delete"))
         app.open_dashboard(run.path)
         await wait_for(pilot, lambda: on_screen(app, DashboardScreen))
         await palette_shows(pilot, app, "log scale", "run: Log scale", key_of("dashboard.log_scale"))

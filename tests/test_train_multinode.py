@@ -65,16 +65,20 @@ def test_two_nodes_match_one_process_and_resume_exactly_after_kill_9():
     node1 = canvas("train", "--run", "two", *nodes, "--node-rank", "1", "--detach")
     assert node1.returncode == 0, node1.stderr
     assert node1.stdout.split()[0] == run.id
-    assert finish(reference).state == "finished"
-    expected = losses(reference)
-    assert sorted(expected) == list(range(1, 31))
 
-    # kill -9 the whole job (both nodes) once a checkpoint exists and it trained past it.
-    wait_until(lambda: any(c["step"] >= 5 for c in events(run, "checkpoint")), what="a checkpoint")
+    # kill -9 the whole job (both nodes) once a checkpoint exists and it trained past it. (This
+    # comes before waiting for the reference: both train at once, and the job must not finish
+    # while the test waits on the other run.)
+    wait_until(
+        lambda: any(c["step"] >= 5 for c in events(run, "checkpoint")), what="a checkpoint", interval=0.01
+    )
     procs = job_processes(run)
     assert len(procs) == 4  # 2 agents + 2 workers
     for proc in procs:
         proc.send_signal(signal.SIGKILL)
+    assert finish(reference).state == "finished"
+    expected = losses(reference)
+    assert sorted(expected) == list(range(1, 31))
     crashed = finish(run)
     assert crashed.state == "crashed", crashed
     before = losses(run)

@@ -26,10 +26,15 @@ def test_wait_until_fails_at_the_deadline_naming_what_it_waited_for():
 
 
 class FakePilot:
-    """Counts the pauses: the app gets a turn between polls."""
+    """Counts the pauses (the app gets a turn between polls) and the exits asked at a deadline."""
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
+        self.exits = 0
+        self.app = self
+
+    def exit(self) -> None:
+        self.exits += 1
 
     async def pause(self, delay: float) -> None:
         self.pauses.append(delay)
@@ -43,5 +48,8 @@ def test_pilot_wait_until_pauses_the_app_between_polls_and_fails_by_name():
         asyncio.run(pilot_wait_until(pilot, lambda: next(counter) == 2, 5, what="x", interval=0.01)) is True
     )
     assert pilot.pauses == [0.01, 0.01]
+    assert pilot.exits == 0
+    failing = FakePilot()
     with pytest.raises(pytest.fail.Exception, match="waiting for the dashboard"):
-        asyncio.run(pilot_wait_until(FakePilot(), lambda: None, 0.1, what="the dashboard"))
+        asyncio.run(pilot_wait_until(failing, lambda: None, 0.1, what="the dashboard"))
+    assert failing.exits == 1  # the app is told to exit, so a snapshot's run_before cannot hang

@@ -38,17 +38,21 @@ def wait_until(
 async def pilot_wait_until(
     pilot: Any,
     predicate: Callable[[], T],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     what: str = "condition",
     interval: float = 0.05,
 ) -> T:
     """The same for a Textual Pilot test: ``await pilot.pause(interval)`` between polls, so the app
-    keeps processing messages while the test waits."""
+    keeps processing messages while the test waits. (30 s by default: a passing wait costs nothing
+    more, and two test processes on 2 loaded cores need it.) At the deadline the app is told to
+    exit before the test fails: a snapshot's ``run_before`` that raises would otherwise leave the
+    app running until the per-test timeout."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
+            pilot.app.exit()
             _timed_out(what, timeout, value)
         await pilot.pause(interval)

@@ -491,6 +491,7 @@ class ChatScreen(CanvasScreen):
         box.text = ""
         box.disabled = True
         stamp = now_iso()
+        requests: list[tuple[Column, dict[str, Any]]] = []
         for column in self.columns:
             self._save(column, ChatMessage("user", text, stamp))
             ready = column.slot.ready
@@ -507,6 +508,12 @@ class ChatScreen(CanvasScreen):
             column.answer = await column.widget.add_answer(stats=answer_stats(None))
             column.job = Job()
             column.settings = (sampling, system)
+            requests.append((column, fields))
+        # Every column is ready on screen first, then all requests leave together: no model starts
+        # while another column is still being laid out (with no await in between, no answer text
+        # can arrive before the last request has left).
+        for column, fields in requests:
+            assert column.job is not None
             column.sent_at, column.first_text_at, column.ended_at = time.monotonic(), None, None
             self._generate(column, column.job, fields)
         self.query_one(f"#chat-col-{self.active} .column-log").focus()

@@ -192,7 +192,7 @@ def _hub(hub_id: str, field_name: str) -> BaseModel:
             field_name,
             f"base {hub_id!r} is a Hugging Face Hub id, but {why} and the model is "
             "not in the local Hugging Face cache. Fix: download it once on a machine with "
-            "network (`huggingface-cli download " + hub_id + "`) and copy the folder here, "
+            "network (`hf download " + hub_id + "`) and copy the folder here, "
             "then pass that folder as --base.",
         )
     return BaseModel("hub", hub_id)

@@ -272,7 +272,7 @@ def _from_hub(hub_id: str, checkpoint: str | None, adapter: Path | None) -> Reso
             "model",
             f"model {hub_id!r} looks like a Hugging Face Hub id, but it is not in the local Hugging Face "
             "cache, and the inference worker does not download (HF_HUB_OFFLINE behaviour). Fix: "
-            f"`huggingface-cli download {hub_id}` once on a machine with network, or pass a model folder.",
+            f"`hf download {hub_id}` once on a machine with network, or pass a model folder.",
         )
     _check_hf_config(cached)
     return ResolvedModel("hf", hub_id, source=str(cached), adapter=adapter)
