@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.docblock import block_main, read_block, write_block
+from engine.docblock import DocBlock
 
 BEGIN = "<!-- cli:begin -->"
 END = "<!-- cli:end -->"
@@ -118,27 +118,16 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def current_block(path: Path) -> str:
-    """The block as the file holds it now."""
-    return read_block(path, BEGIN, END)
-
-
-def write(path: Path) -> bool:
-    """Replace the file's block with the generated one; True when that changed the file."""
-    return write_block(path, BEGIN, END, render())
-
-
-def main(argv: list[str] | None = None) -> int:
-    return block_main(
-        argv,
-        prog="python -m canvas_tui.cli_doc",
-        description=__doc__,
-        what="command-line reference",
-        begin=BEGIN,
-        end=END,
-        render=render,
-        stale=f"the command-line reference differs from the parser; regenerate it with `{REGENERATE}`.",
-    )
+BLOCK = DocBlock(
+    BEGIN,
+    END,
+    render,
+    prog="python -m canvas_tui.cli_doc",
+    what="command-line reference",
+    stale=f"the command-line reference differs from the parser; regenerate it with `{REGENERATE}`.",
+    description=__doc__,
+)
+current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

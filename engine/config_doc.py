@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Any
 
 from engine.config.docs import MEANINGS, MODEL_MEANINGS
@@ -22,7 +21,7 @@ from engine.config.model import ModelConfig
 from engine.config.presets import PRESETS
 from engine.config.settings import kind_name
 from engine.config.train import TrainConfig, load_train_config
-from engine.docblock import block_main, read_block, write_block
+from engine.docblock import DocBlock
 
 BEGIN = "<!-- config:begin -->"
 END = "<!-- config:end -->"
@@ -114,28 +113,16 @@ def render() -> str:
     )
 
 
-def current_block(path: Path) -> str:
-    """The block as the file holds it now."""
-    return read_block(path, BEGIN, END)
-
-
-def write(path: Path) -> bool:
-    """Replace the file's block with the generated one; True when that changed the file."""
-    return write_block(path, BEGIN, END, render())
-
-
-def main(argv: list[str] | None = None) -> int:
-    return block_main(
-        argv,
-        prog="python -m engine.config_doc",
-        description=__doc__,
-        what="run config reference",
-        begin=BEGIN,
-        end=END,
-        render=render,
-        stale="the run config reference differs from the config dataclasses; regenerate it with "
-        f"`{REGENERATE}`.",
-    )
+BLOCK = DocBlock(
+    BEGIN,
+    END,
+    render,
+    prog="python -m engine.config_doc",
+    what="run config reference",
+    stale=f"the run config reference differs from the config dataclasses; regenerate it with `{REGENERATE}`.",
+    description=__doc__,
+)
+current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

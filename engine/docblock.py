@@ -1,4 +1,5 @@
-"""README blocks generated from code (the run schema, the worker protocol): one reader and writer.
+"""README blocks generated from code (the run schema, the worker protocol, the CLI and config
+references): one reader, one writer and one command line, shared through :class:`DocBlock`.
 
 A block sits between a begin and an end marker comment; ``--check`` compares it with what the code
 renders, ``--write`` replaces it, so the README cannot drift from the modules it documents.
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -71,3 +73,39 @@ def block_main(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    """One generated block: its markers, what renders it, and its ``python -m`` command line.
+
+    A generating module declares one (``BLOCK = DocBlock(...)``) and exposes its three methods, so
+    every block is read, rewritten and checked the same way."""
+
+    begin: str
+    end: str
+    render: Callable[[], str]
+    prog: str
+    what: str
+    stale: str
+    description: str | None = None
+
+    def current(self, path: Path) -> str:
+        """The block as the file holds it now."""
+        return read_block(path, self.begin, self.end)
+
+    def write(self, path: Path) -> bool:
+        """Replace the file's block with the generated one; True when that changed the file."""
+        return write_block(path, self.begin, self.end, self.render())
+
+    def main(self, argv: list[str] | None = None) -> int:
+        return block_main(
+            argv,
+            prog=self.prog,
+            description=self.description,
+            what=self.what,
+            begin=self.begin,
+            end=self.end,
+            render=self.render,
+            stale=self.stale,
+        )

@@ -260,21 +260,14 @@ def resubmit(run: RunDir) -> str:
     last checkpoint on the compute nodes; running the engine on this (login) node instead would
     be wrong. Refused, like any resume, for a run that is live or finished.
     """
+    from engine.runs.control import check_restartable, restarting_meta
     from engine.runs.status import run_status
-    from engine.runs.store import RunStoreError, now_iso
+    from engine.runs.store import RunStoreError
 
     script = run.path / SCRIPT
     with run.locked():  # two consoles resuming at once submit one job
         status = run_status(run, tail=0)
-        if status.is_live:
-            raise RunStoreError(
-                f"run {run.id} is {status.state} (SLURM job {run.read_meta().slurm_job_id}); there is "
-                f"nothing to resume. Follow it with `canvas logs {run.id} -f`."
-            )
-        if status.state == "finished":
-            raise RunStoreError(
-                f"run {run.id} finished; there is nothing to resume. Start a new run to train further."
-            )
+        check_restartable(run, status)
         if not script.is_file() or script.is_symlink():
             raise RunStoreError(
                 f"run {run.id} is a SLURM run but its batch script {script} is missing; submit it "
@@ -285,16 +278,6 @@ def resubmit(run: RunDir) -> str:
         except ConfigError as exc:
             raise RunStoreError(str(exc).replace("--slurm: ", "")) from None
         job = submit(script, sbatch)
-        meta = run.read_meta().with_changes(
-            status="starting",
-            pid=None,
-            pid_start_time=None,
-            pid_start_ticks=None,
-            boot_id=None,
-            slurm_job_id=job,
-            resumed=now_iso(),
-            resumed_from=status.state,
-            message=f"resubmitted as SLURM job {job}",
-        )
+        meta = restarting_meta(run, status, slurm_job_id=job, message=f"resubmitted as SLURM job {job}")
         run.write_meta(meta)  # under the lock already held (update_meta would take it again)
     return job

@@ -18,7 +18,9 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from engine.runs.meta import RunMeta
 from engine.runs.process import ProcessIdentity, identify, is_alive, send_signal, spawn_detached
 from engine.runs.session import CONTROL_REQUESTS, RUN_DIR_ENV
 from engine.runs.status import RunStatus, run_status
@@ -248,20 +250,27 @@ def resume_run(run: RunDir, env: Mapping[str, str] | None = None) -> int:
     with run.locked():  # claim the run, so two consoles resuming at once start one engine
         status = run_status(run, tail=0)
         _check_resumable(run, status)
-        meta = run.read_meta().with_changes(
-            status="starting",
-            pid=None,
-            pid_start_time=None,
-            pid_start_ticks=None,
-            boot_id=None,
-            resumed=now_iso(),
-            resumed_from=status.state,
-        )
-        run.write_meta(meta)
+        run.write_meta(restarting_meta(run, status))
     return launch_detached(run, resume_argv(run) or [], env)
 
 
-def _check_resumable(run: RunDir, status: RunStatus) -> None:
+def restarting_meta(run: RunDir, status: RunStatus, **fields: Any) -> RunMeta:
+    """run.json for a run about to start again (resumed here, or resubmitted to SLURM): no process
+    yet, when, and from which state; plus ``fields``. Call under :meth:`RunDir.locked`."""
+    return run.read_meta().with_changes(
+        status="starting",
+        pid=None,
+        pid_start_time=None,
+        pid_start_ticks=None,
+        boot_id=None,
+        resumed=now_iso(),
+        resumed_from=status.state,
+        **fields,
+    )
+
+
+def check_restartable(run: RunDir, status: RunStatus) -> None:
+    """RunStoreError unless the run is a real run directory that stopped, crashed or failed."""
     run.check_real()
     if status.is_live:
         raise RunStoreError(
@@ -276,6 +285,10 @@ def _check_resumable(run: RunDir, status: RunStatus) -> None:
         raise RunStoreError(
             f"run {run.id} is {status.state}; only stopped, crashed or failed runs can be resumed."
         )
+
+
+def _check_resumable(run: RunDir, status: RunStatus) -> None:
+    check_restartable(run, status)
     argv = resume_argv(run)
     if not argv:
         raise RunStoreError(

@@ -13,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from pathlib import Path
 
-from engine.docblock import block_main, read_block, write_block
+from engine.docblock import DocBlock
 from engine.runs import events, meta
 
 BEGIN = "<!-- schema:begin -->"
@@ -93,28 +92,17 @@ def render() -> str:
     )
 
 
-def current_block(path: Path) -> str:
-    """The block as the file holds it now."""
-    return read_block(path, BEGIN, END)
-
-
-def write(path: Path) -> bool:
-    """Replace the file's block with the generated one; True when that changed the file."""
-    return write_block(path, BEGIN, END, render())
-
-
-def main(argv: list[str] | None = None) -> int:
-    return block_main(
-        argv,
-        prog="python -m engine.runs.schema_doc",
-        description=__doc__,
-        what="schema",
-        begin=BEGIN,
-        end=END,
-        render=render,
-        stale="the run.json / events.jsonl schema tables differ from the code; "
-        f"regenerate them with `{REGENERATE}`.",
-    )
+BLOCK = DocBlock(
+    BEGIN,
+    END,
+    render,
+    prog="python -m engine.runs.schema_doc",
+    what="schema",
+    stale="the run.json / events.jsonl schema tables differ from the code; "
+    f"regenerate them with `{REGENERATE}`.",
+    description=__doc__,
+)
+current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

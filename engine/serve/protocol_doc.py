@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 
-from engine.docblock import block_main, read_block, write_block
+from engine.docblock import DocBlock
 from engine.serve import protocol
 
 BEGIN = "<!-- protocol:begin -->"
@@ -67,27 +66,16 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def current_block(path: Path) -> str:
-    """The block as the file holds it now."""
-    return read_block(path, BEGIN, END)
-
-
-def write(path: Path) -> bool:
-    """Replace the file's block with the generated one; True when that changed the file."""
-    return write_block(path, BEGIN, END, render())
-
-
-def main(argv: list[str] | None = None) -> int:
-    return block_main(
-        argv,
-        prog="python -m engine.serve.protocol_doc",
-        description=__doc__,
-        what="protocol",
-        begin=BEGIN,
-        end=END,
-        render=render,
-        stale=f"the protocol table is stale; run `{REGENERATE}`.",
-    )
+BLOCK = DocBlock(
+    BEGIN,
+    END,
+    render,
+    prog="python -m engine.serve.protocol_doc",
+    what="protocol",
+    stale=f"the protocol table is stale; run `{REGENERATE}`.",
+    description=__doc__,
+)
+current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":
