@@ -35,12 +35,20 @@
     The dashboard is shown at 160x48 (every pane visible). Printed: CPU-seconds per wall second
     as % of one core, and how many redraws of the plots and of the GPU pane it did. Goal: <= 3 %.
 
+(f) **A keystroke in a form** (``--only keys``). The New run form is opened in the real app
+    (``App.run_test``), the learning-rate field focused, and ``--keys`` (20) digits are typed one by
+    one, each press awaited until the app has processed it and repainted. Printed: main-thread
+    CPU (``time.thread_time`` of the thread the app runs on: the key's handling, the field's
+    repaint and the Pilot's small overhead) per keystroke, median and worst; then the one debounced
+    validation of the tab that follows the burst, measured the same way. Goal: <= 20 ms a key.
+
 Everything lives in a temporary ``CANVAS_HOME``. Run:
 
     .venv/bin/python bench/bench_console.py
     .venv/bin/python bench/bench_console.py --seconds 10 --repeats 5
     .venv/bin/python bench/bench_console.py --only list --runs 90 --idle 20
     .venv/bin/python bench/bench_console.py --only gpu8 --seconds 30
+    .venv/bin/python bench/bench_console.py --only keys --keys 40
     .venv/bin/python bench/bench_console.py --tiny      # smoke mode (what the tests run)
 """
 
@@ -467,6 +475,42 @@ async def measure_gpu_feed(seconds: float, gpus: int) -> dict:
             kill_run(run)
 
 
+# ------------------------------------------------------------------------------ (f) a keystroke in a form
+async def measure_keystrokes(keys: int) -> dict:
+    """Main-thread CPU-seconds per keystroke in the New run form, and of the debounced validation."""
+    from textual.widgets import Input
+
+    from canvas_tui.app import CanvasApp
+    from canvas_tui.forms import field_id
+    from canvas_tui.screens.new_run import VALIDATE_DELAY, NewRunScreen
+
+    os.environ["CANVAS_NO_WELCOME"] = "1"  # an empty store opens on the Runs screen, where n is
+    app = CanvasApp(poll_interval=60.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("n")
+        await wait_until(
+            lambda: isinstance(app.screen, NewRunScreen) and app.screen.is_mounted, 60, "the form"
+        )
+        form = app.screen
+        await pilot.pause(1.0)  # the mount-time validation of both tabs is over
+        field = form.query_one("#" + field_id("lr"), Input)
+        field.focus()
+        field.value = ""
+        await pilot.pause(VALIDATE_DELAY * 3)
+        costs = []
+        for i in range(keys):
+            t = time.thread_time()
+            await pilot.press(str(i % 10))  # processed and repainted when press returns
+            costs.append(time.thread_time() - t)
+        assert len(field.value) == keys, f"typed {keys} keys, the field holds {field.value!r}"
+        t = time.thread_time()
+        await pilot.pause(VALIDATE_DELAY * 3)  # the one validation after the burst
+        validation = time.thread_time() - t
+    costs.sort()
+    return {"median": statistics.median(costs), "worst": costs[-1], "validation": validation}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sizes = Sizes(parser)
@@ -476,7 +520,8 @@ def main() -> None:
     sizes.add("--runs", 90, 4, "finished runs in the store of (d)", type=int)
     sizes.add("--run-mb", 1.7, 0.05, "MB of events per run in (d)", type=float)
     sizes.add("--idle", 10.0, 1.0, "idle CPU measurement window of (c) and (d)", type=float)
-    parser.add_argument("--only", choices=("cpu", "paint", "list", "gpu8"), help="run one part only")
+    sizes.add("--keys", 20, 5, "keystrokes typed in (f)", type=int)
+    parser.add_argument("--only", choices=("cpu", "paint", "list", "gpu8", "keys"), help="run one part only")
     parser.add_argument("--gpus", type=int, default=8, help="GPUs in the feed of (e)")
     parser.add_argument("--stream-gpus", type=int, default=0, help=argparse.SUPPRESS)  # (e)'s writer
     parser.add_argument("--stream", metavar="RUN_DIR", help=argparse.SUPPRESS)  # the writer process
@@ -533,6 +578,13 @@ def main() -> None:
                 f"(e) following a {args.gpus}-GPU run for {r['wall']:.0f} s ({r['events']} events, "
                 f"{r['metrics']} metric points; {r['plot_redraws']} plot and {r['gpu_redraws']} GPU-pane "
                 f"redraws): console CPU {r['pct']:.2f}% of one core (goal <= 3%)"
+            )
+        if args.only in (None, "keys"):
+            r = asyncio.run(measure_keystrokes(args.keys))
+            print(
+                f"(f) a keystroke in the New run form ({args.keys} keys): main-thread CPU median "
+                f"{r['median'] * 1e3:.1f} ms, worst {r['worst'] * 1e3:.1f} ms (goal <= 20 ms); the debounced "
+                f"validation after the burst {r['validation'] * 1e3:.1f} ms"
             )
         if args.only in (None, "list"):
             list_home = home / "list"

@@ -183,6 +183,7 @@ def test_bench_console_tiny():
     number(r"^\(d\) first console: 4 rows after (\d+\.\d+) CPU-s", out)
     idle = re.findall(r"idle (?:empty runs list )?(\d+\.\d+)% of one core", out)
     assert len(idle) == 2 and all(math.isfinite(float(v)) for v in idle), out
+    number(r"^\(f\) a keystroke in the New run form \(5 keys\): main-thread CPU median (\d+\.\d+) ms", out)
 
 
 @pytest.mark.slow
