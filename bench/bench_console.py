@@ -75,6 +75,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchlib import Sizes
 
 SIZE = (120, 40)
+#: One busy GPU's telemetry, as the engine's sampler reports it (the single-GPU streams below).
+ONE_GPU = dict(
+    index=0, util=80.0, mem_used=30 * 2**30, mem_total=80 * 2**30, temp=65.0, power=250.0, power_limit=400.0
+)
 
 
 # ------------------------------------------------------------------------------ the writer
@@ -106,16 +110,7 @@ def stream(run_dir: str, seconds: float) -> None:
                 tokens=step * 2048,
             )
             if step % 10 == 0:
-                session.emit(
-                    "gpu",
-                    index=0,
-                    util=80.0,
-                    mem_used=30 * 2**30,
-                    mem_total=80 * 2**30,
-                    temp=65.0,
-                    power=250.0,
-                    power_limit=400.0,
-                )
+                session.emit("gpu", **ONE_GPU)
                 session.emit(
                     "system",
                     cpu_pct=42.0,
@@ -253,17 +248,7 @@ def write_store(home: Path, runs: int, mb: float) -> int:
                     t=t,
                 )
                 if step % 10 == 0:
-                    w.emit(
-                        "gpu",
-                        index=0,
-                        util=80.0,
-                        mem_used=30 * 2**30,
-                        mem_total=80 * 2**30,
-                        temp=65.0,
-                        power=250.0,
-                        power_limit=400.0,
-                        t=t,
-                    )
+                    w.emit("gpu", **ONE_GPU, t=t)
                     w.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30, t=t)
                 if step % 250 == 0:
                     w.emit("eval", step=step, val_loss=2.1 + 6.0 / (1 + step / 500), t=t)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from benchlib import Sizes, add_no_bf16_flag, machine_line, simulate_no_bf16
+from benchlib import Sizes, add_no_bf16_flag, machine_line, recipe_step, simulate_no_bf16
 
 from engine.config import get_preset
 from engine.model import CausalLM, export_hf
@@ -62,25 +62,6 @@ def make_optimizer(model: torch.nn.Module, kind: str, device: torch.device) -> t
     if kind == "recipe":
         return build_optimizer(model, LR, WEIGHT_DECAY, BETAS, device.type)
     return torch.optim.AdamW(model.parameters(), lr=LR)
-
-
-def make_step(
-    model: torch.nn.Module, loss_fn: Callable, precision: Precision, opt: torch.optim.Optimizer
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    scaler = precision.grad_scaler()  # enabled for fp16 only (a GPU without bf16), on every row alike
-
-    def step(x, y):
-        with precision.autocast():
-            loss = loss_fn(x, y)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    return step
 
 
 def rate(step, x, y, steps: int, device) -> float:
@@ -167,7 +148,7 @@ def main() -> None:
             if settings.compiled:  # forward + loss on both sides
                 loss_fn = torch.compile(loss_fn)
             precision = choose_precision(settings.precision, device)
-            step = make_step(model, loss_fn, precision, make_optimizer(model, settings.optimizer, device))
+            step = recipe_step(model, loss_fn, precision, make_optimizer(model, settings.optimizer, device))
             start = time.perf_counter()
             step(x, y)  # warm-up (and, for a compiled row, the cold compile)
             if settings.compiled:

@@ -157,3 +157,27 @@ def random_checkpoint(
     for f in tok_dir.iterdir():
         shutil.copy2(f, ckpt / f.name)
     return ckpt, model
+
+
+def recipe_step(model: Any, loss_fn: Any, precision: Any, opt: Any) -> Any:
+    """One optimizer step of the training recipe, what every training bench times on both sides:
+    autocast, the grad scaler (enabled for fp16 only), clipping at 1.0, then the optimizer.
+    (torch is imported here, not at the top: the console bench shares this module and must not
+    load it.)"""
+    import torch
+
+    scaler = precision.grad_scaler()
+
+    def step(x, y):
+        with precision.autocast():
+            loss = loss_fn(x, y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    step.scaler = scaler  # type: ignore[attr-defined]
+    return step

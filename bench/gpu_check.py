@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from benchlib import machine_line
+from benchlib import machine_line, recipe_step
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -114,22 +114,9 @@ def free(device: torch.device) -> None:
 
 def train_step(model: torch.nn.Module, loss_fn: Callable, precision: Precision, device: torch.device):
     """One optimizer step of the recipe: autocast, scaler (fp16 only), clipping, fused AdamW on CUDA."""
-    opt = build_optimizer(model, LR, WEIGHT_DECAY, BETAS, device.type)
-    scaler = precision.grad_scaler()
-
-    def step(x, y):
-        with precision.autocast():
-            loss = loss_fn(x, y)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    step.scaler = scaler  # type: ignore[attr-defined]
-    return step
+    return recipe_step(
+        model, loss_fn, precision, build_optimizer(model, LR, WEIGHT_DECAY, BETAS, device.type)
+    )
 
 
 def tokens_per_s(step, x, y, steps: int, device: torch.device) -> tuple[float, float]:
