@@ -16,7 +16,8 @@
 
 (c) **First paint of the console.** A fresh console process (this script with ``--child paint``)
     opens on an empty store; its CPU time since the process started (imports included,
-    ``time.process_time``) is printed once the Runs screen has been drawn. Goal: <= 0.4 CPU-s.
+    ``time.process_time``) is printed once the Runs screen has been drawn: the median of
+    ``--repeats`` (3) such processes. ``--only start`` runs this part alone. Goal: <= 0.4 CPU-s.
 
 (d) **A store of many finished runs.** ``--runs`` (90) finished runs with ``--run-mb`` (1.7) MB of
     events each (a trainer-like stream written once with the real ``EventWriter``, then copied).
@@ -37,20 +38,26 @@
 
 (f) **A keystroke in a form** (``--only keys``). The New run form is opened in the real app
     (``App.run_test``), the learning-rate field focused, and ``--keys`` (20) digits are typed one
-    by one, each awaited until the app has processed it and repainted (the Pilot's key path,
-    without ``Pilot.press``'s extra wait on every widget of the screen, which no real keystroke
-    causes). Printed: main-thread CPU (``time.thread_time`` of the thread the app runs on: the
-    key's handling, the repaint and a little test-harness overhead) per keystroke, median and
-    worst; then the one debounced validation of the tab that follows the burst, measured the same
-    way. Goal: <= 20 ms a key.
+    by one through the Pilot's key path (the key event posted as the terminal driver posts it),
+    each awaited until the form has recorded the new value, the app is idle and the repaint the key
+    scheduled is done. ``Pilot.press``/``pause`` also post a callback to every widget of the screen
+    and wait for each: ~16 ms a key on this form by itself (235 widgets, measured on an idle form),
+    which no real keystroke causes, so it is left out. Printed: main-thread CPU
+    (``time.thread_time`` of the thread the app runs on: the key's handling and the repaint) per
+    keystroke, median and worst; then the one debounced validation of the tab that follows the
+    burst, measured the same way. ``--form`` types in another form instead (``eval-launch``: its
+    samples field; ``notes``: the notes editor's tags, ``notes-text``: its text area;
+    ``chat-picker``: the model path; ``all``: each in turn, one line each). Goal: <= 20 ms a key.
 
 Everything lives in a temporary ``CANVAS_HOME``. Run:
 
     .venv/bin/python bench/bench_console.py
     .venv/bin/python bench/bench_console.py --seconds 10 --repeats 5
+    .venv/bin/python bench/bench_console.py --only start --repeats 5 --idle 1
     .venv/bin/python bench/bench_console.py --only list --runs 90 --idle 20
     .venv/bin/python bench/bench_console.py --only gpu8 --seconds 30
     .venv/bin/python bench/bench_console.py --only keys --keys 40
+    .venv/bin/python bench/bench_console.py --only keys --form all
     .venv/bin/python bench/bench_console.py --tiny      # smoke mode (what the tests run)
 """
 
@@ -82,6 +89,20 @@ ONE_GPU = dict(
 
 
 # ------------------------------------------------------------------------------ the writer
+def trainer_metric(step: int, loss_scale: float, step_time: float, **extra) -> dict:
+    """The fields of a trainer-like ``metric`` event at ``step`` (the live stream of (a) and the
+    stored runs of (d)): a loss falling from 8 towards 2 over about ``loss_scale`` steps."""
+    return dict(
+        step=step,
+        loss=2.0 + 6.0 / (1 + step / loss_scale),
+        lr=2e-3,
+        tokens_per_s=8000.0 + step % 100,
+        step_time=step_time,
+        tokens=step * 2048,
+        **extra,
+    )
+
+
 def stream(run_dir: str, seconds: float) -> None:
     """Play an engine for ``seconds``: ~10 events/s through the real run context and writer."""
     from engine.runs import run_context
@@ -100,15 +121,8 @@ def stream(run_dir: str, seconds: float) -> None:
         step = 0
         while not session.stop_requested and time.monotonic() - start < seconds:
             step += 1
-            session.emit(
-                "metric",
-                step=step,
-                loss=2.0 + 6.0 / (1 + step / 50),
-                lr=2e-3,
-                tokens_per_s=8000.0 + step % 100,
-                step_time=0.1,
-                tokens=step * 2048,
-            )
+            metric = trainer_metric(step, loss_scale=50, step_time=0.1)
+            session.emit("metric", **metric)
             if step % 10 == 0:
                 session.emit("gpu", **ONE_GPU)
                 session.emit(
@@ -121,12 +135,45 @@ def stream(run_dir: str, seconds: float) -> None:
                 )
                 session.emit("carbon", energy_kwh=1e-4 * step, emissions_kg=2e-5 * step, trees=1e-5 * step)
             if step % 50 == 0:
-                session.log(f"step {step} loss {2.0 + 6.0 / (1 + step / 50):.4f}")
+                session.log(f"step {step} loss {metric['loss']:.4f}")
             next_at = start + step * 0.1
             time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 # ------------------------------------------------------------------------------ (a) CPU
+def launch_writer(run, seconds: float, *options: str) -> None:
+    """Start this script as ``run``'s detached engine (``--stream``, with ``options``), playing
+    for a minute more than the ``seconds`` measured."""
+    from engine.runs import launch_detached
+
+    script = [sys.executable, str(Path(__file__).resolve()), *options]
+    launch_detached(run, [*script, "--stream", str(run.path), "--seconds", str(seconds + 60)])
+
+
+async def following(screen, seconds: float) -> tuple[float, float, int]:
+    """The process's CPU-seconds and the wall seconds of ``seconds`` spent following on the
+    dashboard ``screen``, and the metric points it gained (at least 5 a second: it kept up)."""
+    points = len(screen.view.train.xs)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    gained = len(screen.view.train.xs) - points
+    if gained < seconds * 5:
+        raise SystemExit(f"the dashboard followed only {gained} metric events in {wall:.0f} s")
+    return cpu, wall, gained
+
+
+def wait_for_writer(run) -> None:
+    """Until the writer's run reads running (30 s at most)."""
+    from engine.runs import run_status
+
+    deadline = time.monotonic() + 30
+    while run_status(run, tail=0).state != "running":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the writer did not start: {run_status(run).state}")
+        time.sleep(0.05)
+
+
 async def wait_until(predicate, timeout: float, what: str, poll: float = 0.01) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -138,27 +185,13 @@ async def wait_until(predicate, timeout: float, what: str, poll: float = 0.01) -
 async def measure_cpu(seconds: float) -> tuple[float, int]:
     from canvas_tui.app import CanvasApp
     from canvas_tui.screens.dashboard import DashboardScreen
-    from engine.runs import RunKind, create_run, launch_detached, run_status
+    from engine.runs import RunKind, create_run, run_status
     from engine.runs.control import kill_run, stop_run
 
     run = create_run(RunKind.PRETRAIN, "bench-stream", {"bench": True})
-    launch_detached(
-        run,
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--stream",
-            str(run.path),
-            "--seconds",
-            str(seconds + 60),
-        ],
-    )
+    launch_writer(run, seconds)
     try:
-        deadline = time.monotonic() + 30
-        while run_status(run, tail=0).state != "running":
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the writer did not start: {run_status(run).state}")
-            time.sleep(0.05)
+        wait_for_writer(run)
         app = CanvasApp()
         async with app.run_test(size=SIZE):
             app.open_dashboard(run.path)
@@ -168,13 +201,7 @@ async def measure_cpu(seconds: float) -> tuple[float, int]:
                 lambda: screen.view.resolution == "full" and len(screen.view.train.xs) >= 5, 30, "the history"
             )
             await asyncio.sleep(2.0)  # past start-up work (first layout, first status read)
-            points = len(screen.view.train.xs)
-            cpu0, wall0 = time.process_time(), time.monotonic()
-            await asyncio.sleep(seconds)
-            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-            gained = len(screen.view.train.xs) - points
-            if gained < seconds * 5:
-                raise SystemExit(f"the dashboard followed only {gained} metric events in {wall:.0f} s")
+            cpu, wall, gained = await following(screen, seconds)
         return 100.0 * cpu / wall, gained
     finally:
         with contextlib.suppress(Exception):  # already ended, or refuses: killed below
@@ -236,17 +263,7 @@ def write_store(home: Path, runs: int, mb: float) -> int:
             for _ in range(100):
                 step += 1
                 t = t0 + step * 0.25
-                w.emit(
-                    "metric",
-                    step=step,
-                    loss=2.0 + 6.0 / (1 + step / 500),
-                    lr=2e-3,
-                    tokens_per_s=8000.0 + step % 100,
-                    step_time=0.25,
-                    tokens=step * 2048,
-                    grad_norm=0.5,
-                    t=t,
-                )
+                w.emit("metric", **trainer_metric(step, loss_scale=500, step_time=0.25, grad_norm=0.5, t=t))
                 if step % 10 == 0:
                     w.emit("gpu", **ONE_GPU, t=t)
                     w.emit("system", cpu_pct=42.0, ram_used=12 * 2**30, ram_total=64 * 2**30, t=t)
@@ -314,13 +331,27 @@ def run_child(mode: str, expect: int, idle: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_list(home: Path, runs: int, mb: float, idle: float, consoles: int = 2) -> None:
-    print("(c) first paint, empty store:", end=" ", flush=True)
-    empty = run_child("paint", 0, idle)
+def measure_start(idle: float, repeats: int) -> None:
+    """(c): ``repeats`` fresh consoles on an empty store (the current ``CANVAS_HOME``); the median."""
+    paints, idles = [], []
+    for i in range(repeats):
+        empty = run_child("paint", 0, idle)
+        paints.append(empty["paint_cpu"])
+        idles.append(empty["idle_pct"])
+        if repeats > 1:
+            print(
+                f"    console {i + 1}: first paint {empty['paint_cpu']:.3f} CPU-s, "
+                f"idle {empty['idle_pct']:.2f}%"
+            )
     print(
-        f"{empty['paint_cpu']:.2f} CPU-s from process start (goal <= 0.4); "
-        f"idle empty runs list {empty['idle_pct']:.2f}% of one core (goal <= 1%)"
+        f"(c) first paint, empty store: {statistics.median(paints):.2f} CPU-s from process start "
+        f"(median of {repeats}; goal <= 0.4); idle empty runs list {statistics.median(idles):.2f}% of one "
+        "core (goal <= 1%)"
     )
+
+
+def measure_list(home: Path, runs: int, mb: float, idle: float, consoles: int = 2, repeats: int = 1) -> None:
+    measure_start(idle, repeats)
     t = time.perf_counter()
     size = write_store(home, runs, mb)
     print(
@@ -399,25 +430,13 @@ async def measure_gpu_feed(seconds: float, gpus: int) -> dict:
     from canvas_tui.screens.dashboard import DashboardScreen
     from canvas_tui.widgets.gpu_pane import GpuPane
     from canvas_tui.widgets.loss_plot import LossPlot
-    from engine.runs import RunKind, create_run, launch_detached, run_status
+    from engine.runs import RunKind, create_run, run_status
     from engine.runs.control import kill_run, stop_run
 
     run = create_run(RunKind.PRETRAIN, "bench-8gpu", {"bench": True})
-    argv = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--stream-gpus",
-        str(gpus),
-        "--stream",
-        str(run.path),
-    ]
-    launch_detached(run, [*argv, "--seconds", str(seconds + 60)])
+    launch_writer(run, seconds, "--stream-gpus", str(gpus))
     try:
-        deadline = time.monotonic() + 30
-        while run_status(run, tail=0).state != "running":
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the writer did not start: {run_status(run).state}")
-            time.sleep(0.05)
+        wait_for_writer(run)
         app = CanvasApp()
         async with app.run_test(size=(160, 48)):
             app.open_dashboard(run.path)
@@ -440,13 +459,8 @@ async def measure_gpu_feed(seconds: float, gpus: int) -> dict:
                 return redraw(*a, **k)
 
             gpu_pane.show, plot.redraw = counted_show, counted_redraw  # type: ignore[method-assign]
-            points, events = len(screen.view.train.xs), screen.view.events
-            cpu0, wall0 = time.process_time(), time.monotonic()
-            await asyncio.sleep(seconds)
-            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-            gained = len(screen.view.train.xs) - points
-            if gained < seconds * 5:
-                raise SystemExit(f"the dashboard followed only {gained} metric events in {wall:.0f} s")
+            events = screen.view.events
+            cpu, wall, gained = await following(screen, seconds)
             return {
                 "pct": 100.0 * cpu / wall,
                 "metrics": gained,
@@ -463,40 +477,103 @@ async def measure_gpu_feed(seconds: float, gpus: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ (f) a keystroke in a form
-async def measure_keystrokes(keys: int) -> dict:
-    """Main-thread CPU-seconds per keystroke in the New run form, and of the debounced validation."""
-    from textual.widgets import Input
+#: The forms (f) can type in: --form NAME → (what the output line calls it, the field typed in).
+FORMS = {
+    "new-run": ("New run form", "learning-rate field"),
+    "eval-launch": ("evaluation launch form", "samples field"),
+    "notes": ("notes editor", "tags field"),
+    "notes-text": ("notes editor", "notes text area"),
+    "chat-picker": ("chat model picker", "model path field"),
+}
+
+
+async def open_form(app, pilot, form: str):
+    """Open ``form`` the way a user does (or push its screen), empty its field; (screen, field, recorded).
+
+    ``recorded()`` is what the screen holds of the field once it has handled the key (the New run
+    form records every value; the others read the widget when they launch or save).
+    """
+    from textual.widgets import Input, TextArea
+
+    from canvas_tui.forms import field_id
+
+    if form == "new-run":
+        from canvas_tui.screens.new_run import NewRunScreen
+
+        await pilot.press("n")
+        await wait_until(
+            lambda: isinstance(app.screen, NewRunScreen) and app.screen.is_mounted, 60, "the form"
+        )
+        screen = app.screen
+        field = screen.query_one("#" + field_id("lr"), Input)
+        return screen, field, lambda: screen.values["lr"]
+    if form == "eval-launch":
+        from canvas_tui.screens.eval_launch import EvalLaunchScreen
+
+        screen, selector = EvalLaunchScreen(), "#launch-samples"
+    elif form in ("notes", "notes-text"):
+        from canvas_tui.screens.notes import NotesScreen
+        from engine.runs import create_run
+
+        run = create_run("pretrain", None, {"bench": True})
+        screen = NotesScreen(str(run.path), run.id)
+        selector = "#notes-tags" if form == "notes" else "#notes-text"
+    else:
+        from canvas_tui.screens.chat_picker import ModelPickerScreen
+
+        screen, selector = ModelPickerScreen(), "#picker-path"
+    app.push_screen(screen)
+    await wait_until(lambda: app.screen is screen and screen.is_mounted, 60, "the form")
+    field = screen.query_one(selector)
+    if isinstance(field, TextArea):
+        return screen, field, lambda: field.text
+    return screen, field, lambda: field.value
+
+
+async def measure_keystrokes(keys: int, form: str = "new-run") -> dict:
+    """Main-thread CPU-seconds per keystroke in a form, and of the New run form's debounced validation."""
+    from textual._wait import wait_for_idle
+    from textual.widgets import TextArea
 
     from canvas_tui.app import CanvasApp
-    from canvas_tui.forms import field_id
-    from canvas_tui.screens.new_run import VALIDATE_DELAY, NewRunScreen
+    from canvas_tui.screens.new_run import VALIDATE_DELAY
+
+    async def settled() -> None:
+        """Idle again, and the repaint the key scheduled done (if the screen's timer had not yet)."""
+        await wait_for_idle(0)
+        app.screen._on_timer_update()
 
     os.environ["CANVAS_NO_WELCOME"] = "1"  # an empty store opens on the Runs screen, where n is
     app = CanvasApp(poll_interval=60.0)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.5)
-        await pilot.press("n")
-        await wait_until(
-            lambda: isinstance(app.screen, NewRunScreen) and app.screen.is_mounted, 60, "the form"
-        )
-        form = app.screen
-        await pilot.pause(1.0)  # the mount-time validation of both tabs is over
-        field = form.query_one("#" + field_id("lr"), Input)
+        _, field, recorded = await open_form(app, pilot, form)
+        await pilot.pause(1.0)  # the mount-time work (the New run form: both tabs validated) is over
         field.focus()
-        field.value = ""
+        if isinstance(field, TextArea):
+            field.clear()
+        else:
+            field.value = ""
         await pilot.pause(VALIDATE_DELAY * 3)
         costs = []
+        typed = ""
         for i in range(keys):
+            typed += str(i % 10)
             t = time.thread_time()
-            # The Pilot's own key path without its wait on every widget of the screen (hundreds of
-            # messages a press in this form, which no real keystroke sends): the key is processed,
-            # and the app idle again, when this returns.
-            await app._press_keys((str(i % 10),))
-            await pilot.pause()  # and the repaint it scheduled
+            # The Pilot's own key path (the key event posted as the terminal driver posts it, then
+            # waiting for the app to be idle), without Pilot.press's wait on every widget of the
+            # screen: that wait posts a callback to each of the form's ~235 widgets and costs
+            # ~16 ms a key by itself (measured on an idle form), which no real keystroke causes.
+            await app._press_keys((typed[-1],))
+            await wait_until(
+                lambda want=typed: recorded() == want, 10, f"key {i + 1} handled by the form", 0.001
+            )
+            await settled()
             costs.append(time.thread_time() - t)
-        assert len(field.value) == keys, f"typed {keys} keys, the field holds {field.value!r}"
+        assert recorded() == typed, f"typed {keys} keys, the form holds {recorded()!r}"
         t = time.thread_time()
-        await pilot.pause(VALIDATE_DELAY * 3)  # the one validation after the burst
+        await asyncio.sleep(VALIDATE_DELAY * 3)  # the one validation after the burst (New run form)
+        await settled()
         validation = time.thread_time() - t
     costs.sort()
     return {"median": statistics.median(costs), "worst": costs[-1], "validation": validation}
@@ -512,8 +589,13 @@ def main() -> None:
     sizes.add("--run-mb", 1.7, 0.05, "MB of events per run in (d)", type=float)
     sizes.add("--idle", 10.0, 1.0, "idle CPU measurement window of (c) and (d)", type=float)
     sizes.add("--keys", 20, 5, "keystrokes typed in (f)", type=int)
-    parser.add_argument("--only", choices=("cpu", "paint", "list", "gpu8", "keys"), help="run one part only")
+    parser.add_argument(
+        "--only", choices=("cpu", "paint", "start", "list", "gpu8", "keys"), help="run one part only"
+    )
     parser.add_argument("--gpus", type=int, default=8, help="GPUs in the feed of (e)")
+    parser.add_argument(
+        "--form", choices=(*FORMS, "all"), default="new-run", help="the form (f) types in (all: each in turn)"
+    )
     parser.add_argument("--stream-gpus", type=int, default=0, help=argparse.SUPPRESS)  # (e)'s writer
     parser.add_argument("--stream", metavar="RUN_DIR", help=argparse.SUPPRESS)  # the writer process
     parser.add_argument("--child", choices=("paint", "list"), help=argparse.SUPPRESS)  # a console
@@ -571,17 +653,29 @@ def main() -> None:
                 f"redraws): console CPU {r['pct']:.2f}% of one core (goal <= 3%)"
             )
         if args.only in (None, "keys"):
-            r = asyncio.run(measure_keystrokes(args.keys))
-            print(
-                f"(f) a keystroke in the New run form ({args.keys} keys): main-thread CPU median "
-                f"{r['median'] * 1e3:.1f} ms, worst {r['worst'] * 1e3:.1f} ms (goal <= 20 ms); the debounced "
-                f"validation after the burst {r['validation'] * 1e3:.1f} ms"
-            )
+            for form in FORMS if args.form == "all" else (args.form,):
+                r = asyncio.run(measure_keystrokes(args.keys, form))
+                what, field = FORMS[form]
+                line = (
+                    f"(f) a keystroke in the {what} ({args.keys} keys): main-thread CPU median "
+                    f"{r['median'] * 1e3:.1f} ms, worst {r['worst'] * 1e3:.1f} ms (goal <= 20 ms)"
+                )
+                if form == "new-run":
+                    line += f"; the debounced validation after the burst {r['validation'] * 1e3:.1f} ms"
+                else:
+                    line += f" ({field})"
+                print(line)
+        if args.only == "start":  # (c) alone (with the whole run or --only list, it comes first in (d))
+            start_home = home / "start"
+            start_home.mkdir()
+            os.environ["CANVAS_HOME"] = str(start_home)
+            measure_start(args.idle, args.repeats)
         if args.only in (None, "list"):
             list_home = home / "list"
             list_home.mkdir()
             os.environ["CANVAS_HOME"] = str(list_home)
-            measure_list(list_home, args.runs, args.run_mb, args.idle, consoles=1 if args.tiny else 2)
+            consoles = 1 if args.tiny else 2
+            measure_list(list_home, args.runs, args.run_mb, args.idle, consoles, repeats=args.repeats)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

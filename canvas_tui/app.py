@@ -12,6 +12,7 @@ run directories.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -19,14 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual import events, on, work
-from textual._time import get_time  # the clock of every event's ``time``
 from textual.app import App, SystemCommand
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from canvas_tui import actions
 from canvas_tui.control import perform
+from canvas_tui.crash import CrashConsole
 from canvas_tui.messages import ControlDone
 from canvas_tui.screens.runs import RunsScreen
 from canvas_tui.settings import DEFAULT_THEME, Settings, load_settings, save_settings
@@ -59,6 +61,12 @@ class CanvasApp(App[None]):
         demo_settings: DemoSettings | None = None,
     ) -> None:
         super().__init__()
+        # What is imported by now (Textual, the Runs screen, the run store) lives as long as the
+        # process: set it aside from the cyclic garbage collector, whose first full pass over it
+        # landed inside the first paint (30-50 ms measured), and from every later full pass.
+        # Given back when the app ends (``on_unmount``): an app started in a test process leaves
+        # nothing pinned for the next.
+        gc.freeze()
         #: The demo chain's sizes when the Welcome screen starts it (tests pass the smallest).
         self.demo_settings = demo_settings
         self.run_ref = run_ref
@@ -66,11 +74,12 @@ class CanvasApp(App[None]):
         self.arena_choices = arena_choices
         self.clock = clock
         self.poll_interval = poll_interval
-        #: The saved traceback of the crash that ended the app (``canvas console`` names it).
-        self.crash_report: Path | None = None
-        self.crash_error: BaseException | None = None
-        #: When the current screen became the current one (Textual's monotonic event clock), and
-        #: how many keys typed before that were dropped: see :meth:`on_event`.
+        #: Where a crash's traceback goes as the app exits (Textual prints it on ``error_console``):
+        #: saved to a file that ``canvas console`` names, see :mod:`canvas_tui.crash`.
+        self.crash_console = CrashConsole(lambda: bool(self.return_code))
+        self.error_console = self.crash_console
+        #: When the current screen became the current one (on :func:`event_clock`, the clock of every
+        #: event's ``time``), and how many keys typed before that were dropped: see :meth:`on_event`.
         self.screen_since = 0.0
         self.stale_keys = 0
         self.settings: Settings = load_settings()
@@ -97,9 +106,17 @@ class CanvasApp(App[None]):
         if self.arena_choices is not None:
             self.open_arena(self.arena_choices)
 
+    def on_unmount(self) -> None:
+        gc.unfreeze()
+
+    @property
+    def crash_report(self) -> Path | None:
+        """The saved traceback of the crash that ended the app (None: no crash, or not saved)."""
+        return self.crash_console.report
+
     # ------------------------------------------------------------------------ keys
     def _screen_changed(self, screen: Screen) -> None:
-        self.screen_since = get_time()
+        self.screen_since = event_clock()
 
     async def on_event(self, event: events.Event) -> None:
         """Keys act only on the screen where they were pressed.
@@ -146,10 +163,14 @@ class CanvasApp(App[None]):
         ``CANVAS_NO_WELCOME`` is set."""
         import os
 
-        from engine.demo_chain import load_chain
+        from engine.locations import demo_chain_file
         from engine.runs.store import RunStoreError, list_runs
 
-        chain = load_chain()
+        chain = None
+        if demo_chain_file().exists():  # the chain's code only when there is a chain (start-up cost)
+            from engine.demo_chain import load_chain
+
+            chain = load_chain()
         if chain is not None and not chain.finished:
             return True
         if os.environ.get(NO_WELCOME_ENV, "").strip() not in ("", "0") or self.settings.welcome_seen:
@@ -284,15 +305,6 @@ class CanvasApp(App[None]):
             if isinstance(screen, RunsScreen):
                 screen.scan()
 
-    def _handle_exception(self, error: Exception) -> None:
-        """Every unhandled exception ends here (Textual's one funnel): save its traceback first."""
-        if self.crash_error is None:
-            from canvas_tui.crash import save_crash
-
-            self.crash_error = error
-            self.crash_report = save_crash(error)
-        super()._handle_exception(error)
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """One place for worker failures: a notification, never a crash."""
         if event.state == WorkerState.ERROR:
@@ -326,6 +338,12 @@ class CanvasApp(App[None]):
             yield SystemCommand(
                 f"theme: {name}", "Switch to this theme (remembered)", _theme_setter(self, name)
             )
+
+
+def event_clock() -> float:
+    """Now, on the clock that stamps every Textual event's ``time`` (monotonic, or the performance
+    counter on Windows): a message reads it when it is made."""
+    return Message().time
 
 
 SCOPE_PREFIX = {

@@ -15,21 +15,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.docblock import DocBlock
-
-BEGIN = "<!-- cli:begin -->"
-END = "<!-- cli:end -->"
-REGENERATE = "python -m canvas_tui.cli_doc --write README.md"
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
+from engine.docblock import DocBlock, cell, table
 
 
 def _code(text: str) -> str:
     """``text`` as inline code in a table cell (pipes escaped, backticks doubled around backticks)."""
-    text = _cell(text)
+    text = cell(text)
     fence = "``" if "`" in text else "`"
     pad = " " if "`" in text else ""
     return f"{fence}{pad}{text}{pad}{fence}"
@@ -76,7 +67,7 @@ def _argument(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
 def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     if not action.help:
         return ""
-    return _cell(parser._get_formatter()._expand_help(action))
+    return cell(parser._get_formatter()._expand_help(action))
 
 
 def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
@@ -87,47 +78,42 @@ def arguments_table(parser: argparse.ArgumentParser) -> list[str]:
             continue
         if action.help == argparse.SUPPRESS:
             continue
-        rows.append(f"| {_argument(parser, action)} | {_default(action)} | {_help(parser, action)} |")
-    if not rows:
-        return []
-    return ["| argument | default | meaning |", "|---|---|---|", *rows]
+        rows.append([_argument(parser, action), _default(action), _help(parser, action)])
+    return table(["argument", "default", "meaning"], rows) if rows else []
 
 
-def render() -> str:
-    """The whole generated block, markers included."""
+def body() -> list[str]:
+    """The block's text: the options of ``canvas`` itself, then every command and its arguments."""
     from canvas_tui.cli import build_parser
 
     parser = build_parser()
     lines = [
-        BEGIN,
-        f"<!-- generated from canvas_tui/cli.py's parser by `{REGENERATE}` -->",
-        "",
         "Every command takes `--help`. Options of `canvas` itself (before the command):",
         "",
         *arguments_table(parser),
     ]
     for path, summary, child in commands(parser):
-        lines += ["", f"**`{path}`**" + (f": {_cell(summary)}" if summary else "")]
+        lines += ["", f"**`{path}`**" + (f": {cell(summary)}" if summary else "")]
         if _subparsers(child) is not None:
             names = ", ".join(f"`{name}`" for name, _, _ in commands(child, path) if name.count(" ") == 2)
             lines += ["", f"Sub-commands: {names}."]
-        table = arguments_table(child)
-        if table:
-            lines += ["", *table]
-    lines.append(END)
-    return "\n".join(lines)
+        rows = arguments_table(child)
+        if rows:
+            lines += ["", *rows]
+    return lines
 
 
 BLOCK = DocBlock(
-    BEGIN,
-    END,
-    render,
-    prog="python -m canvas_tui.cli_doc",
+    "cli",
+    "canvas_tui.cli_doc",
+    "canvas_tui/cli.py's parser",
+    body,
     what="command-line reference",
-    stale=f"the command-line reference differs from the parser; regenerate it with `{REGENERATE}`.",
+    stale="the command-line reference differs from the parser; regenerate it with `{regenerate}`.",
     description=__doc__,
 )
-current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
+BEGIN, END, REGENERATE = BLOCK.begin, BLOCK.end, BLOCK.regenerate
+render, current_block, write, main = BLOCK.render, BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.runs import control
-from engine.runs.status import run_status
 from engine.runs.store import RunDir, RunStoreError
 
 CONTROL_ACTIONS = ("stop", "checkpoint", "resume", "delete")
@@ -39,6 +37,9 @@ def perform(action: str, run_path: str | Path) -> str:
 
 
 def _perform(action: str, run: RunDir, name: str) -> str:
+    from engine.runs import control  # signals and process start-up: not at the console's start-up
+    from engine.runs.status import run_status
+
     if action == "stop":
         before = run_status(run, tail=0)
         control.stop_run(run)

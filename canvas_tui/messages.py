@@ -7,15 +7,18 @@ status updates are replaceable so a burst collapses to the latest one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from canvas_tui.runs_model import RunRow
-from canvas_tui.viewmodel import RunView
-from engine.runs.events import Event
-from engine.runs.meta import RunMeta
-from engine.runs.status import RunStatus
+if TYPE_CHECKING:  # for the hints only: the console's first paint does not import the view model
+    from canvas_tui.runs_model import RunRow
+    from canvas_tui.screens.chat import Job
+    from canvas_tui.viewmodel import RunView
+    from engine.runs.events import Event
+    from engine.runs.meta import RunMeta
+    from engine.runs.status import RunStatus
+    from engine.serve.protocol import Done
 
 
 class RunsScanned(Message):
@@ -132,3 +135,39 @@ class BaseHint(Message):
         self.suggestions = suggestions
         #: ``(label, run id)`` of every pre-training run with a usable checkpoint, newest first
         self.usable = usable or []
+
+
+# ------------------------------------------------------------------------------ a model's answer
+# Posted by :func:`canvas_tui.screens.chat.stream_answer` (the Chat and the Arena screens): ``target``
+# is what the answer belongs to there (a chat column, an arena side), ``job`` the request, so a
+# handler drops what arrives for a request that was stopped or replaced.
+
+
+class AnswerDelta(Message):
+    """More text of an answer, as it streams (untrusted model output)."""
+
+    def __init__(self, target: Any, job: Job, text: str) -> None:
+        super().__init__()
+        self.target = target
+        self.job = job
+        self.text = text
+
+
+class AnswerDone(Message):
+    """The answer ended: the worker's final reply (whole text, token counts, why it ended)."""
+
+    def __init__(self, target: Any, job: Job, done: Done) -> None:
+        super().__init__()
+        self.target = target
+        self.job = job
+        self.done = done
+
+
+class AnswerFailed(Message):
+    """No answer: the request failed, or the worker went away (``error``: what to show)."""
+
+    def __init__(self, target: Any, job: Job, error: str) -> None:
+        super().__init__()
+        self.target = target
+        self.job = job
+        self.error = error

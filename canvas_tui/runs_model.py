@@ -17,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canvas_tui.fmt import fmt_si
 from engine import locations
 from engine.runs.meta import RunKind, RunMeta
 from engine.runs.notes import NOTES_FILE, read_notes
-from engine.runs.status import LIVE_STATES, run_status
 from engine.runs.store import RunDir, RunStoreError, list_runs
-from engine.runs.summary import SPARK_POINTS, SummaryIndex
 
-__all__ = ["SPARK_POINTS", "RunFilter", "RunRow", "RunsTracker", "base_label", "index_path"]
+if TYPE_CHECKING:  # imported by the scan (a worker thread), not with the Runs screen's first paint
+    from engine.runs.summary import SummaryIndex
+
+__all__ = ["RunFilter", "RunRow", "RunsTracker", "base_label", "index_path"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class RunRow:
 
     @property
     def live(self) -> bool:
+        from engine.runs.status import LIVE_STATES
+
         return self.status in LIVE_STATES
 
     def age(self, now: float) -> float | None:
@@ -197,10 +201,14 @@ class RunsTracker:
     def scan(self, cancelled: Callable[[], bool] = lambda: False) -> list[RunRow]:
         """Rows for every run, newest first."""
         with self._lock:
+            runs = list(reversed(list_runs(self.root)))
             if self._index is None:
+                if not runs:  # an empty store: nothing to summarise (nor the readers to import)
+                    return []
+                from engine.runs.summary import SummaryIndex
+
                 self._index = SummaryIndex(index_path(self.root) if self.persist else None)
             rows = []
-            runs = list(reversed(list_runs(self.root)))
             live_ids = {run.id for run in runs}
             for gone in set(self._seen) - live_ids:
                 del self._seen[gone]
@@ -243,6 +251,8 @@ class RunsTracker:
                 self._index.save()
 
     def _row(self, run: RunDir, meta: RunMeta, names: dict[str, str], stamp: tuple) -> RunRow:
+        from engine.runs.status import run_status  # with the process probes: not at start-up
+
         status = run_status(run, meta, tail=0)
         assert self._index is not None
         summary = self._index.get(run.id, run.events_path, self.max_bytes)

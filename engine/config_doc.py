@@ -21,15 +21,7 @@ from engine.config.model import ModelConfig
 from engine.config.presets import PRESETS
 from engine.config.settings import kind_name
 from engine.config.train import TrainConfig, load_train_config
-from engine.docblock import DocBlock
-
-BEGIN = "<!-- config:begin -->"
-END = "<!-- config:end -->"
-REGENERATE = "python -m engine.config_doc --write README.md"
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+from engine.docblock import DocBlock, cell, table
 
 
 def _value(value: Any) -> str:
@@ -49,8 +41,8 @@ def missing_meanings() -> list[str]:
     return sorted(flat - set(MEANINGS)) + sorted(f"model.{k}" for k in model - set(MODEL_MEANINGS))
 
 
-def _meaning(table: dict[str, str], key: str) -> str:
-    return _cell(table.get(key) or f"(undocumented: add {key!r} to engine/config/docs.py)")
+def _meaning(meanings: dict[str, str], key: str) -> str:
+    return cell(meanings.get(key) or f"(undocumented: add {key!r} to engine/config/docs.py)")
 
 
 def run_keys_table() -> str:
@@ -60,69 +52,61 @@ def run_keys_table() -> str:
     train_keys = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model"]
     finetune_keys = [f.name for f in dataclasses.fields(FinetuneConfig)]
     order = train_keys + [k for k in finetune_keys if k not in train_keys]
-    lines = [
-        "| key | type | `canvas train` default | `canvas finetune` default | meaning |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for key in order:
         example = getattr(train, key) if key in train_keys else getattr(finetune, key)
         pre = _value(getattr(train, key)) if key in train_keys else "—"
         ft = _value(getattr(finetune, key)) if key in finetune_keys else "—"
-        lines.append(f"| `{key}` | {kind_name(example)} | {pre} | {ft} | {_meaning(MEANINGS, key)} |")
-    return "\n".join(lines)
+        rows.append([f"`{key}`", kind_name(example), pre, ft, _meaning(MEANINGS, key)])
+    header = ["key", "type", "`canvas train` default", "`canvas finetune` default", "meaning"]
+    return "\n".join(table(header, rows))
 
 
 def model_keys_table() -> str:
     """The ``model.*`` keys: type, the dataclass default (0: derived), each preset's value, meaning."""
     presets = list(PRESETS.values())
-    header = " | ".join(f"`{p.name}`" for p in presets)
-    lines = [
-        f"| key | type | default | {header} | meaning |",
-        "|---|---|---|" + "---|" * len(presets) + "---|",
-    ]
-    for f in dataclasses.fields(ModelConfig):
-        values = " | ".join(_value(getattr(p.model, f.name)) for p in presets)
-        lines.append(
-            f"| `model.{f.name}` | {kind_name(f.default)} | {_value(f.default)} | {values} | "
-            f"{_meaning(MODEL_MEANINGS, f.name)} |"
-        )
-    return "\n".join(lines)
-
-
-def render() -> str:
-    """The whole generated block, markers included."""
-    return "\n".join(
+    rows = [
         [
-            BEGIN,
-            "<!-- generated from engine/config/{loop,train,finetune,model,presets,docs}.py by "
-            f"`{REGENERATE}` -->",
-            "",
-            "Run keys (`--set KEY=VALUE`, or `KEY = VALUE` at the top of a `--config` TOML file). "
-            "`canvas train`'s defaults are those of the `tiny` preset; another preset changes "
-            "`lr`, `max_steps`, `seq_len`, `micro_batch`, `vocab_size` and the model. A dash: the "
-            "kind has no such key.",
-            "",
-            run_keys_table(),
-            "",
-            "Model keys, pre-training only (`--set model.dim=512`, or a `[model]` table in TOML); "
-            "changing `model.dim` re-derives `model.ffn_dim` unless that is set too:",
-            "",
-            model_keys_table(),
-            END,
+            f"`model.{f.name}`",
+            kind_name(f.default),
+            _value(f.default),
+            *(_value(getattr(p.model, f.name)) for p in presets),
+            _meaning(MODEL_MEANINGS, f.name),
         ]
-    )
+        for f in dataclasses.fields(ModelConfig)
+    ]
+    header = ["key", "type", "default", *(f"`{p.name}`" for p in presets), "meaning"]
+    return "\n".join(table(header, rows))
+
+
+def body() -> list[str]:
+    """The block's text: the run keys' table, then the model keys'."""
+    return [
+        "Run keys (`--set KEY=VALUE`, or `KEY = VALUE` at the top of a `--config` TOML file). "
+        "`canvas train`'s defaults are those of the `tiny` preset; another preset changes "
+        "`lr`, `max_steps`, `seq_len`, `micro_batch`, `vocab_size` and the model. A dash: the "
+        "kind has no such key.",
+        "",
+        run_keys_table(),
+        "",
+        "Model keys, pre-training only (`--set model.dim=512`, or a `[model]` table in TOML); "
+        "changing `model.dim` re-derives `model.ffn_dim` unless that is set too:",
+        "",
+        model_keys_table(),
+    ]
 
 
 BLOCK = DocBlock(
-    BEGIN,
-    END,
-    render,
-    prog="python -m engine.config_doc",
+    "config",
+    "engine.config_doc",
+    "engine/config/{loop,train,finetune,model,presets,docs}.py",
+    body,
     what="run config reference",
-    stale=f"the run config reference differs from the config dataclasses; regenerate it with `{REGENERATE}`.",
+    stale="the run config reference differs from the config dataclasses; regenerate it with `{regenerate}`.",
     description=__doc__,
 )
-current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
+BEGIN, END, REGENERATE = BLOCK.begin, BLOCK.end, BLOCK.regenerate
+render, current_block, write, main = BLOCK.render, BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from engine.config.errors import ConfigError
 from engine.runs.store import RunDir, RunStoreError, now_iso, resolve_run, write_json_atomic
 
 SCHEMA = 1
-FILE_NAME = "demo.json"
+FILE_NAME = "demo.json"  # locations.demo_chain_file()
 LOCK_NAME = "demo.lock"  # held by the driver while it lives
 EDIT_LOCK_NAME = "demo.json.lock"  # held across each read-modify-write of demo.json
 DRIVER_LOG = "demo-driver.log"
@@ -190,7 +190,7 @@ def home() -> Path:
 
 
 def chain_path() -> Path:
-    return home() / FILE_NAME
+    return locations.demo_chain_file()
 
 
 def load_chain() -> Chain | None:

@@ -1,5 +1,6 @@
 """README blocks generated from code (the run schema, the worker protocol, the CLI and config
-references): one reader, one writer and one command line, shared through :class:`DocBlock`.
+references): one frame, one reader, one writer and one command line, shared through
+:class:`DocBlock`, and the Markdown table helpers (:func:`cell`, :func:`table`) the generators use.
 
 A block sits between a begin and an end marker comment; ``--check`` compares it with what the code
 renders, ``--write`` replaces it, so the README cannot drift from the modules it documents.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,20 +76,64 @@ def block_main(
     return 0
 
 
+def cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def summary(doc: str | None) -> str:
+    """A docstring's first paragraph as a table cell (reST ``code`` becomes `code`)."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return cell(paragraph.replace("``", "`"))
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row of already-escaped cells."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 @dataclass(frozen=True)
 class DocBlock:
-    """One generated block: its markers, what renders it, and its ``python -m`` command line.
+    """One generated block: its markers, what renders its body, and its ``python -m`` command line.
 
-    A generating module declares one (``BLOCK = DocBlock(...)``) and exposes its three methods, so
-    every block is read, rewritten and checked the same way."""
+    A generating module declares one (``BLOCK = DocBlock("cli", "canvas_tui.cli_doc", ...)``) and
+    exposes its methods, so every block is framed, read, rewritten and checked the same way: the
+    markers ``<!-- KEY:begin -->`` / ``<!-- KEY:end -->``, then a comment naming ``source`` and the
+    command that regenerates the block, a blank line, and ``body()``'s lines."""
 
-    begin: str
-    end: str
-    render: Callable[[], str]
-    prog: str
+    key: str
+    module: str  # spelled out: under ``python -m`` the generator's ``__name__`` is "__main__"
+    source: str
+    body: Callable[[], list[str]]
     what: str
-    stale: str
+    stale: str  # the --check message; ``{regenerate}`` stands for the command
     description: str | None = None
+
+    @property
+    def begin(self) -> str:
+        return f"<!-- {self.key}:begin -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- {self.key}:end -->"
+
+    @property
+    def prog(self) -> str:
+        return f"python -m {self.module}"
+
+    @property
+    def regenerate(self) -> str:
+        """The command that rewrites the README's block."""
+        return f"{self.prog} --write README.md"
+
+    def render(self) -> str:
+        """The whole generated block, markers included."""
+        head = [self.begin, f"<!-- generated from {self.source} by `{self.regenerate}` -->", ""]
+        return "\n".join([*head, *self.body(), self.end])
 
     def current(self, path: Path) -> str:
         """The block as the file holds it now."""
@@ -107,5 +152,5 @@ class DocBlock:
             begin=self.begin,
             end=self.end,
             render=self.render,
-            stale=self.stale,
+            stale=self.stale.format(regenerate=self.regenerate),
         )

@@ -34,6 +34,12 @@ def runs_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "runs"
 
 
+def demo_chain_file() -> Path:
+    """The demo chain's state (:mod:`engine.demo_chain`), next to the run store: the console checks
+    that it exists before importing the chain's code."""
+    return runs_dir().parent / "demo.json"
+
+
 def cache_dir() -> Path:
     """Prepared data (tokenizers, token shards), keyed by content hash; safe to delete."""
     override = os.environ.get(CACHE_ENV, "").strip()

@@ -27,6 +27,12 @@ import pytest
 from engine.locations import CACHE_ENV
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``: the console's Pilot tests) run on asyncio only."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_home(tmp_path_factory: pytest.TempPathFactory):
     """A CANVAS_HOME for what runs outside any one test (module- and session-scoped fixtures), so

@@ -12,14 +12,18 @@ import math
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.runs import EventWriter, RunKind, create_run, launch_detached, wait_for_end
 from engine.runs.store import RunDir
-from tests.waiting import wait_until
+from tests.waiting import pilot_wait_until, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 STUB = REPO / "tests" / "engine_stub.py"
@@ -28,6 +32,16 @@ STUB = REPO / "tests" / "engine_stub.py"
 FROZEN_NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc).timestamp()
 
 HOSTILE = "[bold red]not bold[/] [/INST] [@click=app.quit]x[/] [link=file:///etc]y[/link] [/"
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC (the times a snapshot shows do not depend on the machine's zone)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def iso(ts: float) -> str:
@@ -201,6 +215,75 @@ def finish(run: RunDir) -> None:
     if run_status(run, tail=0).is_live:
         kill_run(run)
         wait_for_end(run, 10)
+
+
+# ------------------------------------------------------------------------------ driving the console
+def make_app(**kw: Any):
+    """The console for a Pilot test: it rescans every 0.1 s unless told otherwise."""
+    from canvas_tui.app import CanvasApp
+
+    kw.setdefault("poll_interval", 0.1)
+    return CanvasApp(**kw)
+
+
+def snapshot_app(theme: str | None = None):
+    """The console for a snapshot: a frozen clock for ages, and one scan (no refresh mid-shot)."""
+    from canvas_tui.app import CanvasApp
+
+    made = CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)
+    if theme is not None:
+        made.theme = theme  # before mount: not saved to the settings
+    return made
+
+
+def on_screen(app, cls) -> bool:
+    """The app shows a mounted screen of type ``cls`` (push_screen changes the stack before mount)."""
+    return isinstance(app.screen, cls) and app.screen.is_mounted
+
+
+def select(app, run_id: str) -> None:
+    """Put the Runs screen's cursor on ``run_id``."""
+    table = app.screen.query_one("#runs-table")
+    table.move_cursor(row=table.get_row_index(run_id), animate=False)
+
+
+def dashboard_painted(app) -> bool:
+    """The dashboard is up with the run's whole history, its status, and everything drawn."""
+    from canvas_tui.screens.dashboard import DashboardScreen
+
+    screen = app.screen
+    return (
+        isinstance(screen, DashboardScreen)
+        and screen.is_mounted
+        and screen.view.resolution == "full"
+        and screen.status is not None
+        and not screen._dirty
+    )
+
+
+async def open_dashboard(app, pilot, run: RunDir | Path, *, settle: float = 0.0):
+    """Open the dashboard of ``run`` (a run directory or its path) and wait for its first full
+    paint (:func:`dashboard_painted`); then let the layout settle for ``settle`` seconds."""
+    app.open_dashboard(run.path if isinstance(run, RunDir) else run)
+    await pilot_wait_until(pilot, lambda: dashboard_painted(app), what="the dashboard's first paint")
+    await pilot.pause(settle or None)
+    return app.screen
+
+
+@asynccontextmanager
+async def dashboard_of(run: RunDir | Path, size: tuple[int, int], *, settle: float = 0.2, **app_kw: Any):
+    """A console of ``size`` (:func:`make_app` with ``app_kw``) showing the dashboard of ``run``,
+    painted: ``async with dashboard_of(run, (160, 48)) as (pilot, screen): ...``."""
+    app = make_app(**app_kw)
+    async with app.run_test(size=size) as pilot:
+        yield pilot, await open_dashboard(app, pilot, run, settle=settle)
+
+
+async def scroll_to_telemetry(pilot) -> None:
+    """Scroll the open dashboard so that its telemetry (GPU, system) panes are at the top."""
+    screen = pilot.app.screen
+    screen.query_one("#dash-body").scroll_to_widget(screen.query_one("#telemetry"), animate=False, top=True)
+    await pilot.pause(0.3)
 
 
 def screen_text(app) -> str:

@@ -27,11 +27,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def seed_for(order: list[int], n: int = 2) -> int:
     """A seed whose first pair is ``order`` (indices into the models), so a test knows who is A."""
     return next(s for s in range(1000) if random.Random(s).sample(range(n), 2) == order)

@@ -32,11 +32,6 @@ pytestmark = pytest.mark.anyio
 ANSI = "\x1b[31mred\x1b[0m"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # ------------------------------------------------------------------------------------ no Textual
 def test_chat_file_round_trip_skips_a_torn_line(tmp_path):
     run = make_run("talky")
@@ -98,6 +93,48 @@ def test_sampling_settings_are_checked_by_field():
 def test_literal_makes_control_characters_visible():
     assert literal("a\x1b[31mb\tc\nd\x07") == "a␛[31mb\tc\nd�"
     assert literal(HOSTILE) == HOSTILE
+
+
+def test_one_answer_stream_serves_the_chat_and_the_arena():
+    """stream_answer (both screens' generate worker) posts the pieces, then the end or the failure,
+    each naming the column or side and the request it belongs to."""
+    from canvas_tui.screens.chat import Job, stream_answer
+    from tests.chat_fixtures import ScriptedClient
+
+    class Inbox:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def post_message(self, message) -> bool:
+            self.got.append(message)
+            return True
+
+    def payload(m) -> str:
+        return m.done.text if hasattr(m, "done") else getattr(m, "text", None) or m.error
+
+    choice, target = ModelChoice("m", "m"), object()
+    clients = {
+        "answers": ScriptedClient(choice, "Hello there.", piece=5),
+        "fails": ScriptedClient(choice, "Hi", generate_error="must be > 0"),
+        "gone": None,
+    }
+    got = {}
+    for name, client in clients.items():
+        inbox, job = Inbox(), Job()
+        stream_answer(inbox, target, job, client, {"prompt": "hi"})
+        assert all(m.target is target and m.job is job for m in inbox.got)
+        assert (job.stream is None) == (client is None)  # a started stream is there to cancel
+        got[name] = [(type(m).__name__, payload(m)) for m in inbox.got]
+    assert got == {
+        "answers": [
+            ("AnswerDelta", "Hello"),
+            ("AnswerDelta", " ther"),
+            ("AnswerDelta", "e."),
+            ("AnswerDone", "Hello there."),
+        ],
+        "fails": [("AnswerDelta", "Hi"), ("AnswerFailed", "temperature: must be > 0")],
+        "gone": [("AnswerFailed", "the model's worker is gone")],
+    }
 
 
 def test_pickable_runs_lists_checkpoints_best_first():

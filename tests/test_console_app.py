@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.app import CanvasApp
 from canvas_tui.screens.confirm import ConfirmScreen
 from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.screens.new_run import NewRunScreen
@@ -35,8 +34,12 @@ from tests.console_fixtures import (
     fake_checkpoint,
     finetuning,
     finish,
+    make_app,
     make_run,
+    on_screen,
+    open_dashboard,
     screen_text,
+    select,
     start_stub,
     training,
     wait_running,
@@ -44,36 +47,6 @@ from tests.console_fixtures import (
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def make_app(**kw) -> CanvasApp:
-    kw.setdefault("poll_interval", 0.1)
-    return CanvasApp(**kw)
-
-
-async def open_dashboard(app, pilot, run) -> DashboardScreen:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.view.resolution == "full", what="history")
-    await wait_for(pilot, lambda: not screen._dirty, what="first paint")
-    await pilot.pause()  # let the layout catch up with what was just drawn
-    return screen
-
-
-def on_screen(app, cls) -> bool:
-    """The app shows a mounted screen of type ``cls`` (push_screen changes the stack before mount)."""
-    return isinstance(app.screen, cls) and app.screen.is_mounted
-
-
-def select(app, run_id: str) -> None:
-    table = app.screen.query_one("#runs-table")
-    table.move_cursor(row=table.get_row_index(run_id), animate=False)
 
 
 # ----------------------------------------------------------------------------------------- runs

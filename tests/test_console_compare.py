@@ -11,8 +11,16 @@ from canvas_tui.screens.compare import CompareScreen
 from canvas_tui.screens.runs import RunsScreen
 from canvas_tui.widgets.compare_plot import ComparePlot, Legend
 from canvas_tui.widgets.loss_plot import theme_rgb
-from tests.console_fixtures import FROZEN_NOW, HOSTILE, make_run, screen_text, training
-from tests.test_console_snapshots import utc  # noqa: F401 (fixture)
+from tests.console_fixtures import (
+    FROZEN_NOW,
+    HOSTILE,
+    make_run,
+    screen_text,
+    select,
+    snapshot_app,
+    training,
+    utc,  # noqa: F401 (a fixture)
+)
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
@@ -23,12 +31,7 @@ RUN_C = "20261127-113000-000-0000cccc"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def three_runs(utc):  # noqa: F811
+def three_runs(utc):  # noqa: F811 (the fixture imported above)
     make_run(
         "tiny-owt",
         run_id=RUN_A,
@@ -52,11 +55,6 @@ def three_runs(utc):  # noqa: F811
         write=training(60, t0=FROZEN_NOW - 3500, gpus=0, telemetry_every=0, eval_every=20),
     )
     make_run("not-marked", run_id=RUN_C, created=FROZEN_NOW - 600, total_steps=10, write=training(10))
-
-
-def select(app, run_id: str) -> None:
-    table = app.screen.query_one("#runs-table")
-    table.move_cursor(row=table.get_row_index(run_id), animate=False)
 
 
 async def mark_and_compare(pilot) -> CompareScreen:
@@ -117,6 +115,21 @@ async def test_marked_runs_open_overlaid_curves_and_a_config_diff(three_runs):
             "lr",
             "model.n_layers",
         ]
+
+        # Another theme: the legend, the curves and the highlighted keys take its colours.
+        def first_colour() -> str:
+            return str(legend.content.spans[0].style)
+
+        dark = first_colour()
+        app.theme = "canvas-light"
+        await wait_for(pilot, lambda: first_colour() != dark, what="the legend recoloured")
+        assert (
+            first_colour()
+            == "bold rgb(31,111,168)"
+            == "bold rgb({},{},{})".format(*theme_rgb(app, "plot-train"))
+        )
+        assert str(table.get_row("lr")[0].style) == f"bold {app.theme_variables['warning']}"
+        assert plot.drawn["tiny-owt"][0][-1] == 100  # redrawn, same points
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="back")
 
@@ -138,5 +151,15 @@ async def test_compare_shows_hostile_names_and_values_literally():
 
 
 def test_compare_160x48(three_runs, snap_compare):
-    app = CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)
-    assert snap_compare(app, terminal_size=(160, 48), run_before=mark_and_compare)
+    assert snap_compare(snapshot_app(), terminal_size=(160, 48), run_before=mark_and_compare)
+
+
+def test_compare_80x24(three_runs, snap_compare):
+    """An SSH terminal: the plot keeps its ten rows, the config table scrolls below it."""
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=mark_and_compare)
+
+
+@pytest.mark.parametrize("theme", ["canvas-light", "canvas-high-contrast"])
+def test_compare_in_theme(three_runs, snap_compare, theme):
+    """The runs' colours, the legend and the highlighted config keys in the other two themes."""
+    assert snap_compare(snapshot_app(theme), terminal_size=(120, 40), run_before=mark_and_compare)

@@ -17,11 +17,6 @@ from tests.waiting import pilot_wait_until as wait_for
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_log_pane_lines_are_the_formatter_words_in_columns():
     log = Log(message="disk [/x] full", level="warning", t=None)
     line = event_line(log)

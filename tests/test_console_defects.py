@@ -17,31 +17,26 @@ import pytest
 from textual.command import CommandList, CommandPalette
 
 from canvas_tui.actions import ACTIONS, display_key
-from canvas_tui.app import CanvasApp
+from canvas_tui.screens.compare import CompareScreen
 from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.screens.evaluation import EvaluationScreen
 from canvas_tui.screens.help import HelpScreen
 from canvas_tui.screens.new_run import NewRunScreen
 from canvas_tui.screens.runs import RunsScreen
-from tests.console_fixtures import REPO, make_run, training
-from tests.test_console_snapshots import store, utc  # noqa: F401 (fixtures of the snapshot below)
+from tests.console_fixtures import (
+    REPO,
+    make_app,
+    make_run,
+    on_screen,
+    open_dashboard,
+    snapshot_app,
+    training,
+    utc,  # noqa: F401 (a fixture of the snapshot below)
+)
+from tests.test_console_snapshots import store  # noqa: F401 (a fixture of the snapshot below)
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def make_app(**kw) -> CanvasApp:
-    kw.setdefault("poll_interval", 0.1)
-    return CanvasApp(**kw)
-
-
-def on_screen(app, cls) -> bool:
-    return isinstance(app.screen, cls) and app.screen.is_mounted
 
 
 # ----------------------------------------------------------------------------------- (1) palette
@@ -51,18 +46,21 @@ def palette_lines(app) -> list[str]:
     return [str(option.prompt) for option in options]
 
 
-async def palette_shows(pilot, app, typed: str, title: str, key: str) -> list[str]:
-    """Open the palette on the current screen, type ``typed`` and wait for ``title`` with its key."""
+async def palette_shows(pilot, app, typed: str, title: str, key: str, *more: tuple[str, str]) -> list[str]:
+    """Open the palette on the current screen, type ``typed`` and wait for ``title`` with its key
+    (and for each further (title, key) of ``more``); the lines listed for them, in that order."""
     below = app.screen
     await pilot.press("ctrl+p")
     await wait_for(pilot, lambda: on_screen(app, CommandPalette), what="the palette")
     await pilot.press(*typed)
-    want = f"[{key}]"
+    wanted = [(title, key), *more]
 
-    def listed() -> list[str]:
-        return [line for line in palette_lines(app) if line.startswith(title) and want in line]
+    def listed() -> list[str] | None:
+        lines = palette_lines(app)
+        found = [[line for line in lines if line.startswith(t) and f"[{k}]" in line] for t, k in wanted]
+        return [line for match in found for line in match] if all(found) else None
 
-    found = await wait_for(pilot, listed, what=f"{title!r} with its key {want} after typing {typed!r}")
+    found = await wait_for(pilot, listed, what=f"{wanted!r} with their keys after typing {typed!r}")
     assert app.return_code is None  # no crash (the old palette raised MarkupError here)
     await pilot.press("escape")
     await wait_for(pilot, lambda: app.screen is below, what="the palette closed")
@@ -73,33 +71,78 @@ def key_of(action_id: str) -> str:
     return display_key(next(a for a in ACTIONS if a.id == action_id))
 
 
+def own_key_hints(app, scope: str) -> dict[str, str]:
+    """The palette's commands for the current screen's own actions (those of ``scope``): title ->
+    help line. Each help is a ``Content`` (never a markup string) that ends with the action's key."""
+    from textual.content import Content
+
+    from canvas_tui.app import SCOPE_PREFIX
+
+    commands = {c.title: c.help for c in app.get_system_commands(app.screen)}
+    own = {SCOPE_PREFIX[scope] + a.title: a for a in ACTIONS if a.scope == scope}
+    offered = {title: commands[title] for title in own if title in commands}
+    assert offered, (scope, sorted(commands))
+    for title, help_line in offered.items():
+        assert isinstance(help_line, Content), title
+        assert help_line.plain == f"{own[title].help}  [{display_key(own[title])}]", title
+    return {title: help_line.plain for title, help_line in offered.items()}
+
+
 async def test_palette_text_is_literal_and_shows_key_hints_on_every_screen():
     run = make_run("pal", write=training(5))
+    other = make_run("pal-2", write=training(5))
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: on_screen(app, RunsScreen) and app.screen.scans > 0)
         # The Filter key is "/": its hint "[/]" used to be parsed as a closing tag and crash.
         (line,) = await palette_shows(pilot, app, "filter", "runs: Filter", "/")
         assert line.endswith("Filter runs by id, name, kind or status  [/]")
+        assert own_key_hints(app, "runs")["runs: Filter"].endswith("[/]")
         # (Stop is offered for live runs only; this one has ended: Delete is always offered.)
         await palette_shows(pilot, app, "delete", "runs: Delete", key_of("runs.delete"))
         app.open_dashboard(run.path)
         await wait_for(pilot, lambda: on_screen(app, DashboardScreen))
         await palette_shows(pilot, app, "log scale", "run: Log scale", key_of("dashboard.log_scale"))
+        assert "run: Log scale" in own_key_hints(app, "dashboard")
         await pilot.press("escape")
         await wait_for(pilot, lambda: on_screen(app, RunsScreen))
         await pilot.press("n")
         await wait_for(pilot, lambda: on_screen(app, NewRunScreen))
         # "[ctrl+l]" used to vanish: Textual took it for an unknown style.
         await palette_shows(pilot, app, "launch", "new run: Launch", "ctrl+l")
+        assert own_key_hints(app, "new_run")["new run: Launch"].endswith("[ctrl+l]")
         await pilot.press("escape")
         await wait_for(pilot, lambda: on_screen(app, RunsScreen))
         await pilot.press("E")
         await wait_for(pilot, lambda: on_screen(app, EvaluationScreen))
         await palette_shows(pilot, app, "sort", "eval: Sort", key_of("evaluation.sort"))
+        assert "eval: Sort" in own_key_hints(app, "evaluation")
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: on_screen(app, HelpScreen))
         await palette_shows(pilot, app, "runs", "go: Runs", key_of("app.runs"))
+        # The compare screen lists its own commands, each with its key, as soon as the palette opens
+        # (nothing typed: every command is listed).
+        app.push_screen(CompareScreen([run.path, other.path]))
+        await wait_for(pilot, lambda: on_screen(app, CompareScreen) and app.screen.loaded, what="compare")
+        lines = await palette_shows(
+            pilot,
+            app,
+            "",
+            "compare: X axis",
+            "x",
+            ("compare: Only differences", "d"),
+            ("compare: Back", "esc"),
+        )
+        assert lines == [
+            "compare: X axis\nPlot against step, tokens seen or wall time (cycles)  [x]",
+            "compare: Only differences\nShow only the config keys that differ / every key  [d]",
+            "compare: Back\nBack to the runs list  [esc]",
+        ]
+        assert sorted(own_key_hints(app, "compare")) == [
+            "compare: Back",
+            "compare: Only differences",
+            "compare: X axis",
+        ]
         assert app.return_code is None
 
 
@@ -187,6 +230,8 @@ def test_canvas_console_exits_non_zero_and_names_the_saved_traceback(tmp_path):
 
 # ------------------------------------------------------------------------------ (3) New-run form
 async def test_opening_the_form_validates_once_and_typing_validates_one_tab_debounced(monkeypatch):
+    from textual.widgets import Input
+
     from canvas_tui import forms
 
     counts = {"pretrain": 0, "finetune": 0}
@@ -215,14 +260,28 @@ async def test_opening_the_form_validates_once_and_typing_validates_one_tab_debo
         # Once per tab (the fine-tune tab again when its preflight answers), not ~30 times each.
         assert counts["pretrain"] == 1 and counts["finetune"] <= 3, counts
         counts.update(pretrain=0, finetune=0)
-        form.query_one("#f-lr").focus()
+        field = form.query_one("#f-lr", Input)
+        field.focus()
+        await pilot.pause()
+        # Every layout of the form's screen (Textual's public signal): typing repaints the field
+        # only (it used to lay out the whole screen, ~100 widgets, on every key).
+        layouts: list[object] = []
+        form.screen_layout_refresh_signal.subscribe(app, layouts.append, immediate=True)
         await pilot.press("end", "5", "5", "5")
         assert counts == {"pretrain": 0, "finetune": 0}  # typing itself validates nothing
+        assert layouts == []
         await wait_for(pilot, lambda: counts["pretrain"] == 1, what="one validation after the pause")
         await pilot.pause(0.3)
         assert counts == {"pretrain": 1, "finetune": 0}  # only the tab that changed
         assert form.values["lr"].endswith("555")
         assert form.config is not None and form.config.lr == float(form.values["lr"])
+        assert layouts == []  # the estimate and the error lines show nothing new: left as they are
+        # Without the layout the field still scrolls to keep what is typed in sight (as Input does:
+        # the cursor at most one cell past the text).
+        field.value = "1" * 3 * field.content_size.width
+        await pilot.press("end", "7")
+        assert field.scroll_offset.x > 0
+        assert field.content_region.x <= field.cursor_screen_offset.x <= field.content_region.right
 
 
 class Controls:
@@ -312,16 +371,7 @@ async def test_pane_borders_stand_out_from_what_is_behind_them(theme):
     from canvas_tui.widgets.log_pane import LogPane
     from canvas_tui.widgets.panes import Pane
 
-    run = make_run("bordered", total_steps=50, write=training(50))
-    app = make_app()
-    app.theme = theme
-    async with app.run_test(size=(120, 40)) as pilot:
-        app.open_dashboard(run.path)
-        screen = await wait_for(pilot, lambda: on_screen(app, DashboardScreen) and app.screen)
-        await wait_for(pilot, lambda: not screen._dirty, what="first paint")
-        await pilot.pause(0.2)
-        panes = [*screen.query(Pane), *screen.query(LogPane)]
-        assert len(panes) >= 4
+    def assert_borders_stand_out(panes) -> None:
         for pane in panes:
             kind, color = pane.styles.border_top
             behind = pane.background_colors[1]  # what the border is drawn on
@@ -329,19 +379,27 @@ async def test_pane_borders_stand_out_from_what_is_behind_them(theme):
             # White on white used to be 1.07 in canvas-light; the dark theme's borders are ~1.9.
             assert contrast(color, behind) >= 1.8, (pane.id, color.hex, behind.hex)
 
-
-async def gpu_pane_in_view(pilot) -> None:
-    from tests.test_console_snapshots import dashboard_loaded
-
-    await dashboard_loaded(pilot)
-    screen = pilot.app.screen
-    screen.query_one("#dash-body").scroll_to_widget(screen.query_one("#telemetry"), animate=False, top=True)
-    await pilot.pause(0.3)
+    run = make_run("bordered", total_steps=50, write=training(50))
+    other = make_run("bordered-too", total_steps=50, write=training(50))
+    app = make_app()
+    app.theme = theme
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_dashboard(app, pilot, run, settle=0.2)
+        panes = [*screen.query(Pane), *screen.query(LogPane)]
+        assert len(panes) >= 4
+        assert_borders_stand_out(panes)
+        # The compare view's plot and config table too (they were white on white in canvas-light).
+        app.push_screen(CompareScreen([run.path, other.path]))
+        await wait_for(pilot, lambda: on_screen(app, CompareScreen) and app.screen.loaded, what="compare")
+        await pilot.pause(0.1)
+        assert_borders_stand_out(
+            [app.screen.query_one("#compare-plot"), app.screen.query_one("#compare-config")]
+        )
 
 
 @pytest.mark.usefixtures("store")
 def test_gpu_pane_snapshot_80x24(snap_compare):
     """Two GPUs at 80x24, scrolled to the telemetry: the GPU pane spans the column, nothing cut off."""
-    from tests.test_console_snapshots import app as snapshot_app
+    from tests.test_console_snapshots import telemetry_loaded
 
-    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=gpu_pane_in_view)
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=telemetry_loaded)

@@ -45,11 +45,6 @@ FORM = (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def on_screen(app, cls) -> bool:
     return isinstance(app.screen, cls) and app.screen.is_mounted
 

@@ -14,32 +14,11 @@ import pytest
 
 from canvas_tui.actions import ACTIONS, SCOPES
 from canvas_tui.app import CanvasApp
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.screens.help import ACTION_WIDTH, KEY_WIDTH, HelpScreen, KeyList
-from tests.console_fixtures import make_run, screen_text, training
+from tests.console_fixtures import make_run, on_screen, open_dashboard, screen_text, training
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def on_screen(app, cls) -> bool:
-    return isinstance(app.screen, cls) and app.screen.is_mounted
-
-
-async def open_dashboard(app, pilot, run) -> DashboardScreen:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: on_screen(app, DashboardScreen), what="dashboard")
-    screen = app.screen
-    await wait_for(
-        pilot, lambda: screen.view.resolution == "full" and screen.status is not None, what="status"
-    )
-    await wait_for(pilot, lambda: not screen._dirty, what="first paint")
-    return screen
 
 
 async def help_descriptions(pilot, app) -> str:
@@ -92,8 +71,11 @@ def palette_titles(app) -> set[str]:
     return {command.title for command in app.get_system_commands(app.screen)}
 
 
-def toasts(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+def toasts(messages: list) -> list[str]:
+    """The toasts among the messages an app handled (``run_test(message_hook=messages.append)``)."""
+    from textual.notifications import Notify
+
+    return [str(m.notification.message) for m in messages if isinstance(m, Notify)]
 
 
 async def test_stop_and_resume_are_offered_only_in_the_states_that_allow_them():
@@ -106,7 +88,8 @@ async def test_stop_and_resume_are_offered_only_in_the_states_that_allow_them():
         meta={"host": socket.gethostname()},
     )
     app = CanvasApp(poll_interval=0.1)
-    async with app.run_test(size=(140, 40)) as pilot:
+    handled: list = []
+    async with app.run_test(size=(140, 40), message_hook=handled.append) as pilot:
         screen = await open_dashboard(app, pilot, run)
         await wait_for(pilot, lambda: "Stop" in footer(app), what="Stop in the footer")
         assert "Resume" not in footer(app)
@@ -117,9 +100,9 @@ async def test_stop_and_resume_are_offered_only_in_the_states_that_allow_them():
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="confirm")
         await pilot.press("y")
         await wait_for(
-            pilot, lambda: any("Asked run state-aware to stop" in t for t in toasts(app)), what="toast"
+            pilot, lambda: any("Asked run state-aware to stop" in t for t in toasts(handled)), what="toast"
         )
-        assert not any(run.id in t for t in toasts(app))
+        assert not any(run.id in t for t in toasts(handled))
         # The engine stops: the footer and the palette follow the new status.
         run.update_meta(status="stopped")
         await wait_for(pilot, lambda: "Resume" in footer(app) and "Stop" not in footer(app), what="footer")
@@ -132,9 +115,9 @@ async def test_stop_and_resume_are_offered_only_in_the_states_that_allow_them():
         # Resume is refused (this run recorded no resume command): the refusal names it by name too.
         await pilot.press("r")
         await wait_for(
-            pilot, lambda: any("recorded no resume command" in t for t in toasts(app)), what="refusal"
+            pilot, lambda: any("recorded no resume command" in t for t in toasts(handled)), what="refusal"
         )
-        refusal = next(t for t in toasts(app) if "recorded no resume command" in t)
+        refusal = next(t for t in toasts(handled) if "recorded no resume command" in t)
         assert refusal.startswith("run state-aware recorded no resume command"), refusal
     finished = make_run("all-done", total_steps=10, write=training(10))
     app = CanvasApp(poll_interval=0.1)

@@ -8,10 +8,9 @@ from datetime import datetime, timezone
 import pytest
 
 from canvas_tui.app import CanvasApp
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.widgets.log_pane import EVENT_GUTTER, LogPane, untrusted_lines
 from engine.runs import EventWriter
-from tests.console_fixtures import FROZEN_NOW, make_run
+from tests.console_fixtures import FROZEN_NOW, make_run, open_dashboard
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
@@ -20,16 +19,8 @@ RED = "\x1b[31m"
 RESET = "\x1b[0m"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def open_log(app, pilot, run) -> LogPane:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.view.resolution == "full", what="history")
+    screen = await open_dashboard(app, pilot, run)
     pane = screen.query_one(LogPane)
     await wait_for(pilot, lambda: pane.wrap_width > 0 and len(pane.lines) > 0, what="the log drawn")
     return pane

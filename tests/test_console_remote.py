@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 OTHER = "gpu-node-7"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def remote_run(name: str, beat_age: float):
     run = create_run("pretrain", name)
     started = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()

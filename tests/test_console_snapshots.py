@@ -4,17 +4,23 @@ blink. Review a changed snapshot in the report before accepting it with ``--snap
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import Input
 
-from canvas_tui.app import CanvasApp
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.screens.new_run import NewRunScreen
 from engine.config.finetune import FinetuneConfig
 from engine.runs.store import RunDir
-from tests.console_fixtures import FROZEN_NOW, fake_checkpoint, finetuning, make_run, training
+from tests.console_fixtures import (
+    FROZEN_NOW,
+    fake_checkpoint,
+    finetuning,
+    make_run,
+    open_dashboard,
+    scroll_to_telemetry,
+    training,
+    utc,  # noqa: F401 (a fixture)
+)
+from tests.console_fixtures import snapshot_app as app
 from tests.waiting import pilot_wait_until
 
 RUN_A = "20261127-100000-000-0000aaaa"
@@ -24,16 +30,7 @@ RUN_F = "20261127-113000-000-0000ffff"
 
 
 @pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
-def store(utc):
+def store(utc):  # noqa: F811 (the fixture imported above)
     a = make_run(
         "tiny-owt",
         run_id=RUN_A,
@@ -54,33 +51,20 @@ def store(utc):
     return a
 
 
-def app(theme: str | None = None) -> CanvasApp:
-    made = CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=60.0)  # one scan: no refresh mid-shot
-    if theme is not None:
-        made.theme = theme  # before mount: not saved to the settings
-    return made
-
-
 async def runs_loaded(pilot) -> None:
     await pilot_wait_until(pilot, lambda: pilot.app.screen.scans >= 1, what="the first runs scan")
     await pilot.pause(0.1)
 
 
-def dashboard_painted(app: CanvasApp) -> bool:
-    screen = app.screen
-    return (
-        isinstance(screen, DashboardScreen)
-        and screen.view.resolution == "full"
-        and screen.status is not None
-        and not screen._dirty
-    )
-
-
 async def dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
-    pilot.app.open_dashboard(_path(RUN_A))
-    await pilot_wait_until(pilot, lambda: dashboard_painted(pilot.app), what="the dashboard's first paint")
-    await pilot.pause(0.3)
+    await open_dashboard(pilot.app, pilot, _path(RUN_A), settle=0.3)
+
+
+async def telemetry_loaded(pilot) -> None:
+    """The dashboard, scrolled so that its GPU and system panes are in view (at 80x24)."""
+    await dashboard_loaded(pilot)
+    await scroll_to_telemetry(pilot)
 
 
 def _path(run_id: str):
@@ -190,7 +174,7 @@ def test_new_run_finetune_120x40(store, snap_compare):
 
 
 @pytest.fixture
-def ft_store(utc):
+def ft_store(utc):  # noqa: F811 (the fixture imported above)
     make_run(
         "tiny-owt",
         run_id=RUN_A,
@@ -214,9 +198,7 @@ def ft_store(utc):
 
 async def ft_dashboard_loaded(pilot) -> None:
     await runs_loaded(pilot)
-    pilot.app.open_dashboard(_path(RUN_F))
-    await pilot_wait_until(pilot, lambda: dashboard_painted(pilot.app), what="the dashboard's first paint")
-    await pilot.pause(0.3)
+    await open_dashboard(pilot.app, pilot, _path(RUN_F), settle=0.3)
 
 
 def test_finetune_dashboard_120x40(ft_store, snap_compare):

@@ -12,39 +12,16 @@ import socket
 
 import pytest
 
-from canvas_tui.app import CanvasApp
 from canvas_tui.fmt import fmt_bytes
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.widgets.checkpoints import CheckpointList
 from canvas_tui.widgets.run_header import RunHeader
 from engine.runs import EventWriter
 from engine.runs.control import stop_run
 from engine.train.checkpoint import set_pointer
-from tests.console_fixtures import FROZEN_NOW, fake_checkpoint, make_run, training
+from tests.console_fixtures import FROZEN_NOW, fake_checkpoint, make_app, make_run, open_dashboard, training
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def make_app(**kw) -> CanvasApp:
-    kw.setdefault("poll_interval", 0.1)
-    return CanvasApp(**kw)
-
-
-async def open_dashboard(app, pilot, run) -> DashboardScreen:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
-    screen = app.screen
-    await wait_for(
-        pilot, lambda: screen.view.resolution == "full" and screen.status is not None, what="history"
-    )
-    await wait_for(pilot, lambda: not screen._dirty, what="first paint")
-    return screen
 
 
 def header(screen) -> str:

@@ -12,27 +12,27 @@ import re
 
 import pytest
 
-from canvas_tui.app import CanvasApp
 from canvas_tui.fmt import bar, sparkline
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.widgets.gpu_pane import GpuPane
 from canvas_tui.widgets.loss_plot import LossPlot
 from canvas_tui.widgets.system_pane import SystemPane
 from canvas_tui.widgets.ticks import log_ticks, nice_ticks, tick_labels
 from engine.runs import EventWriter
-from tests.console_fixtures import FROZEN_NOW, make_run
-from tests.test_console_snapshots import utc  # noqa: F401 (a fixture of the snapshots below)
+from tests.console_fixtures import (
+    FROZEN_NOW,
+    dashboard_of,
+    make_run,
+    snapshot_app,
+    utc,  # noqa: F401 (a fixture of the snapshots below)
+)
+from tests.test_console_snapshots import dashboard_loaded as eight_loaded
+from tests.test_console_snapshots import telemetry_loaded
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
 
 #: Eight GPUs: GPU 3 lags (12%), GPU 5 runs hot (88 °C); every field the sampler writes.
 STRAGGLER, HOTTEST = 3, 5
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def gpu_feed(w: EventWriter, *, gpus: int = 8, t: float = FROZEN_NOW, rounds: int = 3) -> None:
@@ -94,15 +94,6 @@ def long_run(steps: int = 20_000, every: int = 100, gpus: int = 8):
     return write
 
 
-async def open_dash(app, pilot, run) -> DashboardScreen:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.is_mounted)
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.view.resolution == "full" and not screen._dirty, what="first paint")
-    await pilot.pause(0.2)
-    return screen
-
-
 def plot_text(plot) -> str:
     """What a plotext widget draws, as plain text."""
     return re.sub(r"\x1b\[[0-9;]*m", "", plot.plt.build())
@@ -159,9 +150,7 @@ def test_sparklines_and_bars_of_percentages_use_a_fixed_scale():
 # ------------------------------------------------------------------------------------ plots
 async def test_loss_plot_draws_raw_under_smoothed_with_round_step_ticks():
     run = make_run("ticks", total_steps=20_000, write=long_run(gpus=0))
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (_pilot, screen):
         plot = screen.query_one(LossPlot)
         assert plot.smoothing > 0
         # Raw first (faint), the smoothed line over it, then validation.
@@ -195,9 +184,7 @@ async def test_system_sparklines_show_low_use_as_low():
             )
 
     run = make_run("cpu12", write=write)
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (_pilot, screen):
         text = screen.query_one(SystemPane).text
         cpu_line = next(line for line in text.splitlines() if line.startswith("cpu"))
         ram_line = next(line for line in text.splitlines() if line.startswith("ram"))
@@ -210,9 +197,7 @@ async def test_eight_gpus_fit_at_160x48_one_line_each_with_the_log_on_screen():
     from canvas_tui.widgets.log_pane import LogPane
 
     run = make_run("eight", total_steps=20_000, write=long_run())
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (_pilot, screen):
         pane = screen.query_one(GpuPane)
         lines = pane.text.splitlines()
         assert [line.split()[0] for line in lines] == [str(i) for i in range(8)]  # one line a GPU
@@ -238,9 +223,7 @@ async def test_eight_gpus_fit_at_160x48_one_line_each_with_the_log_on_screen():
 
 async def test_gpu_pane_at_80x24_is_compact_two_gpus_a_line():
     run = make_run("eight-small", total_steps=20_000, write=long_run())
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (80, 24), poll_interval=60.0) as (_pilot, screen):
         pane = screen.query_one(GpuPane)
         lines = pane.text.splitlines()
         assert pane.compact and len(lines) == 4
@@ -268,9 +251,7 @@ async def test_one_gpu_keeps_numbers_and_the_history():
             )
 
     run = make_run("one", write=write)
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (_pilot, screen):
         pane = screen.query_one(GpuPane)
         (line,) = pane.text.splitlines()
         assert " 12%" in line and "8.0/80.0 GiB" in line and "50°C" in line and "100/400W" in line
@@ -292,37 +273,6 @@ def eight_store(utc):  # noqa: F811 (the fixture imported above)
     )
 
 
-def snapshot_app(theme: str | None = None):
-    from tests.test_console_snapshots import app
-
-    return app(theme)
-
-
-async def eight_loaded(pilot) -> None:
-    from tests.test_console_snapshots import RUN_A, _path, runs_loaded
-
-    await runs_loaded(pilot)
-    pilot.app.open_dashboard(_path(RUN_A))
-    await wait_for(
-        pilot,
-        lambda: (
-            isinstance(pilot.app.screen, DashboardScreen)
-            and pilot.app.screen.view.resolution == "full"
-            and pilot.app.screen.status is not None
-            and not pilot.app.screen._dirty
-        ),
-        what="the dashboard",
-    )
-    await pilot.pause(0.3)
-
-
-async def eight_loaded_telemetry(pilot) -> None:
-    await eight_loaded(pilot)
-    screen = pilot.app.screen
-    screen.query_one("#dash-body").scroll_to_widget(screen.query_one("#telemetry"), animate=False, top=True)
-    await pilot.pause(0.3)
-
-
 @pytest.mark.usefixtures("eight_store")
 def test_gpu_lines_160x48(snap_compare):
     assert snap_compare(snapshot_app(), terminal_size=(160, 48), run_before=eight_loaded)
@@ -330,7 +280,7 @@ def test_gpu_lines_160x48(snap_compare):
 
 @pytest.mark.usefixtures("eight_store")
 def test_gpu_lines_80x24(snap_compare):
-    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=eight_loaded_telemetry)
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=telemetry_loaded)
 
 
 @pytest.mark.usefixtures("eight_store")
@@ -344,9 +294,7 @@ async def test_p_picks_the_metric_the_side_plot_shows_and_its_values_are_plotted
     from canvas_tui.widgets.loss_plot import PickedMetricPlot
 
     run = make_run("metrics", total_steps=20_000, write=long_run(gpus=1))
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (pilot, screen):
         plot = screen.query_one("#lr-plot", PickedMetricPlot)
         assert plot.metric == "lr" and set(plot.values) == {2e-3}
         last_step = (20_000 - 100) / 10  # seconds between the first and the last metric event
@@ -382,9 +330,7 @@ async def test_samples_pane_appears_when_the_first_sample_event_arrives_and_show
         w.emit("metric", step=1, loss=3.0, t=FROZEN_NOW)
 
     run = make_run("late-samples", total_steps=100, write=write, status="running")
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(160, 48)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (160, 48), poll_interval=60.0) as (pilot, screen):
         pane = screen.query_one(SamplesPane)
         assert not pane.display
         model_text = "\x1b[31mred?\x1b[0m [b]not bold[/b] \u202eevil\u202c\nline two\ttab"
@@ -402,11 +348,31 @@ async def test_samples_pane_appears_when_the_first_sample_event_arrives_and_show
 
 
 # ------------------------------------------------------------------------------------ eval runs
-async def test_an_eval_runs_dashboard_shows_its_progress_then_its_results_not_loss_plots():
+def write_results(run, second: str = "owt-small") -> None:
+    """An evaluation's results.json (two models, one comparison), written as the engine does: to a
+    temporary file renamed into place, so a reader never sees half of it."""
     import json
 
-    from canvas_tui.widgets.eval_run_pane import EvalRunPane
     from tests.test_eval_screen import SETTINGS, VERDICT, model_entry
+
+    results = {
+        "schema": 1,
+        "settings": SETTINGS,
+        "models": [
+            model_entry("tiny-owt", None, 1.5, (1.45, 1.55), 0.3),
+            model_entry(second, None, 1.25, (1.2, 1.3), 0.34),
+        ],
+        "comparisons": [{"a": "tiny-owt", "b": "owt-small", "metric": "rougeL", "verdict": VERDICT}],
+    }
+    tmp = run.path / "results.json.tmp"
+    tmp.write_text(json.dumps(results), encoding="utf-8")
+    tmp.rename(run.path / "results.json")
+
+
+async def test_an_eval_runs_dashboard_shows_its_progress_then_its_results_not_loss_plots():
+
+    from canvas_tui.widgets.eval_run_pane import EvalRunPane
+    from tests.test_eval_screen import VERDICT
 
     def write(w: EventWriter) -> None:
         w.emit("status", state="running", message="", t=FROZEN_NOW)
@@ -416,26 +382,13 @@ async def test_an_eval_runs_dashboard_shows_its_progress_then_its_results_not_lo
         )
 
     run = make_run("eval-live", kind="eval", status="running", write=write)
-    app = CanvasApp(poll_interval=60.0)
-    async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_dash(app, pilot, run)
+    async with dashboard_of(run, (120, 40), poll_interval=60.0) as (pilot, screen):
         pane = screen.query_one(EvalRunPane)
         assert screen.has_class("-eval") and pane.display and pane.region.height >= 3
         assert not screen.query_one("#plots").display and screen.query_one(LossPlot).region.height == 0
         assert "perplexity tiny-owt" in pane.text and "24% 12/50 docs · eta 1m05s" in pane.text
         assert not screen.check_action("next_metric", ())  # no curves to pick from
-        results = {
-            "schema": 1,
-            "settings": SETTINGS,
-            "models": [
-                model_entry("tiny-owt", None, 1.5, (1.45, 1.55), 0.3),
-                model_entry("[b]owt-small[/b]", None, 1.25, (1.2, 1.3), 0.34),
-            ],
-            "comparisons": [{"a": "tiny-owt", "b": "owt-small", "metric": "rougeL", "verdict": VERDICT}],
-        }
-        tmp = run.path / "results.json.tmp"
-        tmp.write_text(json.dumps(results), encoding="utf-8")
-        tmp.rename(run.path / "results.json")
+        write_results(run, second="[b]owt-small[/b]")
         await wait_for(pilot, lambda: pane.results is not None, timeout=5, what="the results")
         await pilot.pause(0.1)
         lines = pane.text.splitlines()
@@ -448,10 +401,8 @@ async def test_an_eval_runs_dashboard_shows_its_progress_then_its_results_not_lo
 
 @pytest.fixture
 def eval_store(utc):  # noqa: F811 (the fixture imported above)
-    import json
 
     from tests.test_console_snapshots import RUN_A
-    from tests.test_eval_screen import SETTINGS, VERDICT, model_entry
 
     def write(w: EventWriter) -> None:
         w.emit("status", state="running", message="", t=FROZEN_NOW - 600)
@@ -460,16 +411,7 @@ def eval_store(utc):  # noqa: F811 (the fixture imported above)
         w.emit("status", state="finished", message="", t=FROZEN_NOW - 60)
 
     run = make_run("eval-owt", kind="eval", run_id=RUN_A, created=FROZEN_NOW - 600, write=write)
-    results = {
-        "schema": 1,
-        "settings": SETTINGS,
-        "models": [
-            model_entry("tiny-owt", None, 1.5, (1.45, 1.55), 0.3),
-            model_entry("owt-small", None, 1.25, (1.2, 1.3), 0.34),
-        ],
-        "comparisons": [{"a": "tiny-owt", "b": "owt-small", "metric": "rougeL", "verdict": VERDICT}],
-    }
-    (run.path / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    write_results(run)
     return run
 
 

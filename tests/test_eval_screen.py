@@ -36,11 +36,6 @@ from tests.waiting import pilot_wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 EVAL_OLD = "20261127-090000-000-0000e001"
 EVAL_NEW = "20261127-113000-000-0000e002"
 RUN_P = "20261127-100000-000-0000aaaa"
@@ -408,11 +403,20 @@ async def test_ratings_panel_without_battles(evals):
         assert "no battles yet" in screen_text(pilot.app)
 
 
-async def test_no_evaluations_yet():
-    async with app().run_test(size=(80, 24)) as pilot:
+async def test_no_evaluations_yet_and_no_rescans_while_covered():
+    async with CanvasApp(clock=lambda: FROZEN_NOW, poll_interval=0.05).run_test(size=(80, 24)) as pilot:
         screen = await open_evaluation(pilot)
         assert "No evaluations yet." in screen_text(pilot.app)
         assert screen.query_one("#eval-table").display is False
+        # Under a modal (the help) the screen stops rescanning, though Textual still counts it as
+        # current (it shows through); it scans again once it is on top.
+        await pilot.press("question_mark")
+        await pilot_wait_until(pilot, lambda: pilot.app.screen is not screen, what="the help")
+        covered = screen.scans
+        await pilot.pause(0.5)  # ten poll intervals
+        assert screen.scans - covered <= 1  # at most the scan that was already under way
+        await pilot.press("escape")
+        await pilot_wait_until(pilot, lambda: screen.scans >= covered + 3, what="scans again")
 
 
 async def test_live_progress_of_a_running_evaluation(evals):

@@ -10,15 +10,10 @@ import json
 import pytest
 
 from engine.train.layout import write_manifest
-from tests.console_fixtures import fake_checkpoint, make_run, training
-from tests.test_console_app import make_app, open_finetune_tab
+from tests.console_fixtures import fake_checkpoint, make_app, make_run, training
+from tests.test_console_app import open_finetune_tab
 from tests.test_input_checks import canvas
 from tests.waiting import pilot_wait_until as wait_for
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def store():

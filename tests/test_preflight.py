@@ -34,11 +34,6 @@ TOO_MANY = max(cpu_cores(), visible_gpus()[0] or 0) + 1
 cpu_only = pytest.mark.skipif(not CPU_ONLY, reason="needs a CPU-only torch build (no GPU to refuse)")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def no_launch(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Creating the run directory and starting the engine is the step after every check: reaching

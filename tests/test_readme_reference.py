@@ -78,3 +78,20 @@ def test_check_flags_a_stale_block_and_write_repairs_it(tmp_path):
     )
     assert write.returncode == 0 and "updated" in write.stdout
     assert stale.read_text(encoding="utf-8") == text
+
+
+def test_generated_blocks_share_one_frame_and_one_table_writer():
+    """The four generators frame their blocks and draw their tables with engine.docblock's helpers."""
+    from engine import docblock
+    from engine.runs import schema_doc
+    from engine.serve import protocol_doc
+
+    for module in (cli_doc, config_doc, protocol_doc, schema_doc):
+        block, lines = module.BLOCK, module.render().splitlines()
+        command = f"python -m {block.module} --write README.md"
+        assert command == module.REGENERATE
+        assert lines[:3] == [block.begin, f"<!-- generated from {block.source} by `{command}` -->", ""]
+        assert (block.begin, lines[-1]) == (f"<!-- {block.key}:begin -->", f"<!-- {block.key}:end -->")
+    rows = [[docblock.cell("x |\n  y"), ""]]
+    assert docblock.table(["a", "b"], rows) == ["| a | b |", "|---|---|", "| x \\| y |  |"]
+    assert docblock.summary("Uses ``x``\n  here.\n\nMore.") == "Uses `x` here."

@@ -27,6 +27,7 @@ from canvas_tui.app import CanvasApp
 from canvas_tui.runs_model import RunsTracker, index_path
 from canvas_tui.screens.notes import NotesScreen
 from canvas_tui.screens.runs import RunsScreen
+from canvas_tui.widgets.footer import CanvasFooter
 from engine.runs import EventWriter
 from engine.runs import summary as summary_module
 from engine.runs.notes import RunNotes, read_notes, write_notes
@@ -35,11 +36,6 @@ from tests.console_fixtures import FROZEN_NOW, REPO, make_run, screen_text, trai
 from tests.waiting import pilot_wait_until as wait_for
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def on_runs(app) -> bool:
@@ -162,6 +158,14 @@ async def test_the_list_says_it_is_scanning_until_the_rows_are_in(monkeypatch):
         await pilot.pause()
         text = screen_text(app)
         assert "Scanning 3 runs…" in text and "No runs yet" not in text
+        # The footer is built once for the burst of binding changes of the screen's opening (focus,
+        # resume, focus again), not once per change: three rebuilds of every key before first paint.
+        footer = app.screen.query_one(CanvasFooter)
+        await wait_for(pilot, lambda: footer.rebuilds > 0, what="the footer")
+        await pilot.pause(0.1)
+        assert footer.rebuilds == 1
+        keys = set(screen_text(app).splitlines()[-1].split())
+        assert {"Open", "New", "Filter", "Mark", "Help", "Quit"} <= keys
         gate.set()
         screen = await loaded(app, pilot)
         text = screen_text(app)

@@ -79,15 +79,19 @@ def test_a_bad_interval_is_refused(run_session):
 
 def test_emits_from_several_threads_do_not_tear_lines(run_session):
     """EventWriter is thread-safe (one os.write a line, under a lock): loop and sampler emit at once."""
+
     def systems_after_first_metric(got: list[dict]) -> int:
         first = next((i for i, r in enumerate(got) if r["type"] == "metric"), len(got))
         return sum(r["type"] == "system" for r in got[first:])
+
+    def more_wanted(step: int) -> bool:  # the file is read every 500 steps only
+        return bool(step % 500) or systems_after_first_metric(records(run_session)) < 3
 
     # At least 2000 metric lines, and on until the sampler has written 3 system lines among them:
     # a loaded scheduler may starve the sampler's thread for the first 2000 (seen in CI).
     step, deadline = 0, time.monotonic() + 60
     with TelemetrySampler(run_session, interval=0.001, gpu=False, carbon=False):
-        while step < 2000 or (step % 500 or systems_after_first_metric(records(run_session)) < 3) and time.monotonic() < deadline:
+        while step < 2000 or (more_wanted(step) and time.monotonic() < deadline):
             run_session.emit("metric", step=step, loss=1.0)
             step += 1
     reader = EventReader(run_session.run.events_path)

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from canvas_tui.app import CanvasApp
-from canvas_tui.screens.dashboard import DashboardScreen
 from canvas_tui.viewmodel import build_view
 from canvas_tui.widgets.samples_pane import SamplesPane
 from engine.config.errors import ConfigError
@@ -27,7 +26,7 @@ from engine.train import sampler as sampler_mod
 from engine.train.launch import create_training_run
 from engine.train.preflight import preflight
 from engine.train.worker import run_training
-from tests.console_fixtures import HOSTILE, REPO, make_run, training
+from tests.console_fixtures import HOSTILE, REPO, make_run, open_dashboard, training
 from tests.helpers import small_config
 from tests.waiting import pilot_wait_until as wait_for
 
@@ -233,21 +232,6 @@ def test_the_event_decodes_and_formats_on_one_line():
 # ----------------------------------------------------------------------------------- the dashboard
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def _open(app, pilot, run) -> DashboardScreen:
-    app.open_dashboard(run.path)
-    await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.view.resolution == "full", what="history")
-    await wait_for(pilot, lambda: not screen._dirty, what="first paint")
-    await pilot.pause()
-    return screen
-
-
 @pytest.mark.anyio
 async def test_dashboard_shows_the_latest_samples_literally_at_80x24():
     def write(w: EventWriter) -> None:
@@ -259,11 +243,11 @@ async def test_dashboard_shows_the_latest_samples_literally_at_80x24():
     plain = make_run("no-samples", total_steps=20, write=training(20, eval_every=10))
     app = CanvasApp(poll_interval=0.1)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await _open(app, pilot, plain)
+        screen = await open_dashboard(app, pilot, plain)
         pane = screen.query_one(SamplesPane)
         assert not pane.display and not screen.has_class("-samples")  # the layout without samples
         app.pop_screen()
-        screen = await _open(app, pilot, run)
+        screen = await open_dashboard(app, pilot, run)
         pane = screen.query_one(SamplesPane)
         assert pane.display and screen.has_class("-samples")
         assert pane.text == "def f(" + HOSTILE  # verbatim: no markup parsed, nothing dropped

@@ -27,11 +27,6 @@ def on_screen(app, cls) -> bool:
     return isinstance(app.screen, cls) and app.screen.is_mounted
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def real_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """The suite opens empty stores on the Runs screen (conftest); these tests check the real default."""

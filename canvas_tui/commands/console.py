@@ -30,9 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     app = CanvasApp(run_ref=getattr(args, "run", None))
     app.run()
-    if app.return_code or app.crash_error is not None:
+    if app.return_code or app.crash_console.crashed:
         from canvas_tui.crash import crash_message
 
-        print(f"canvas: error: {crash_message(app.crash_error, app.crash_report)}", file=sys.stderr)
+        crashed = app.crash_console
+        print(f"canvas: error: {crash_message(crashed.summary, crashed.report)}", file=sys.stderr)
         return app.return_code or 1
     return 0

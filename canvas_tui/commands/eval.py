@@ -15,14 +15,12 @@ import json
 import math
 import shutil
 import sys
-import time
 from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
+from canvas_tui.commands.follow import follow_events, log_tail_text, show_checked
 from engine.config.errors import ConfigError
 from engine.runs.store import RunStoreError
-
-POLL_S = 0.25
 
 #: The per-model keys of ``--json`` (each metric as {"value", "ci95"}), in order.
 JSON_METRICS = (
@@ -133,9 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise _flagged(exc) from None
     except RunStoreError as exc:
         raise CliError(str(exc)) from None
-    print(started.checked.summary(), file=sys.stderr, flush=True)
-    for warning in started.checked.warnings:
-        print(f"canvas: warning: {warning}", file=sys.stderr, flush=True)
+    show_checked(started.checked)
     run_dir = started.run
     if args.detach:
         print(run_dir.id, flush=True)
@@ -166,16 +162,14 @@ def follow(run_dir: Any, stream: TextIO) -> str:
     """Show progress until the run ends; its final state (``interrupted``: left running).
 
     Ctrl-C stops the evaluation (no results are written); a second one leaves it running."""
-    from engine.runs import EventReader, run_status
+    from engine.runs import run_status
     from engine.runs.control import stop_run
     from engine.runs.events import Log, Progress
     from engine.runs.format import format_event, plain
 
-    reader = EventReader(run_dir.events_path, 0)
     tty = stream.isatty()
     open_line = False
     last_phase = ""
-    stopping = False
 
     def line(text: str) -> None:
         nonlocal open_line
@@ -183,35 +177,31 @@ def follow(run_dir: Any, stream: TextIO) -> str:
             stream.write("\r\x1b[2K")
             open_line = False
         stream.write(plain(text) + "\n")
+        stream.flush()
 
-    try:
-        while True:
-            ended = not run_status(run_dir, tail=0).is_live
-            for event in reader.read_events():
-                if isinstance(event, Progress):
-                    if tty:
-                        width = shutil.get_terminal_size((100, 20)).columns
-                        stream.write("\r\x1b[2K" + plain(format_event(event))[: width - 1])
-                        open_line = True
-                    elif event.phase != last_phase:
-                        line(format_event(event))
-                    last_phase = event.phase
-                elif isinstance(event, Log):
-                    line(format_event(event))
-            stream.flush()
-            if ended:
-                break
-            try:
-                time.sleep(POLL_S)
-            except KeyboardInterrupt:
-                if stopping:
-                    raise
-                stopping = True
-                line(f"stopping eval run {run_dir.id} (Ctrl-C again to leave it running)…")
-                with contextlib.suppress(RunStoreError):
-                    stop_run(run_dir)
-    except KeyboardInterrupt:
+    def handle(event: Any) -> None:
+        nonlocal open_line, last_phase
+        if isinstance(event, Progress):
+            if tty:
+                width = shutil.get_terminal_size((100, 20)).columns
+                stream.write("\r\x1b[2K" + plain(format_event(event))[: width - 1])
+                open_line = True
+            elif event.phase != last_phase:
+                line(format_event(event))
+            last_phase = event.phase
+        elif isinstance(event, Log):
+            line(format_event(event))
+        stream.flush()
+
+    def stop() -> None:
+        line(f"stopping eval run {run_dir.id} (Ctrl-C again to leave it running)…")
+        with contextlib.suppress(RunStoreError):
+            stop_run(run_dir)
+
+    def detach() -> None:
         line(f"left eval run {run_dir.id} running: `canvas logs {run_dir.id} -f`.")
+
+    if follow_events(run_dir, handle, stop=stop, detach=detach) is None:
         return "interrupted"
     status = run_status(run_dir, tail=12)
     if open_line:
@@ -219,10 +209,9 @@ def follow(run_dir: Any, stream: TextIO) -> str:
     if status.state != "finished":
         message = f": {status.message}" if status.message else ""
         stream.write(f"eval run {run_dir.id} {status.state}{message}\n")
-        if status.state in ("failed", "crashed") and status.log_tail:
-            stream.write(
-                "last lines of engine.log:\n" + "\n".join(f"| {plain(x)}" for x in status.log_tail) + "\n"
-            )
+        tail = log_tail_text(status)
+        if tail:
+            stream.write(tail + "\n")
     stream.flush()
     return status.state
 

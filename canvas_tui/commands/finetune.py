@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from canvas_tui.commands.train import launch, show_warnings
+from canvas_tui.commands.follow import show_checked
+from canvas_tui.commands.train import launch
 from engine.config.finetune import BASE_PRESETS, load_finetune_config
 
 
@@ -89,5 +90,4 @@ def show(checked: Any, picked: bool = False) -> None:
             file=sys.stderr,
             flush=True,
         )
-    print(checked.summary(), file=sys.stderr, flush=True)
-    show_warnings(checked.warnings)
+    show_checked(checked)

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from canvas_tui.cli import CliError
+from canvas_tui.commands.follow import log_tail_text, show_checked
 from engine.runs.store import RunStoreError
 
 POLL_S = 0.25
@@ -69,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
         started = launch.start(cfg, args.name, api_key=api_key)
     except RunStoreError as exc:
         raise CliError(str(exc)) from None
-    print(started.checked.summary(), file=sys.stderr, flush=True)
-    for warning in started.checked.warnings:
-        print(f"canvas: warning: {warning}", file=sys.stderr, flush=True)
+    show_checked(started.checked)
     run_dir = started.run
     print(run_dir.id, flush=True)
     if args.detach:
@@ -146,9 +145,7 @@ def follow(run_dir: Any) -> int:
     status = run_status(run_dir, tail=12)
     message = f": {status.message}" if status.message else ""
     print(f"serve run {run_dir.id} {status.state}{message}", flush=True)
-    if status.state in ("failed", "crashed") and status.log_tail:
-        print(
-            "last lines of engine.log:\n" + "\n".join(f"| {line}" for line in status.log_tail),
-            file=sys.stderr,
-        )
+    tail = log_tail_text(status)
+    if tail:
+        print(tail, file=sys.stderr)
     return 0 if status.state in ("finished", "stopped") else 1

@@ -12,19 +12,18 @@ import argparse
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from canvas_tui.cli import CliError
 from canvas_tui.commands import cluster_args
+from canvas_tui.commands.follow import follow_events, log_tail_text, show_warnings
 from canvas_tui.fmt import fmt_duration
 from engine.config.presets import PRESETS
 from engine.config.train import load_train_config
 from engine.runs.events import Checkpoint, Eval, Event, Log, Metric, Progress, RunInfo
 from engine.runs.format import format_event
-
-POLL_S = 0.25
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -96,11 +95,6 @@ def run(args: argparse.Namespace) -> int:
         return run_dir
 
     return launch(start, "run", args.detach)
-
-
-def show_warnings(warnings: Sequence[str]) -> None:
-    for warning in warnings:
-        print(f"canvas: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def launch(start: Callable[[], Any], what: str, detach: bool) -> int:
@@ -210,46 +204,32 @@ class ProgressView:
 
 def follow(run_dir: Any, stream: TextIO | None = None) -> int:
     """Show the run's progress until it ends; Ctrl-C stops it gracefully (with a checkpoint)."""
-    from engine.runs import EventReader, run_status
+    from engine.runs import run_status
     from engine.runs.control import stop_run
     from engine.runs.errors import RunStoreError
     from engine.runs.format import skipped_note
 
     view = ProgressView(stream or sys.stdout)
-    reader = EventReader(run_dir.events_path, 0)
-    stopping = False
-    try:
-        while True:
-            status = run_status(run_dir, tail=0)
-            ended = not status.is_live
-            try:
-                for event in reader.read_events():
-                    view.handle(event)
-            except KeyboardInterrupt:
-                raise
-            if ended:
-                break
-            try:
-                time.sleep(POLL_S)
-            except KeyboardInterrupt:
-                if stopping:
-                    raise
-                stopping = True
-                view.close()
-                print(
-                    f"\nstopping run {run_dir.id} gracefully (finishing the step and writing a "
-                    "checkpoint; Ctrl-C again to leave it running)…",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                stop_run(run_dir)
-    except KeyboardInterrupt:
+
+    def stop() -> None:
+        view.close()
+        print(
+            f"\nstopping run {run_dir.id} gracefully (finishing the step and writing a "
+            "checkpoint; Ctrl-C again to leave it running)…",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop_run(run_dir)
+
+    def detach() -> None:
         view.close()
         print(
             f"left run {run_dir.id} running in the background: `canvas logs {run_dir.id} -f`.",
             file=sys.stderr,
         )
-        return 130
+
+    try:
+        reader = follow_events(run_dir, view.handle, stop=stop, detach=detach)
     except RunStoreError:
         if run_dir.path.is_dir():
             raise
@@ -258,6 +238,8 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
             f"run {run_dir.id} was deleted while it ran; its engine stops without writing.", file=sys.stderr
         )
         return 1
+    if reader is None:
+        return 130
     view.close()
     note = skipped_note(reader.skipped)
     if note:  # once, however many lines were not events
@@ -267,9 +249,7 @@ def follow(run_dir: Any, stream: TextIO | None = None) -> int:
     print(f"run {run_dir.id} {status.state}{message}", flush=True)
     if status.state == "stopped":
         print(f"continue it with `canvas resume {run_dir.id}`", flush=True)
-    if status.state in ("failed", "crashed") and getattr(status, "log_tail", None):
-        print(
-            "last lines of engine.log:\n" + "\n".join(f"| {line}" for line in status.log_tail),
-            file=sys.stderr,
-        )
+    tail = log_tail_text(status)
+    if tail:
+        print(tail, file=sys.stderr)
     return 0 if status.state in ("finished", "stopped") else 1

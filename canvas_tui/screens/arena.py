@@ -36,7 +36,8 @@ from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
 from canvas_tui import actions
-from canvas_tui.chat_models import ChatStream, ClientFactory, ModelChoice, error_text, spawn_worker
+from canvas_tui.chat_models import ClientFactory, ModelChoice, error_text, spawn_worker
+from canvas_tui.messages import AnswerDelta, AnswerDone, AnswerFailed
 from canvas_tui.screens.base import CanvasScreen
 from canvas_tui.screens.chat import (
     Job,
@@ -46,9 +47,11 @@ from canvas_tui.screens.chat import (
     SlotFailed,
     SlotProgress,
     SlotReady,
-    _close_clients,
     _close_in_background,
+    close_slots,
+    load_slot,
     progress_text,
+    stream_answer,
 )
 from canvas_tui.widgets.chat_column import Answer, ChatColumn, literal
 from engine.runs.meta import RunKind
@@ -120,27 +123,6 @@ class Round:
 
 
 # ------------------------------------------------------------------------------------ messages
-class SideDelta(Message):
-    def __init__(self, side: Side, text: str) -> None:
-        super().__init__()
-        self.side = side
-        self.text = text
-
-
-class SideDone(Message):
-    def __init__(self, side: Side, done: protocol.Done) -> None:
-        super().__init__()
-        self.side = side
-        self.done = done
-
-
-class SideFailed(Message):
-    def __init__(self, side: Side, error: str) -> None:
-        super().__init__()
-        self.side = side
-        self.error = error
-
-
 class PromptsLoaded(Message):
     def __init__(self, prompts: list, error: str = "") -> None:
         super().__init__()
@@ -240,7 +222,6 @@ class ArenaScreen(CanvasScreen):
         self.rounds = 0  # battles stored this session (for tests)
         self.ratings: Any = None
         self.ratings_fits = 0  # ratings fitted (for tests)
-        self.narrow: bool | None = None
         self.last_battle: Any = None
 
     # ------------------------------------------------------------------------ layout
@@ -283,13 +264,8 @@ class ArenaScreen(CanvasScreen):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int, initial: bool = False) -> None:
-        narrow = 0 < width < NARROW
-        if narrow == self.narrow:
-            return
-        self.narrow = narrow
-        self.set_class(narrow, "-narrow")
-        if initial:
-            self.query_one("#arena-side").set_class(narrow, "-hidden")
+        if self.set_narrow(width, NARROW) and initial:
+            self.query_one("#arena-side").set_class(bool(self.narrow), "-hidden")
 
     def column(self, side: str) -> ChatColumn:
         return self.query_one(f"#arena-col-{side.lower()}", ChatColumn)
@@ -317,25 +293,7 @@ class ArenaScreen(CanvasScreen):
     # ------------------------------------------------------------------------ loading
     @work(thread=True, exit_on_error=False, group="arena-load")
     def _load(self, slot: Slot) -> None:
-        try:
-            client = self.client_factory(slot.choice)
-        except Exception as exc:
-            self.post_message(SlotFailed(slot, f"could not start the inference worker: {error_text(exc)}"))
-            return
-        self.post_message(SlotClient(slot, client))
-        try:
-            ready = client.load(
-                slot.choice.model,
-                checkpoint=slot.choice.checkpoint,
-                on_progress=lambda p: self._post_progress(slot, p),
-            )
-        except Exception as exc:
-            self.post_message(SlotFailed(slot, error_text(exc)))
-            return
-        self.post_message(SlotReady(slot, ready))
-
-    def _post_progress(self, slot: Slot, progress: protocol.Progress) -> None:
-        self.post_message(SlotProgress(slot, progress))
+        load_slot(self, slot, self.client_factory)
 
     @on(SlotClient)
     def _on_client(self, message: SlotClient) -> None:
@@ -463,38 +421,21 @@ class ArenaScreen(CanvasScreen):
 
     @work(thread=True, exit_on_error=False, group="arena-generate")
     def _generate(self, side: Side, fields: dict[str, Any]) -> None:
-        client = side.contender.slot.client
-        try:
-            if client is None:
-                raise RuntimeError("the model's worker is gone")
-            stream: ChatStream = client.generate(**fields)
-            side.job.stream = stream
-            if side.job.cancelled.is_set():
-                stream.cancel()
-            for delta in stream:
-                if delta.text:
-                    self.post_message(SideDelta(side, delta.text))
-            done = stream.done
-            if done is None:
-                raise RuntimeError("the worker ended the answer without a final reply")
-        except Exception as exc:
-            self.post_message(SideFailed(side, error_text(exc)))
-            return
-        self.post_message(SideDone(side, done))
+        stream_answer(self, side, side.job, side.contender.slot.client, fields)
 
     def _current(self, side: Side) -> bool:
         return self.round is not None and side in self.round.sides
 
-    @on(SideDelta)
-    async def _on_delta(self, message: SideDelta) -> None:
-        side = message.side
+    @on(AnswerDelta)
+    async def _on_delta(self, message: AnswerDelta) -> None:
+        side: Side = message.target
         if self._current(side) and side.answer is not None and not side.ended:
             side.text += message.text
             await side.answer.write(message.text)
 
-    @on(SideDone)
-    async def _on_done(self, message: SideDone) -> None:
-        side = message.side
+    @on(AnswerDone)
+    async def _on_done(self, message: AnswerDone) -> None:
+        side: Side = message.target
         if not self._current(side):
             return
         side.done = message.done
@@ -503,9 +444,9 @@ class ArenaScreen(CanvasScreen):
             await side.answer.finish(answer_line(message.done), message.done.text)
         self._after_answer()
 
-    @on(SideFailed)
-    async def _on_side_failed(self, message: SideFailed) -> None:
-        side = message.side
+    @on(AnswerFailed)
+    async def _on_side_failed(self, message: AnswerFailed) -> None:
+        side: Side = message.target
         if not self._current(side):
             return
         side.error = message.error
@@ -625,8 +566,7 @@ class ArenaScreen(CanvasScreen):
     def action_stop(self) -> None:
         battle = self.round
         if battle is not None and not battle.voted and not all(s.ended for s in battle.sides):
-            for side in battle.sides:
-                side.job.cancel()
+            self._cancel_answers()
             return
         if battle is not None and not battle.voted:  # both answered, no vote: drop it
             self._end_round(dropped=True)
@@ -637,24 +577,19 @@ class ArenaScreen(CanvasScreen):
         self.query_one("#arena-side").toggle_class("-hidden")
 
     # ------------------------------------------------------------------------ leaving
-    def on_unmount(self) -> None:
+    def _cancel_answers(self) -> None:
         if self.round is not None:
             for side in self.round.sides:
                 side.job.cancel()
-        clients = [s.client for s in self.slots if s.client is not None and not s.closed]
-        for slot in self.slots:
-            slot.closed = True
-        _close_in_background(clients)
+
+    def on_unmount(self) -> None:
+        self._cancel_answers()
+        close_slots(self.slots)
 
     def close_now(self) -> None:
         """Close every worker before returning (tests)."""
-        if self.round is not None:
-            for side in self.round.sides:
-                side.job.cancel()
-        clients = [s.client for s in self.slots if s.client is not None and not s.closed]
-        for slot in self.slots:
-            slot.closed = True
-        _close_clients(clients)
+        self._cancel_answers()
+        close_slots(self.slots, wait=True)
 
 
 def _checkpoint(contender: Contender) -> str | None:

@@ -18,6 +18,19 @@ if TYPE_CHECKING:
 class CanvasScreen(Screen[None]):
     """A screen of the console; ``canvas`` is ``app``, typed."""
 
+    #: below the screen's width limit (see :meth:`set_narrow`); None until first laid out
+    narrow: bool | None = None
+
     @property
     def canvas(self) -> CanvasApp:
         return cast("CanvasApp", self.app)
+
+    def set_narrow(self, width: int, limit: int) -> bool:
+        """``narrow`` (and the ``-narrow`` class) for a screen ``width`` columns wide, narrow below
+        ``limit``; True when that changed it."""
+        narrow = 0 < width < limit
+        if narrow == self.narrow:
+            return False
+        self.narrow = narrow
+        self.set_class(narrow, "-narrow")
+        return True

@@ -30,6 +30,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.widgets import Footer, Header, Input, Label, Static, Tab, Tabs, TextArea
 
 from canvas_tui import actions
@@ -44,6 +45,7 @@ from canvas_tui.chat_models import (
 )
 from canvas_tui.chat_store import ChatMessage, ChatWriter, SavedChat, now_iso
 from canvas_tui.fmt import fmt_si
+from canvas_tui.messages import AnswerDelta, AnswerDone, AnswerFailed
 from canvas_tui.screens.base import CanvasScreen
 from canvas_tui.widgets.chat_column import Answer, ChatColumn, answer_stats, literal
 from engine.serve import protocol
@@ -178,36 +180,61 @@ class SlotFailed(Message):
         self.error = error
 
 
-class AnswerDelta(Message):
-    def __init__(self, column: Column, job: Job, text: str) -> None:
-        super().__init__()
-        self.column = column
-        self.job = job
-        self.text = text
-
-
-class AnswerDone(Message):
-    def __init__(self, column: Column, job: Job, done: protocol.Done) -> None:
-        super().__init__()
-        self.column = column
-        self.job = job
-        self.done = done
-
-
-class AnswerFailed(Message):
-    def __init__(self, column: Column, job: Job, error: str) -> None:
-        super().__init__()
-        self.column = column
-        self.job = job
-        self.error = error
-
-
 class PromptRendered(Message):
     def __init__(self, title: str, rendered: protocol.Rendered | None, error: str = "") -> None:
         super().__init__()
         self.title = title
         self.rendered = rendered
         self.error = error
+
+
+# ------------------------------------------------------------------------------------ workers' bodies
+def load_slot(screen: MessagePump, slot: Slot, client_factory: ClientFactory) -> None:
+    """In a worker thread: start ``slot``'s inference worker and load its model, posting to
+    ``screen`` :class:`SlotClient` (the worker started), :class:`SlotProgress` while it loads, then
+    :class:`SlotReady` or :class:`SlotFailed`."""
+    try:
+        client = client_factory(slot.choice)
+    except Exception as exc:  # the worker process did not start
+        screen.post_message(SlotFailed(slot, f"could not start the inference worker: {error_text(exc)}"))
+        return
+    screen.post_message(SlotClient(slot, client))
+
+    def progress(p: protocol.Progress) -> None:
+        screen.post_message(SlotProgress(slot, p))
+
+    try:
+        ready = client.load(slot.choice.model, checkpoint=slot.choice.checkpoint, on_progress=progress)
+    except Exception as exc:
+        screen.post_message(SlotFailed(slot, error_text(exc)))
+        return
+    screen.post_message(SlotReady(slot, ready))
+
+
+def stream_answer(
+    screen: MessagePump, target: Any, job: Job, client: ChatClient | None, fields: dict[str, Any]
+) -> None:
+    """In a worker thread: send ``fields`` to ``client`` (a model's worker) and post the answer to
+    ``screen`` as it streams, :class:`AnswerDelta` by :class:`AnswerDelta`, then :class:`AnswerDone`
+    or :class:`AnswerFailed`, each naming ``target`` and ``job``. ``job`` gets the stream, so
+    :meth:`Job.cancel` can stop it; a job cancelled before the stream existed stops it at once."""
+    try:
+        if client is None:
+            raise RuntimeError("the model's worker is gone")
+        stream: ChatStream = client.generate(**fields)
+        job.stream = stream
+        if job.cancelled.is_set():
+            stream.cancel()
+        for delta in stream:
+            if delta.text:
+                screen.post_message(AnswerDelta(target, job, delta.text))
+        done = stream.done
+        if done is None:
+            raise RuntimeError("the worker ended the answer without a final reply")
+    except Exception as exc:
+        screen.post_message(AnswerFailed(target, job, error_text(exc)))
+        return
+    screen.post_message(AnswerDone(target, job, done))
 
 
 def ready_facts(ready: protocol.Ready) -> str:
@@ -256,7 +283,6 @@ class ChatScreen(CanvasScreen):
         self.slots: list[Slot] = []
         self.columns: list[Column] = []
         self.active = 0
-        self.narrow: bool | None = None
         self.sent_text = ""
         self.opened_at = time.monotonic()
         self.answers_done = 0  # finished answers (done, stopped or failed), for tests
@@ -312,13 +338,10 @@ class ChatScreen(CanvasScreen):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int, initial: bool = False) -> None:
-        narrow = 0 < width < NARROW
-        if narrow == self.narrow:
+        if not self.set_narrow(width, NARROW):
             return
-        self.narrow = narrow
-        self.set_class(narrow, "-narrow")
         if initial:
-            self.query_one("#chat-side").set_class(narrow, "-hidden")
+            self.query_one("#chat-side").set_class(bool(self.narrow), "-hidden")
         self._show_active()
 
     def _show_empty(self) -> None:
@@ -349,7 +372,7 @@ class ChatScreen(CanvasScreen):
             if key not in slots:
                 slots[key] = old.pop(key) if key in old else Slot(choice)
         kept = set(map(id, slots.values()))
-        self._close_slots([s for s in self.slots if id(s) not in kept])
+        close_slots([s for s in self.slots if id(s) not in kept])
         container = self.query_one("#chat-columns", Horizontal)
         await container.remove_children()
         tabs = self.query_one("#chat-tabs", Tabs)
@@ -390,26 +413,7 @@ class ChatScreen(CanvasScreen):
 
     @work(thread=True, exit_on_error=False, group="chat-load")
     def _load(self, slot: Slot) -> None:
-        try:
-            client = self.client_factory(slot.choice)
-        except Exception as exc:  # the worker process did not start
-            self.post_message(SlotFailed(slot, f"could not start the inference worker: {error_text(exc)}"))
-            return
-        self.post_message(SlotClient(slot, client))
-        choice = slot.choice
-        try:
-            ready = client.load(
-                choice.model,
-                checkpoint=choice.checkpoint,
-                on_progress=lambda p: self._post_progress(slot, p),
-            )
-        except Exception as exc:
-            self.post_message(SlotFailed(slot, error_text(exc)))
-            return
-        self.post_message(SlotReady(slot, ready))
-
-    def _post_progress(self, slot: Slot, progress: protocol.Progress) -> None:
-        self.post_message(SlotProgress(slot, progress))
+        load_slot(self, slot, self.client_factory)
 
     @on(SlotClient)
     def _on_client(self, message: SlotClient) -> None:
@@ -520,28 +524,11 @@ class ChatScreen(CanvasScreen):
 
     @work(thread=True, exit_on_error=False, group="chat-generate")
     def _generate(self, column: Column, job: Job, fields: dict[str, Any]) -> None:
-        client = column.slot.client
-        try:
-            if client is None:
-                raise RuntimeError("the model's worker is gone")
-            stream = client.generate(**fields)
-            job.stream = stream
-            if job.cancelled.is_set():
-                stream.cancel()
-            for delta in stream:
-                if delta.text:
-                    self.post_message(AnswerDelta(column, job, delta.text))
-            done = stream.done
-            if done is None:
-                raise RuntimeError("the worker ended the answer without a final reply")
-        except Exception as exc:
-            self.post_message(AnswerFailed(column, job, error_text(exc)))
-            return
-        self.post_message(AnswerDone(column, job, done))
+        stream_answer(self, column, job, column.slot.client, fields)
 
     @on(AnswerDelta)
     async def _on_delta(self, message: AnswerDelta) -> None:
-        column = message.column
+        column: Column = message.target
         if column.job is message.job and column.answer is not None and column in self.columns:
             if column.first_text_at is None:
                 column.first_text_at = time.monotonic()
@@ -549,7 +536,8 @@ class ChatScreen(CanvasScreen):
 
     @on(AnswerDone)
     async def _on_done(self, message: AnswerDone) -> None:
-        column, done = message.column, message.done
+        column: Column = message.target
+        done = message.done
         if column.job is not message.job or column not in self.columns:
             return
         if column.answer is not None:
@@ -574,7 +562,7 @@ class ChatScreen(CanvasScreen):
 
     @on(AnswerFailed)
     async def _on_answer_failed(self, message: AnswerFailed) -> None:
-        column = message.column
+        column: Column = message.target
         if column.job is not message.job or column not in self.columns:
             return
         if column.answer is not None:
@@ -702,21 +690,24 @@ class ChatScreen(CanvasScreen):
     # ------------------------------------------------------------------------ leaving
     def on_unmount(self) -> None:
         self.cancel_all()
-        self._close_slots(self.slots)
-
-    def _close_slots(self, slots: list[Slot]) -> None:
-        clients = [s.client for s in slots if s.client is not None and not s.closed]
-        for slot in slots:
-            slot.closed = True
-        _close_in_background(clients)
+        close_slots(self.slots)
 
     def close_now(self) -> None:
         """Close every worker before returning (tests, ``canvas chat`` at exit)."""
         self.cancel_all()
-        clients = [s.client for s in self.slots if s.client is not None and not s.closed]
-        for slot in self.slots:
-            slot.closed = True
+        close_slots(self.slots, wait=True)
+
+
+def close_slots(slots: list[Slot], *, wait: bool = False) -> None:
+    """Shut the workers of ``slots`` down, each once (the slot is marked closed, so a client that
+    arrives later is closed on arrival): off the UI thread, or before returning with ``wait``."""
+    clients = [s.client for s in slots if s.client is not None and not s.closed]
+    for slot in slots:
+        slot.closed = True
+    if wait:
         _close_clients(clients)
+    else:
+        _close_in_background(clients)
 
 
 def _close_in_background(clients: list[ChatClient]) -> None:

@@ -24,6 +24,8 @@ from textual.widgets import Button, DataTable, Input, Select, Static
 from canvas_tui.chat_models import MAX_COLUMNS, ModelChoice, PickableRun, choice_for, pickable_runs
 from canvas_tui.chat_store import SavedChat, list_chats
 from canvas_tui.widgets.chat_column import literal
+from canvas_tui.widgets.field_input import FieldInput
+from canvas_tui.widgets.tables import cursor_key
 from engine.runs.meta import RunKind
 
 ADAPTER_MODES = (("adapter on", "on"), ("adapter off (base)", "off"), ("both, side by side", "both"))
@@ -82,7 +84,7 @@ class ModelPickerScreen(ModalScreen[list[ModelChoice] | None]):
                     list(ADAPTER_MODES), value="on", id="picker-adapter", allow_blank=False, disabled=True
                 )
             with Horizontal(classes="picker-row"):
-                yield Input(placeholder="or a model folder / Hub id, then enter", id="picker-path")
+                yield FieldInput(placeholder="or a model folder / Hub id, then enter", id="picker-path")
                 yield Button("Chat (ctrl+s)", id="picker-open", variant="primary")
             yield Static(Content(""), id="picker-chosen", markup=False)
 
@@ -119,14 +121,8 @@ class ModelPickerScreen(ModalScreen[list[ModelChoice] | None]):
             self.query_one("#picker-path", Input).focus()
 
     def highlighted(self) -> PickableRun | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return next((r for r in self.runs if r.id == key.value), None)
+        key = cursor_key(self.query_one(DataTable))
+        return next((r for r in self.runs if r.id == key), None) if key is not None else None
 
     @on(DataTable.RowHighlighted, "#picker-runs")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:

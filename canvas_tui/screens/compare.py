@@ -44,8 +44,10 @@ class CompareScreen(CanvasScreen):
     CompareScreen #compare-body { height: 1fr; }
     CompareScreen #compare-plot { height: 3fr; min-height: 10; border: round $panel-lighten-2; }
     CompareScreen #compare-config { height: 2fr; min-height: 6; border: round $panel-lighten-2;
-                                    border-title-color: $text-accent; }
+                                    border-title-color: $text-accent; background: $background; }
     CompareScreen #compare-status { height: auto; padding: 0 1; color: $text-muted; }
+    /* Light themes: $panel-lighten-2 is white there (white on white); as the dashboard's panes. */
+    CompareScreen:light #compare-plot, CompareScreen:light #compare-config { border: round $panel-darken-3; }
     """
 
     def __init__(self, run_paths: Sequence[str | Path]) -> None:

@@ -23,6 +23,7 @@ from textual.widgets.selection_list import Selection
 from canvas_tui.chat_models import PickableRun, error_text, pickable_runs
 from canvas_tui.eval_model import LaunchRequest, start_eval
 from canvas_tui.fmt import clean_text
+from canvas_tui.widgets.field_input import FieldInput
 
 CHECKPOINTS = (("best", "best"), ("last", "last"))
 
@@ -90,7 +91,7 @@ class EvalLaunchScreen(ModalScreen[str | None]):
             )
             with Horizontal(classes="launch-row"):
                 yield Label("also")
-                yield Input(
+                yield FieldInput(
                     placeholder="model folders / Hub ids, comma-separated", id="launch-extra", compact=True
                 )
             with Horizontal(classes="launch-row"):
@@ -98,17 +99,17 @@ class EvalLaunchScreen(ModalScreen[str | None]):
                 yield Select(list(CHECKPOINTS), prompt="engine default", id="launch-checkpoint", compact=True)
             with Horizontal(classes="launch-row"):
                 yield Label("data")
-                yield Input(
+                yield FieldInput(
                     placeholder="data spec (empty: each run's own held-out split)",
                     id="launch-data",
                     compact=True,
                 )
             with Horizontal(classes="launch-row"):
                 yield Label("samples")
-                yield Input(placeholder="N (empty: the default)", id="launch-samples", compact=True)
+                yield FieldInput(placeholder="N (empty: the default)", id="launch-samples", compact=True)
             with Horizontal(classes="launch-row"):
                 yield Label("name")
-                yield Input(placeholder="optional run name", id="launch-name", compact=True)
+                yield FieldInput(placeholder="optional run name", id="launch-name", compact=True)
             yield Checkbox(
                 "with base: each fine-tune also with its adapter off", id="launch-base", compact=True
             )

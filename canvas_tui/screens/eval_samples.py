@@ -33,6 +33,7 @@ from canvas_tui.eval_model import (
 from canvas_tui.fmt import clean_text, clip
 from canvas_tui.screens.base import CanvasScreen
 from canvas_tui.widgets.chat_column import literal
+from canvas_tui.widgets.tables import cursor_key
 
 SORT_TITLES = {"diff-desc": "B − A ▼", "diff-asc": "B − A ▲", "index": "#"}
 #: Short names of the per-sample scores (ROUGE in 0..1, chrF and BLEU in 0..100).
@@ -231,14 +232,8 @@ class EvalSamplesScreen(CanvasScreen):
 
     # ------------------------------------------------------------------------ selection
     def selected_index(self) -> int | None:
-        table = self.query_one("#samples-table", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return int(key.value) if key.value is not None else None
+        key = cursor_key(self.query_one("#samples-table", DataTable))
+        return int(key) if key is not None else None
 
     def selected_sample(self) -> SampleView | None:
         index = self.selected_index()

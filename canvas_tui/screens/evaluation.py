@@ -3,7 +3,8 @@
 A thread worker scans the store's ``eval`` runs (:class:`canvas_tui.eval_model.EvalTracker`:
 results.json parsed again only when it changed, live runs' events read incrementally) and fits the
 arena ratings when ``battles.jsonl`` changed; the next scan is armed only after the previous one
-was applied, and none runs while another screen covers this one (the Runs screen's pattern).
+was applied, and none runs while another screen covers this one (the loop of
+:class:`canvas_tui.screens.scanning.ScanningScreen`, shared with the Runs screen).
 
 The comparison table has one row per evaluated model (newest evaluation first) and one column per
 metric some model has, each value with its 95% interval. ``s`` sorts by the next metric (best
@@ -15,11 +16,12 @@ Enter opens the per-sample browser, ``n`` the launch form, ``a`` the Arena.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -41,8 +43,9 @@ from canvas_tui.eval_model import (
     sort_rows,
 )
 from canvas_tui.fmt import clean_text, clip
-from canvas_tui.screens.base import CanvasScreen
+from canvas_tui.screens.scanning import ScanningScreen
 from canvas_tui.widgets.eval_panes import ArenaPane, LivePane, details_content
+from canvas_tui.widgets.tables import cursor_key
 
 #: Below this width the arena ratings go under the table instead of beside it.
 NARROW = 110
@@ -59,7 +62,8 @@ class EvalScanned(Message):
         self.arena = arena
 
 
-class EvaluationScreen(CanvasScreen):
+class EvaluationScreen(ScanningScreen):
+    SCAN_GROUP = "eval-scan"
     SCOPE = "evaluation"
     BINDINGS = actions.bindings("evaluation")
     AUTO_FOCUS = "#eval-table"
@@ -86,10 +90,7 @@ class EvaluationScreen(CanvasScreen):
         self.arena: ArenaView | None = None
         self.sort_key: str | None = None
         self.sort_reverse = False
-        self.scans = 0
-        self.narrow: bool | None = None
         self._columns: tuple[MetricSpec, ...] = ()
-        self._scan_pending = False
         self._battles_stamp: tuple[int, int] | str | None = "unset"
 
     def compose(self) -> ComposeResult:
@@ -106,39 +107,19 @@ class EvaluationScreen(CanvasScreen):
     def on_mount(self) -> None:
         self.sub_title = "Evaluation"
         self.query_one(LivePane).display = False
-        self._set_narrow(self.size.width)
+        self.set_narrow(self.size.width, NARROW)
         self.query_one(ArenaPane).show(None)
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw())
         self.scan()
 
     def on_resize(self, event) -> None:
-        if self._set_narrow(event.size.width):
+        if self.set_narrow(event.size.width, NARROW):
             self._redraw()
 
-    def _set_narrow(self, width: int) -> bool:
-        narrow = 0 < width < NARROW
-        if narrow == self.narrow:
-            return False
-        self.narrow = narrow
-        self.set_class(narrow, "-narrow")
-        return True
-
     # ------------------------------------------------------------------------ scanning (worker)
-    def scan(self) -> None:
-        if self._scan_pending:
-            return
-        self._scan_pending = True
-        self._scan_worker()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-scan")
-    def _scan_worker(self) -> None:
-        from textual.worker import get_current_worker
-
-        worker = get_current_worker()
-        snapshot = self.tracker.scan(cancelled=lambda: worker.is_cancelled)
-        arena = self._fit_arena_if_changed()
-        if not worker.is_cancelled:
-            self.post_message(EvalScanned(snapshot, arena))
+    def scan_store(self, cancelled: Callable[[], bool]) -> EvalScanned:
+        snapshot = self.tracker.scan(cancelled=cancelled)
+        return EvalScanned(snapshot, self._fit_arena_if_changed())
 
     def _fit_arena_if_changed(self) -> ArenaView | None:
         path = self.battles_path
@@ -163,23 +144,12 @@ class EvaluationScreen(CanvasScreen):
 
     @on(EvalScanned)
     def _on_scanned(self, message: EvalScanned) -> None:
-        self._scan_pending = False
-        self.scans += 1
+        self.scan_applied()
         changed = message.snapshot.results != self.snapshot.results or self.scans == 1
         self.snapshot = message.snapshot
         if message.arena is not None:
             self.arena = message.arena
         self._redraw(table=changed)
-        self.set_timer(self.canvas.poll_interval, self._rearm)
-
-    def _rearm(self) -> None:
-        if self.is_current:
-            self.scan()
-        else:
-            self._scan_pending = False
-
-    def on_screen_resume(self) -> None:
-        self.scan()
 
     # ------------------------------------------------------------------------ rendering
     def rows(self) -> list[ModelRow]:
@@ -266,14 +236,7 @@ class EvaluationScreen(CanvasScreen):
 
     # ------------------------------------------------------------------------ selection
     def selected_key(self) -> str | None:
-        table = self.query_one("#eval-table", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return key.value
+        return cursor_key(self.query_one("#eval-table", DataTable))
 
     def selected_row(self) -> ModelRow | None:
         key = self.selected_key()

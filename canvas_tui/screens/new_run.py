@@ -34,6 +34,8 @@ from canvas_tui import actions, forms
 from canvas_tui.fmt import clean_text, fmt_bytes, fmt_si
 from canvas_tui.messages import BaseHint, ControlDone, FinetuneChecked
 from canvas_tui.screens.base import CanvasScreen
+from canvas_tui.widgets.field_input import FieldInput
+from canvas_tui.widgets.quiet import update_pane
 from engine.config.errors import ConfigError
 from engine.config.finetune import FinetuneConfig
 from engine.config.presets import PRESETS
@@ -58,7 +60,7 @@ def _field(key: str, label: str, value: str, *, placeholder: str = "", hint: boo
     with Horizontal(classes="form-row", id=f"row-{fid}"):
         yield Label(label, classes="form-label")
         with Vertical(classes="form-input"):
-            yield Input(value, id=fid, placeholder=placeholder, select_on_focus=False, compact=True)
+            yield FieldInput(value, id=fid, placeholder=placeholder, select_on_focus=False, compact=True)
             if hint:
                 yield Static(Content(""), id=f"hint-{fid}", classes="form-hint", markup=False)
             yield Static(Content(""), id=f"err-{fid}", classes="form-error", markup=False)
@@ -154,7 +156,7 @@ class NewRunScreen(CanvasScreen):
                             classes="form-label",
                         )
                         with Vertical(classes="form-input"):
-                            yield Input(v["length"], id="f-length", compact=True)
+                            yield FieldInput(v["length"], id="f-length", compact=True)
                             yield Static(Content(""), id="err-f-length", classes="form-error", markup=False)
                     with Horizontal(classes="form-row"):
                         yield Label("precision", classes="form-label")
@@ -217,7 +219,7 @@ class NewRunScreen(CanvasScreen):
                 classes="form-label",
             )
             with Vertical(classes="form-input"):
-                yield Input(f["length"], id="ft-length", select_on_focus=False, compact=True)
+                yield FieldInput(f["length"], id="ft-length", select_on_focus=False, compact=True)
                 yield Static(Content(""), id="err-ft-length", classes="form-error", markup=False)
         yield Static(Content(""), id="err-ft-general", classes="form-error", markup=False)
         yield Button("Launch (ctrl+l)", id="launch-finetune", variant="primary")
@@ -409,16 +411,18 @@ class NewRunScreen(CanvasScreen):
     def _show_estimate(self) -> None:
         box = self._estimate
         if self.config is None:
-            box.update(
+            update_pane(
+                box,
                 Content.assemble(
                     ("Estimate", "bold"), "\n\n", ("fix the highlighted field to see the size", "$error")
-                )
+                ),
             )
             return
         est = forms.estimate(self.config)
         mem = est.memory
         cfg = self.config
-        box.update(
+        update_pane(
+            box,
             Content.assemble(
                 ("Estimate", "bold"),
                 "\n\n",
@@ -453,7 +457,7 @@ class NewRunScreen(CanvasScreen):
                 clean_text(cfg.data),
                 "\n",
                 ("an estimate: allocator and compile workspace come on top", "$text-muted"),
-            )
+            ),
         )
 
     # ------------------------------------------------------------------------ launch
@@ -678,7 +682,7 @@ class NewRunScreen(CanvasScreen):
             )
         else:
             body = Content("")
-        box.update(Content.assemble(title, "\n\n", body))
+        update_pane(box, Content.assemble(title, "\n\n", body))
 
     def _show_base_hint(self) -> None:
         hint = self._base_hint_box

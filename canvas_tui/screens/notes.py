@@ -16,6 +16,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static, TextArea
 
+from canvas_tui.widgets.field_input import FieldInput
 from engine.runs.errors import RunStoreError
 from engine.runs.notes import RunNotes, read_notes, write_notes
 
@@ -50,7 +51,7 @@ class NotesScreen(ModalScreen[RunNotes | None]):
                 Content.assemble(("Notes and tags of ", "bold"), (self.run_name, "bold")), markup=False
             )
             yield Static("tags (commas or spaces between them)", classes="notes-label", markup=False)
-            yield Input(" ".join(self.current.tags), placeholder="baseline lr-sweep", id="notes-tags")
+            yield FieldInput(" ".join(self.current.tags), placeholder="baseline lr-sweep", id="notes-tags")
             yield Static("notes", classes="notes-label", markup=False)
             yield TextArea(self.current.text, id="notes-text", soft_wrap=True, show_line_numbers=False)
             yield Static(Content(""), id="notes-error", markup=False)

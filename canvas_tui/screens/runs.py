@@ -2,9 +2,10 @@
 
 A thread worker scans the store (:class:`canvas_tui.runs_model.RunsTracker`) and posts the rows;
 the next scan is armed with ``set_timer`` only after the previous one was applied, so scans never
-overlap, and none is started while another screen covers this one. Runs started from the CLI or
-another console show up at the next scan (about a second). Until the first scan is in, the
-screen says how many runs it is reading ("Scanning 90 runs…"), never "No runs yet".
+overlap, and none is started while another screen covers this one (the loop of
+:class:`canvas_tui.screens.scanning.ScanningScreen`, shared with the Evaluation screen). Runs
+started from the CLI or another console show up at the next scan (about a second). Until the
+first scan is in, the screen says how many runs it is reading ("Scanning 90 runs…"), never "No runs yet".
 
 The table's columns are defined once, in :data:`TABLE` (header, the widths that show it, how it
 sorts, how its cell is drawn in :meth:`RunsScreen._cells`). Rows are sorted by any column (``<`` /
@@ -20,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.content import Content
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from canvas_tui import actions
 from canvas_tui.fmt import (
@@ -41,7 +42,9 @@ from canvas_tui.fmt import (
 )
 from canvas_tui.messages import RunsScanned
 from canvas_tui.runs_model import RunRow, RunsTracker
-from canvas_tui.screens.base import CanvasScreen
+from canvas_tui.screens.scanning import ScanningScreen
+from canvas_tui.widgets.footer import CanvasFooter
+from canvas_tui.widgets.tables import cursor_key
 from engine.runs.names import short_hash
 
 #: Theme variable of each status's colour (the table's cells are Rich Text, so the colour is looked
@@ -149,7 +152,8 @@ class RunsTable(DataTable):
     ]
 
 
-class RunsScreen(CanvasScreen):
+class RunsScreen(ScanningScreen):
+    SCAN_GROUP = "runs-scan"
     BINDINGS = actions.bindings("runs")
     AUTO_FOCUS = "#runs-table"
 
@@ -158,7 +162,6 @@ class RunsScreen(CanvasScreen):
         self.tracker = RunsTracker()
         self.rows: list[RunRow] = []
         self.filter_text = ""
-        self.scans = 0
         self.narrow: bool | None = None
         self.wide = False
         self.show_host = False  # a "host" column once a run's engine is on another host
@@ -166,12 +169,12 @@ class RunsScreen(CanvasScreen):
         self.sort_reverse = False
         self.columns: tuple[str, ...] = ()
         self._width = 0
-        self._scan_pending = False
         self._rendered: list[tuple[str, tuple]] | None = None  # (run id, cell signatures) on screen
         self._cell_cache: dict[str, tuple[RunRow, tuple[str, ...], list[Text], tuple]] = {}
         self._empty_state: tuple | None = None
         self.marked: list[str] = []  # run ids marked with space for the comparison, in marking order
-        self._bound: tuple[str | None, str | None] | None = None  # (run, status) the footer shows
+        #: (run, status) the footer shows: at first no run, so an empty store never rebuilds it.
+        self._bound: tuple[str | None, str | None] | None = (None, None)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -180,7 +183,7 @@ class RunsScreen(CanvasScreen):
             yield Input(placeholder="words, status:running, tag:baseline", id="runs-filter")
         yield Static(Content(""), id="runs-empty", markup=False)
         yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True, show_row_labels=False)
-        yield Footer()
+        yield CanvasFooter()
 
     def on_mount(self) -> None:
         self.sub_title = "Runs"
@@ -228,25 +231,12 @@ class RunsScreen(CanvasScreen):
         return f"bold {style}".strip() if bold else style
 
     # ------------------------------------------------------------------------ scanning (worker)
-    def scan(self) -> None:
-        if self._scan_pending:
-            return
-        self._scan_pending = True
-        self._scan_worker()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="runs-scan")
-    def _scan_worker(self) -> None:
-        from textual.worker import get_current_worker
-
-        worker = get_current_worker()
-        rows = self.tracker.scan(cancelled=lambda: worker.is_cancelled)
-        if not worker.is_cancelled:
-            self.post_message(RunsScanned(rows))
+    def scan_store(self, cancelled: Callable[[], bool]) -> RunsScanned:
+        return RunsScanned(self.tracker.scan(cancelled=cancelled))
 
     @on(RunsScanned)
     def _on_scanned(self, message: RunsScanned) -> None:
-        self._scan_pending = False
-        self.scans += 1
+        self.scan_applied()
         self.rows = message.rows
         show_host = any(r.remote and r.live for r in self.rows)  # where it runs, when that is elsewhere
         if show_host != self.show_host:
@@ -254,18 +244,6 @@ class RunsScreen(CanvasScreen):
             self._set_columns(self._width or self.size.width, force=True)
         self._render_rows()
         self._sync_bindings()
-        self.set_timer(self.canvas.poll_interval, self._rearm)
-
-    def _rearm(self) -> None:
-        # Not `is_current`: Textual counts the screen just below the top one as current (it may show
-        # through), so a covered list rescanned every poll and each redraw repainted the top screen.
-        if self.app.screen is self:
-            self.scan()
-        else:  # covered by another screen: check again later, scan on return (on_screen_resume)
-            self._scan_pending = False
-
-    def on_screen_resume(self) -> None:
-        self.scan()
 
     def on_unmount(self) -> None:
         self.tracker.flush()  # the next console starts from here (engine.runs.summary)
@@ -441,14 +419,7 @@ class RunsScreen(CanvasScreen):
 
     # ------------------------------------------------------------------------ selection
     def selected_id(self) -> str | None:
-        table = self.query_one("#runs-table", DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        except Exception:
-            return None
-        return key.value
+        return cursor_key(self.query_one("#runs-table", DataTable))
 
     def selected_row(self) -> RunRow | None:
         run_id = self.selected_id()

@@ -45,23 +45,20 @@ from engine.finetune.qlora import (
 )
 from engine.finetune.sampler import ChatSampler, build_chat_sampler
 from engine.runs.session import EngineSession
+from engine.train.base import LoopTrainer
 from engine.train.checkpoint import TRAINER_FILE, TrainerState, load_trainer_state
-from engine.train.checkpointer import Checkpointer
 from engine.train.layout import read_pointer, resolve_checkpoint
 from engine.train.loop import (
     DistInfo,
     LoopParts,
-    RunControl,
     StepResult,
     TrainingLoop,
     TrainingStopped,
-    pick_device,
-    run_guarded,
 )
 from engine.train.optim import CosineSchedule
-from engine.train.precision import Precision, choose_precision, enable_fast_matmul
+from engine.train.precision import Precision, choose_precision
 from engine.train.progress import Progress
-from engine.train.recorder import Observer, RunRecorder, telemetry
+from engine.train.recorder import Observer
 from engine.train.update import OptimizerUpdate
 
 IGNORE = -100
@@ -111,7 +108,7 @@ def labelled(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != IGNORE).sum())
 
 
-class FinetuneTrainer:
+class FinetuneTrainer(LoopTrainer):
     """A QLoRA fine-tune: the base, adapters, chat batches and loss assembled into the shared loop."""
 
     def __init__(
@@ -124,39 +121,13 @@ class FinetuneTrainer:
         dist_info: DistInfo | None = None,
         observer: Observer | None = None,
     ) -> None:
-        self.cfg = cfg.validate()
-        self.run_dir = Path(run_dir)
-        self.session = session
-        self.resume = resume
-        self.dist = dist_info or DistInfo()
+        super().__init__(
+            cfg.validate(), run_dir, session, resume=resume, dist_info=dist_info, observer=observer
+        )
         if self.dist.world_size > 1:
             raise TrainingStopped(
                 "fine-tuning runs in one process (one GPU): QLoRA fits a 7B model on a "
                 "single GPU. Fix: run without --nproc / torchrun."
-            )
-        self.recorder = RunRecorder(session, observer)
-        self.checkpoints = self.run_dir / "checkpoints"
-        self.checkpointer = Checkpointer(self.checkpoints, cfg.keep_checkpoints, self.recorder)
-        self.device: torch.device | None = None
-        self.loop: TrainingLoop | None = None
-
-    @property
-    def step(self) -> int:
-        return self.loop.progress.step if self.loop else 0
-
-    @property
-    def best_val(self) -> float:
-        return self.loop.progress.best_val if self.loop else math.inf
-
-    def run(self) -> None:
-        with telemetry(self.cfg, self.session, self.run_dir, pick_device(self.cfg.device, self.dist)):
-            run_guarded(
-                self.cfg,
-                self.recorder,
-                setup=self.setup,
-                before_first_step=self.before_first_step,
-                oom_advice=self.oom_advice,
-                device=lambda: self.device,
             )
 
     # ------------------------------------------------------------------------------ set-up
@@ -201,10 +172,7 @@ class FinetuneTrainer:
     def setup(self) -> TrainingLoop:
         """Build every component (in the order exact resume depends on) and the loop over them."""
         cfg = self.cfg
-        self.device = pick_device(cfg.device, self.dist)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            enable_fast_matmul()
+        self.start_device()
         self.precision: Precision = choose_precision(cfg.compute_dtype, self.device)
         self.base = self._resolve_base()
         self.source = hf_source(self.base, self.run_dir)
@@ -296,16 +264,7 @@ class FinetuneTrainer:
             on_finished=self.on_finished,
             sample=self._sampler(),
         )
-        self.loop = TrainingLoop(
-            cfg,
-            parts,
-            progress,
-            recorder=self.recorder,
-            checkpointer=self.checkpointer,
-            control=RunControl(self.session, self.dist, self.device),
-            dist_info=self.dist,
-        )
-        return self.loop
+        return self.assemble(parts, progress)
 
     def _evaluation_budget(self, cfg: FinetuneConfig, total: int) -> FinetuneConfig:
         """``eval_batches`` / ``eval_every`` of 0 resolved so that validation takes at most ~10% of

@@ -11,7 +11,6 @@ runs share a directory. Torch-free.
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime, timezone
 
 #: The shape of an id; anything else in the run-store root is not a run and is ignored.
@@ -20,6 +19,8 @@ RUN_ID_RE = re.compile(r"^\d{8}-\d{6}-\d{3}-[0-9a-f]{8}$")
 
 def new_run_id(now: datetime | None = None) -> str:
     """A fresh id for a run created at ``now`` (default: the current UTC time)."""
+    import secrets  # here: the console's start-up lists ids, it makes none
+
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     stamp = now.strftime("%Y%m%d-%H%M%S") + f"-{now.microsecond // 1000:03d}"
     return f"{stamp}-{secrets.token_hex(4)}"

@@ -14,38 +14,22 @@ import dataclasses
 import sys
 import typing
 
-from engine.docblock import DocBlock
+from engine.docblock import DocBlock, cell, summary, table
 from engine.runs import events, meta
-
-BEGIN = "<!-- schema:begin -->"
-END = "<!-- schema:end -->"
-REGENERATE = "python -m engine.runs.schema_doc --write README.md"
-
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _summary(doc: str | None) -> str:
-    """A docstring's first paragraph as Markdown (reST ``code`` becomes `code`)."""
-    paragraph = (doc or "").strip().split("\n\n")[0]
-    return " ".join(paragraph.split()).replace("``", "`")
 
 
 def run_json_table() -> str:
     """The fields of run.json: name, type, meaning."""
+    rows = [
+        [f"`{name}`", cell(meta.type_name(meta.field_type(name))), cell(meta.field_doc(name))]
+        for name in meta.field_names()
+    ]
     lines = [
         f"`run.json`, schema {meta.RUN_SCHEMA_VERSION} (`schema` in the file). A missing field reads "
         "as its default; fields a newer version added are kept when the file is rewritten.",
         "",
-        "| field | type | meaning |",
-        "|---|---|---|",
+        *table(["field", "type", "meaning"], rows),
     ]
-    for name in meta.field_names():
-        lines.append(
-            f"| `{name}` | {_cell(meta.type_name(meta.field_type(name)))} | {_cell(meta.field_doc(name))} |"
-        )
     return "\n".join(lines)
 
 
@@ -58,51 +42,42 @@ def _event_fields(cls: type[events.Event]) -> str:
             continue
         label = f"**`{f.name}`**" if f.name in required else f"`{f.name}`"
         parts.append(f"{label} {meta.type_name(hints[f.name], null=False)}")
-    return _cell(", ".join(parts))
+    return cell(", ".join(parts))
 
 
 def events_table() -> str:
     """Every known event type: its fields with their types, and what it says."""
+    rows = [
+        [f"`{name}`", _event_fields(cls), summary(cls.__doc__)] for name, cls in events.EVENT_TYPES.items()
+    ]
     lines = [
         f"`events.jsonl`, schema {events.SCHEMA_VERSION}: one JSON object a line, "
         f'`{{"v": {events.SCHEMA_VERSION}, "t": <unix seconds>, "type": "<type>", ...fields}}`. '
         "Bold fields are always there; the others may be null or missing, and readers skip "
         "types and fields they do not know.",
         "",
-        "| type | fields | what it says |",
-        "|---|---|---|",
+        *table(["type", "fields", "what it says"], rows),
     ]
-    for name, cls in events.EVENT_TYPES.items():
-        lines.append(f"| `{name}` | {_event_fields(cls)} | {_cell(_summary(cls.__doc__))} |")
     return "\n".join(lines)
 
 
-def render() -> str:
-    """The whole generated block, markers included."""
-    return "\n".join(
-        [
-            BEGIN,
-            f"<!-- generated from engine/runs/meta.py and engine/runs/events.py by `{REGENERATE}` -->",
-            "",
-            run_json_table(),
-            "",
-            events_table(),
-            END,
-        ]
-    )
+def body() -> list[str]:
+    """The block's text: the run.json table, then the events table."""
+    return [run_json_table(), "", events_table()]
 
 
 BLOCK = DocBlock(
-    BEGIN,
-    END,
-    render,
-    prog="python -m engine.runs.schema_doc",
+    "schema",
+    "engine.runs.schema_doc",
+    "engine/runs/meta.py and engine/runs/events.py",
+    body,
     what="schema",
     stale="the run.json / events.jsonl schema tables differ from the code; "
-    f"regenerate them with `{REGENERATE}`.",
+    "regenerate them with `{regenerate}`.",
     description=__doc__,
 )
-current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
+BEGIN, END, REGENERATE = BLOCK.begin, BLOCK.end, BLOCK.regenerate
+render, current_block, write, main = BLOCK.render, BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

@@ -10,21 +10,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from engine.docblock import DocBlock
+from engine.docblock import DocBlock, cell, summary, table
 from engine.serve import protocol
-
-BEGIN = "<!-- protocol:begin -->"
-END = "<!-- protocol:end -->"
-REGENERATE = "python -m engine.serve.protocol_doc --write README.md"
-
-
-def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def _summary(doc: str | None) -> str:
-    paragraph = (doc or "").strip().split("\n\n")[0]
-    return _cell(paragraph.replace("``", "`"))
 
 
 def _type(hint: object) -> str:
@@ -42,40 +29,37 @@ def _fields(cls: type) -> str:
         else:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             parts.append(f"`{f.name}` {_type(f.type)} = {default!r}".replace("'", '"'))
-    return _cell(", ".join(parts)) or "—"
+    return cell(", ".join(parts)) or "—"
 
 
-def render() -> str:
-    lines = [
-        BEGIN,
-        f"<!-- generated from engine/serve/protocol.py by `{REGENERATE}` -->",
-        "",
+def body() -> list[str]:
+    """The block's text: every request, then every reply, with its fields and what it does."""
+    requests = [[f"`{op}`", _fields(cls), summary(cls.__doc__)] for op, cls in protocol.REQUEST_TYPES.items()]
+    replies = [
+        [f"`{name}`", _fields(cls), summary(cls.__doc__)] for name, cls in protocol.REPLY_TYPES.items()
+    ]
+    return [
         f"Protocol version {protocol.PROTOCOL_VERSION}: one JSON object a line, each with "
         f'`"v": {protocol.PROTOCOL_VERSION}` and the `"id"` of the request (chosen by the client, '
         "echoed by every reply to it). Bold fields are required.",
         "",
-        "| request (`op`) | fields | what it does |",
-        "|---|---|---|",
+        *table(["request (`op`)", "fields", "what it does"], requests),
+        "",
+        *table(["reply (`type`)", "fields", "what it says"], replies),
     ]
-    for op, cls in protocol.REQUEST_TYPES.items():
-        lines.append(f"| `{op}` | {_fields(cls)} | {_summary(cls.__doc__)} |")
-    lines += ["", "| reply (`type`) | fields | what it says |", "|---|---|---|"]
-    for name, rcls in protocol.REPLY_TYPES.items():
-        lines.append(f"| `{name}` | {_fields(rcls)} | {_summary(rcls.__doc__)} |")
-    lines.append(END)
-    return "\n".join(lines)
 
 
 BLOCK = DocBlock(
-    BEGIN,
-    END,
-    render,
-    prog="python -m engine.serve.protocol_doc",
+    "protocol",
+    "engine.serve.protocol_doc",
+    "engine/serve/protocol.py",
+    body,
     what="protocol",
-    stale=f"the protocol table is stale; run `{REGENERATE}`.",
+    stale="the protocol table is stale; run `{regenerate}`.",
     description=__doc__,
 )
-current_block, write, main = BLOCK.current, BLOCK.write, BLOCK.main
+BEGIN, END, REGENERATE = BLOCK.begin, BLOCK.end, BLOCK.regenerate
+render, current_block, write, main = BLOCK.render, BLOCK.current, BLOCK.write, BLOCK.main
 
 
 if __name__ == "__main__":

@@ -27,24 +27,22 @@ from engine.data.progress import DataProgress
 from engine.data.tokenizer import export_tokenizer
 from engine.model.llama import CausalLM
 from engine.runs.session import EngineSession
+from engine.train.base import LoopTrainer
 from engine.train.checkpoint import TrainerState, load_checkpoint, write_model_files
-from engine.train.checkpointer import Checkpointer
 from engine.train.flops import mfu, peak_flops
 from engine.train.loop import (
     DistInfo,
     LoopParts,
-    RunControl,
     StepResult,
     TrainingLoop,
     TrainingStopped,
     pick_device,
-    run_guarded,
 )
 from engine.train.optim import CosineSchedule, auto_warmup, build_optimizer
 from engine.train.parallel import full_state, gradient_sync, load_full_state, shard_fsdp, wrap_ddp
-from engine.train.precision import Precision, choose_precision, enable_fast_matmul
+from engine.train.precision import Precision, choose_precision
 from engine.train.progress import Progress
-from engine.train.recorder import Observer, RunRecorder, telemetry
+from engine.train.recorder import Observer
 from engine.train.sampler import Sampler, build_sampler
 from engine.train.update import OptimizerUpdate
 
@@ -63,7 +61,7 @@ def total_steps(cfg: TrainConfig, batches_per_epoch: int, accum: int, world: int
     raise ConfigError("max_steps", "no run length: set one of max_steps, max_tokens or epochs.")
 
 
-class Trainer:
+class Trainer(LoopTrainer):
     """Pre-training of our own Llama-style model (see :mod:`engine.train.loop` for the loop).
 
     ``observer`` sees every event rank 0 emits as it happens and ``data_progress`` every data
@@ -81,36 +79,10 @@ class Trainer:
         observer: Observer | None = None,
         data_progress: Callable[[DataProgress], None] | None = None,
     ) -> None:
-        self.cfg = cfg.validate()
-        self.run_dir = Path(run_dir)
-        self.session = session
-        self.resume = resume
-        self.dist = dist_info or DistInfo()
-        self.recorder = RunRecorder(session, observer)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", cfg.keep_checkpoints, self.recorder)
+        super().__init__(
+            cfg.validate(), run_dir, session, resume=resume, dist_info=dist_info, observer=observer
+        )
         self.data_progress = data_progress
-        self.device: torch.device | None = None
-        self.loop: TrainingLoop | None = None
-
-    # ------------------------------------------------------------------------------ progress
-    @property
-    def step(self) -> int:
-        return self.loop.progress.step if self.loop else 0
-
-    @property
-    def best_val(self) -> float:
-        return self.loop.progress.best_val if self.loop else math.inf
-
-    def run(self) -> None:
-        with telemetry(self.cfg, self.session, self.run_dir, pick_device(self.cfg.device, self.dist)):
-            run_guarded(
-                self.cfg,
-                self.recorder,
-                setup=self.setup,
-                before_first_step=lambda: None,
-                oom_advice=self.oom_advice,
-                device=lambda: self.device,
-            )
 
     def _data_progress(self) -> Callable[[DataProgress], None]:
         last = [0.0]
@@ -159,10 +131,7 @@ class Trainer:
     def setup(self) -> TrainingLoop:
         """Build every component (in the order exact resume depends on) and the loop over them."""
         cfg, d = self.cfg, self.dist
-        self.device = device = pick_device(cfg.device, d)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-            enable_fast_matmul()
+        device = self.start_device()
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -257,16 +226,7 @@ class Trainer:
             mfu=lambda rate: mfu(self.flops_per_token, rate, self.peak, d.world_size),
             sample=self._sampler(),
         )
-        self.loop = TrainingLoop(
-            cfg,
-            parts,
-            progress,
-            recorder=self.recorder,
-            checkpointer=self.checkpointer,
-            control=RunControl(self.session, d, device),
-            dist_info=d,
-        )
-        return self.loop
+        return self.assemble(parts, progress)
 
     def _sampler(self) -> Sampler | None:
         """The ``sample_every`` sampler (rank 0 only; None when off): see :mod:`engine.train.sampler`."""
