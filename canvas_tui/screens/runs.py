@@ -168,6 +168,7 @@ class RunsScreen(ScanningScreen):
         self.sort_column: str | None = None  # None: newest first, as the store lists them
         self.sort_reverse = False
         self.columns: tuple[str, ...] = ()
+        self._widths: tuple[int, ...] = ()  # of the columns, as measured from the cells shown
         self._width = 0
         self._rendered: list[tuple[str, tuple]] | None = None  # (run id, cell signatures) on screen
         self._cell_cache: dict[str, tuple[RunRow, tuple[str, ...], list[Text], tuple]] = {}
@@ -201,8 +202,13 @@ class RunsScreen(ScanningScreen):
         if self._set_columns(event.size.width):
             self._render_rows(force=True)
 
-    def _set_columns(self, width: int, force: bool = False) -> bool:
-        """Lay out the table's columns for ``width`` (and the sort arrow); True when they changed."""
+    def _set_columns(self, width: int, force: bool = False, widths: tuple[int, ...] = ()) -> bool:
+        """Lay out the table's columns for ``width`` (and the sort arrow); True when they changed.
+
+        ``widths``: each column's width, as :meth:`_render_rows` measured its cells. Given explicitly,
+        not left to ``update_cell(update_width=True)``: the DataTable widens a column only when it is
+        next idle, and a repaint before that caches the cell cut to the old width (seen under load:
+        a run's new tags shown as "base" until the next edit)."""
         self._width = width
         narrow, wide = 0 < width < NARROW, width >= WIDE
         columns = layout_columns(width, show_host=self.show_host)
@@ -211,14 +217,27 @@ class RunsScreen(ScanningScreen):
         self.narrow, self.wide, self.columns = narrow, wide, columns
         table = self.query_one("#runs-table", DataTable)
         table.clear(columns=True)
-        for name in columns:
-            label: str | Text = name
-            if name == self.sort_column:
-                label = Text.assemble(name, ("▼" if self.sort_reverse else "▲", "bold"))
-            table.add_column(label, key=name)
+        self._widths = widths if len(widths) == len(columns) else tuple(self._label_width(n) for n in columns)
+        for name, size in zip(columns, self._widths, strict=True):
+            table.add_column(self._label(name), key=name, width=size)
         self._rendered = None
         self._cell_cache.clear()
         return True
+
+    def _label(self, name: str) -> str | Text:
+        if name == self.sort_column:
+            return Text.assemble(name, ("▼" if self.sort_reverse else "▲", "bold"))
+        return name
+
+    def _label_width(self, name: str) -> int:
+        return len(name) + (name == self.sort_column)  # the sort arrow
+
+    def _measure(self, cells: list[list[Text]]) -> tuple[int, ...]:
+        """The width each column needs: its header's or its widest cell's."""
+        return tuple(
+            max([self._label_width(name), *(row[i].cell_len for row in cells)])
+            for i, name in enumerate(self.columns)
+        )
 
     def _columns(self) -> tuple[str, ...]:
         return self.columns
@@ -272,6 +291,12 @@ class RunsScreen(ScanningScreen):
         drawn = [(row.id, self._row_cells(row, now)) for row in rows]
         cells = [(run_id, row_cells) for run_id, (row_cells, _) in drawn]
         shown = [(run_id, signature) for run_id, (_, signature) in drawn]
+        widths = self._measure([row_cells for _, row_cells in cells])
+        if widths != self._widths:  # new columns of the measured widths, then every row again
+            self._set_columns(self._width or self.size.width, force=True, widths=widths)
+            self._rendered = None
+            drawn = [(row.id, self._row_cells(row, now)) for row in rows]
+            cells = [(run_id, row_cells) for run_id, (row_cells, _) in drawn]
         if shown != self._rendered:
             previous, self._rendered = self._rendered, shown
             keys = list(self.columns)
@@ -279,7 +304,7 @@ class RunsScreen(ScanningScreen):
                 for (run_id, old), (_, new), (_, row_cells) in zip(previous, shown, cells, strict=True):
                     for i, (a, b) in enumerate(zip(old, new, strict=True)):
                         if a != b:
-                            table.update_cell(run_id, keys[i], row_cells[i], update_width=True)
+                            table.update_cell(run_id, keys[i], row_cells[i])
             else:
                 selected = self.selected_id()
                 with self.app.batch_update():
