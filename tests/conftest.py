@@ -17,6 +17,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+# One OpenMP thread a torch process (this one, and every engine it starts: they inherit it). The
+# suite runs two workers on two cores, each often beside an engine subprocess; torch's default of one
+# spinning thread a core made them fight for the cores (FACTS.md, "Compute"): the training-heavy
+# tests ran 2.8x slower in wall time (442 s against 159 s for the same four files, -n 2).
+# Every comparison a test makes is between processes started the same way, so results do not move.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.pop("CANVAS_CACHE", None)  # a developer's own cache never leaks into the suite
 # An empty run store opens the console on the welcome screen; the console tests written before it
 # expect the Runs screen. tests/test_welcome.py removes this and checks the real default.

@@ -22,7 +22,12 @@ from engine.train.layout import MANIFEST_FILE, checkpoint_damage, intact_checkpo
 from tests.lifecycle_helpers import canvas, events, finish, last_step
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.slow  # real training runs through the CLI, damaged and resumed
+pytestmark = [
+    pytest.mark.slow,  # real training runs through the CLI, damaged and resumed
+    # One worker runs the whole module (`--dist loadgroup` in .ci/test): its module-scoped scenario,
+    # a run killed and resumed, is built once, not once a worker.
+    pytest.mark.xdist_group("damage"),
+]
 
 FAST = ["--set", "micro_batch=4", "--set", "seq_len=64", "--set", "log_every=1", "--set", "eval_batches=2"]
 SETS = [
