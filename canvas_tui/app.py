@@ -92,7 +92,9 @@ class CanvasApp(App[None]):
         return RunsScreen()
 
     def on_mount(self) -> None:
-        self.screen_change_signal.subscribe(self, self._screen_changed)
+        # Immediate: the moment of the change, not when the app gets round to a posted callback (a
+        # key pressed in between, on the new screen, was dropped as older than it: seen in CI).
+        self.screen_change_signal.subscribe(self, self._screen_changed, immediate=True)
         if self.keymap:
             self.set_keymap(self.keymap)
         self.theme_changed_signal.subscribe(self, self._theme_changed)

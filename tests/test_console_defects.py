@@ -267,15 +267,17 @@ async def test_opening_the_form_validates_once_and_typing_validates_one_tab_debo
         # only (it used to lay out the whole screen, ~100 widgets, on every key).
         layouts: list[object] = []
         form.screen_layout_refresh_signal.subscribe(app, layouts.append, immediate=True)
-        await pilot.press("end", "5", "5", "5")
+        await pilot.press("end", *"555555")
         assert counts == {"pretrain": 0, "finetune": 0}  # typing itself validates nothing
-        assert layouts == []
+        # None from the keys (the old form: one a key, six); one is allowed for what a loaded machine
+        # delivers late from before (the footer's rebuild after the focus moved, seen in CI).
+        assert len(layouts) <= 1, layouts
         await wait_for(pilot, lambda: counts["pretrain"] == 1, what="one validation after the pause")
         await pilot.pause(0.3)
         assert counts == {"pretrain": 1, "finetune": 0}  # only the tab that changed
         assert form.values["lr"].endswith("555")
         assert form.config is not None and form.config.lr == float(form.values["lr"])
-        assert layouts == []  # the estimate and the error lines show nothing new: left as they are
+        assert len(layouts) <= 1  # the estimate and the error lines show nothing new: left as they are
         # Without the layout the field still scrolls to keep what is typed in sight (as Input does:
         # the cursor at most one cell past the text).
         field.value = "1" * 3 * field.content_size.width

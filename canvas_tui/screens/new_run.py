@@ -368,8 +368,20 @@ class NewRunScreen(CanvasScreen):
             self._validate_timer.stop()
             self._validate_timer = None
         self._dirty = set()
+        self._read_fields()
         self._validate_pretrain()
         self._revalidate_finetune()
+
+    def _read_fields(self) -> None:
+        """Take every field's value from its widget, not from the change events seen so far.
+
+        A value set or typed just before ``ctrl+l`` has its ``Changed`` event still bubbling up to
+        this screen when the key's binding runs (seen on a loaded machine: a run launched without
+        the name just typed). The preset is left to its event, which also fills the fields."""
+        for wid, (tab, key) in self._fields.items():
+            value = getattr(self._widgets.get(wid), "value", None)
+            if key != "preset" and isinstance(value, str):
+                (self.values if tab == "pretrain" else self.ft_values)[key] = value
 
     def _validate_pretrain(self) -> None:
         self.errors = {}
