@@ -433,9 +433,13 @@ async def test_real_worker_streams_stops_and_reopens():
         assert screen.columns[0].last_answer == first
         # A long answer stopped with esc mid-stream keeps its partial text.
         screen.query_one("#set-max-tokens").value = "3000"
+        previous = column.answer
         before = await send(pilot, screen, "Lists, dicts")
-        await wait_for(
-            pilot, lambda: column.answer is not None and column.answer.text, timeout=60, what="tokens"
+        await wait_for(  # this answer's tokens, while it streams (not the previous answer's text)
+            pilot,
+            lambda: column.answer not in (None, previous) and column.answer.text and column.job is not None,
+            timeout=60,
+            what="tokens",
         )
         await pilot.press("escape")
         await wait_for(pilot, lambda: screen.answers_done > before, timeout=30, what="the stop")
