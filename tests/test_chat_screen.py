@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import psutil
@@ -441,7 +442,16 @@ async def test_real_worker_streams_stops_and_reopens():
             timeout=60,
             what="tokens",
         )
-        await pilot.press("escape")
+        # The worker is held (SIGSTOP) while esc is handled, so the stop reaches it mid-answer: with
+        # one thread a process a tiny model can write its 3000 tokens before a loaded console reads
+        # the key. Released, it reads the cancel within a token.
+        worker_pid = column.slot.client.pid
+        os.kill(worker_pid, signal.SIGSTOP)
+        try:
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+        finally:
+            os.kill(worker_pid, signal.SIGCONT)
         await wait_for(pilot, lambda: screen.answers_done > before, timeout=30, what="the stop")
         assert isinstance(app.screen, ChatScreen)
         assert "stopped" in screen_text(app)

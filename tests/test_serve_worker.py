@@ -296,7 +296,18 @@ def test_chat_with_the_newest_checkpoint_of_a_run_while_it_trains(shared_cache, 
     assert out.returncode == 0, out.stderr
     live = resolve_run(out.stdout.split()[0])
     wait_until(lambda: events(live, "checkpoint"), 240, "the run's first checkpoint")
-    ready = client.load("live", device="auto")
+    # Held (SIGSTOP) while the worker loads, so the run is still training when the load looks: with
+    # one thread a process the 60 steps can end before a worker has started. It trains on while the
+    # model generates; a pause changes none of its numbers (the twin below checks every loss).
+    from engine.runs.status import run_status
+
+    engine_pid = run_status(live).pid
+    assert engine_pid is not None
+    os.kill(engine_pid, signal.SIGSTOP)
+    try:
+        ready = client.load("live", device="auto")
+    finally:
+        os.kill(engine_pid, signal.SIGCONT)
     assert ready.training, "the run finished before the chat: the test proves nothing"
     assert ready.kind == "pretrain" and ready.checkpoint.startswith("step-")
     done = client.generate(prompt="The", max_new_tokens=20, temperature=0.8, seed=1).wait(120)
