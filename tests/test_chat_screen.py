@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -435,19 +436,22 @@ async def test_real_worker_streams_stops_and_reopens():
         # A long answer stopped with esc mid-stream keeps its partial text.
         screen.query_one("#set-max-tokens").value = "3000"
         previous = column.answer
-        before = await send(pilot, screen, "Lists, dicts")
-        await wait_for(  # this answer's tokens, while it streams (not the previous answer's text)
-            pilot,
-            lambda: column.answer not in (None, previous) and column.answer.text and column.job is not None,
-            timeout=60,
-            what="tokens",
-        )
-        # The worker is held (SIGSTOP) while esc is handled, so the stop reaches it mid-answer: with
-        # one thread a process a tiny model can write its 3000 tokens before a loaded console reads
-        # the key. Released, it reads the cancel within a token.
+        # The worker runs in 5 ms slices (SIGSTOP / SIGCONT) until this answer's first text is on the
+        # screen, and is held while esc is handled: the stop then reaches it mid-answer whatever the
+        # speeds (with one thread a process, a tiny model writes its 3000 tokens in about a second,
+        # sooner than a loaded console may read a key). Released, it reads the cancel within a token.
         worker_pid = column.slot.client.pid
-        os.kill(worker_pid, signal.SIGSTOP)
+        os.kill(worker_pid, signal.SIGSTOP)  # before the request: a streaming app keeps a Pilot busy
         try:
+            before = await send(pilot, screen, "Lists, dicts")
+            for _ in range(3000):
+                await pilot.pause(0.05)
+                if column.answer not in (None, previous) and column.answer.text:
+                    break
+                os.kill(worker_pid, signal.SIGCONT)
+                time.sleep(0.005)
+                os.kill(worker_pid, signal.SIGSTOP)
+            assert column.job is not None and column.answer.text, "no text, or the answer ended"
             await pilot.press("escape")
             await pilot.pause(0.2)
         finally:
