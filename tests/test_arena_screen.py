@@ -87,6 +87,14 @@ async def test_early_vote_is_refused_then_the_vote_is_stored_and_revealed():
         await pilot.pause(0.05)
         assert screen.rounds == 0 and not read_battles()
         assert any("Wait for both answers" in str(n.message) for n in app._notifications)
+        # The answers stream: part of one is on screen before it has ended.
+        partial = await wait_for(
+            pilot,
+            lambda: next((s.text for s in screen.round.sides if s.text and s.done is None), None),
+            what="a partial answer",
+        )
+        full = ("I am alpha " + HOSTILE, "beta speaks")
+        assert any(f.startswith(partial) and f != partial for f in full), partial
         await wait_for(pilot, lambda: answered(screen), what="both answers")
         text = screen_text(app)
         assert "beta speaks" in text and "I am alpha" in text
@@ -140,6 +148,68 @@ async def test_a_fine_tune_and_its_base_share_one_worker():
     [battle] = read_battles()
     assert (battle.model_a, battle.answer_a) == ("chat-v1 (base)", "base answer")
     assert (battle.model_b, battle.answer_b, battle.winner) == ("chat-v1", "tuned answer", "tie (bothbad)")
+
+
+async def test_three_models_two_at_random_in_random_order_each_battle():
+    runs = [make_run(n) for n in ("alpha", "beta", "gamma")]
+    choices = [choice_for(str(r.path)) for r in runs]
+    factory = ScriptedFactory(per_model={n: {"answer": f"I am {n}"} for n in ("alpha", "beta", "gamma")})
+    screen = ArenaScreen(choices, client_factory=factory, seed=4, prompts=[])
+    # The pairs the screen will draw: rng.sample of the three, pair[0] shown as A.
+    rng = random.Random(4)
+    expected = []
+    for _ in range(8):
+        pair = rng.sample(["alpha", "beta", "gamma"], 2)
+        expected.append(tuple(pair))
+        rng.randrange(2**31)  # the battle's sampling seed, drawn after the pair
+    app = CanvasApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_arena(pilot, app, screen)
+        assert len(factory.clients) == 3  # every model loaded once, for the whole session
+        for n in range(8):
+            await send(pilot, screen, f"prompt {n}")
+            await wait_for(pilot, lambda: answered(screen), what=f"battle {n}")
+            a, b = screen.round.sides
+            assert a.text == f"I am {a.contender.name}" and b.text == f"I am {b.contender.name}"
+            assert f"A · {a.contender.name}" not in screen_text(app)  # hidden until the vote
+            await pilot.press("1" if n % 2 else "3")
+            await wait_for(pilot, lambda n=n: screen.rounds == n + 1, what=f"vote {n}")
+    battles = read_battles()
+    assert [(x.model_a, x.model_b) for x in battles] == expected
+    assert len({frozenset(p) for p in expected}) >= 2 and len({p[0] for p in expected}) >= 2
+    for x in battles:
+        assert (
+            x.model_a != x.model_b and x.answer_a == f"I am {x.model_a}" and x.answer_b == f"I am {x.model_b}"
+        )
+    assert [x.winner for x in battles] == ["tie", "model_a"] * 4
+
+
+async def test_canvas_arena_opens_the_arena_screen(monkeypatch):
+    """`canvas arena A B` runs ``CanvasApp(arena_choices=...)``: the app opens on the Arena with them."""
+    import canvas_tui.screens.arena as arena_module
+
+    factory = ScriptedFactory(answer="ok")
+    monkeypatch.setattr(arena_module, "spawn_worker", factory)
+    one, two = make_run("alpha"), make_run("beta")
+    app = CanvasApp(arena_choices=[choice_for(str(one.path)), choice_for(str(two.path))])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await wait_for(
+            pilot, lambda: app.screen if isinstance(app.screen, ArenaScreen) else None, what="the arena"
+        )
+        assert sorted(c.name for c in screen.contenders) == ["alpha", "beta"]
+        await wait_for(pilot, lambda: all(c.slot.ready for c in screen.contenders), what="models ready")
+        assert "2 models ready · votes: 1 A better · 2 B better · 3 tie · 4 both bad" in screen_text(app)
+    assert sorted(c.choice.label for c in factory.clients) == ["alpha", "beta"]
+
+
+def test_canvas_arena_needs_a_terminal(capsys):
+    from canvas_tui.cli import main
+
+    one, two = make_run("alpha"), make_run("beta")
+    assert main(["arena", str(one.path), str(two.path)]) == 2  # pytest's stdin is not a TTY
+    assert "needs an interactive terminal" in capsys.readouterr().err
+    assert main(["arena", "a", "b", "c", "d"]) == 2
+    assert "two or three" in capsys.readouterr().err
 
 
 def test_arena_80x24(snap_compare):

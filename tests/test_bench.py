@@ -201,6 +201,9 @@ def test_bench_eval_tiny():
     number(r"^ours \(InferenceSession, engine.model\) +([\d,]+) tok/s", out)
     number(r"^transformers LlamaForCausalLM \(export\) +([\d,]+) tok/s", out)
     number(rf"^ratio ours / transformers: {RATIO} median", out)
+    number(
+        rf"^per CPU-second: ours [\d,]+ tok/CPU-s, transformers [\d,]+ tok/CPU-s; ratio {RATIO} median", out
+    )
 
 
 # ------------------------------------------------------------------------------ the compiled rows

@@ -90,6 +90,9 @@ def test_two_runs_on_the_same_data_compared(corpus: Path):
         "ev",
     )
     assert out.returncode == 0, out.stderr
+    # Followed (no --detach): progress of each model's tasks on stderr, the results on stdout.
+    for phase in ("sharp: perplexity", "sharp: generation", "uniform: perplexity", "uniform: generation"):
+        assert phase in out.stderr, out.stderr
     printed = json.loads(out.stdout)
     run = resolve_run("ev")
     assert run.read_meta().kind == RunKind.EVAL and run.read_meta().status == "finished"
@@ -120,6 +123,9 @@ def test_two_runs_on_the_same_data_compared(corpus: Path):
         assert set(m.metrics) >= {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "chrf_pp"}
         assert m.bleu_signature.startswith("nrefs:1|") and "version:" in m.bleu_signature
         assert m.tokens_per_s > 0
+        # The window and the tokenizer are recorded with the result.
+        own = resolve_run(m.label).path / "tokenizer"
+        assert m.tokenizer == f"OurTokenizer, vocabulary 300 ({own})", m.tokenizer
     uniform = results.model("uniform")
     # The uniform model's bits per byte: log2(V) per token, exactly.
     assert uniform.metrics["perplexity"]["value"] == pytest.approx(300, rel=1e-4)
@@ -138,6 +144,9 @@ def test_two_runs_on_the_same_data_compared(corpus: Path):
     samples = read_samples(run.path / "samples.jsonl")
     assert len(samples) == 4 and all(set(x.outputs) == {"sharp", "uniform"} for x in samples)
     assert all(x.task == "generation" and x.reference and x.prompt for x in samples)
+    # The prompt is a document's opening and the reference the text right after it (byte-level BPE
+    # decodes losslessly, so together they are the document's start, exactly).
+    assert all(any(f"{d}\n".startswith(x.prompt + x.reference) for d in CORPUS) for x in samples)
     assert all(set(x.outputs["sharp"].split()) <= {"the", "a"} for x in samples)
     assert results.model("sharp").metrics["rouge1"]["value"] > 0  # it says "the", as the references do
     from engine.eval.scoring import score_samples
@@ -153,6 +162,34 @@ def test_two_runs_on_the_same_data_compared(corpus: Path):
         assert set(by_label["uniform"][key]) == {"value", "ci95"}
     assert by_label["sharp"]["bits_per_byte"] == results.model("sharp").metrics["bits_per_byte"]
     assert printed["settings"]["seed"] == 3 and "bleu_signature" in by_label["sharp"]
+    issue_keys = {
+        "perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "rouge1", "rouge2", "rougeL",
+        "rougeLsum", "bleu", "chrf", "chrf_pp", "bleu_signature", "tokens_per_s",
+    }  # fmt: skip
+    for entry in printed["models"]:
+        assert issue_keys <= set(entry), issue_keys - set(entry)
+        assert (
+            entry["tokens_per_s"] > 0
+            and entry["bleu_signature"] == results.model(entry["label"]).bleu_signature
+        )
+        for key in issue_keys - {"bleu_signature", "tokens_per_s"}:
+            assert entry[key] == results.model(entry["label"]).metrics[key], key
+    assert {"data", "samples", "seed", "prompt_tokens", "continuation_tokens", "sampling"} <= set(
+        printed["settings"]
+    )
+
+    # `canvas score EVAL_RUN` re-scores samples.jsonl and reproduces every stored number exactly.
+    rescored = canvas("score", "ev", "--json")
+    assert rescored.returncode == 0, rescored.stdout + rescored.stderr
+    report = json.loads(rescored.stdout)
+    assert report["seed"] == 3 and report["n_bootstrap"] == 1000 and report["samples"] == 4
+    for entry in report["models"]:
+        assert entry["matches"] == {
+            **dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "chrf_pp"), True),
+            **dict.fromkeys(("bleu_signature", "chrf_signature", "chrf_pp_signature"), True),
+        }
+        assert entry["per_sample_matches"] == 4
+        assert entry["bleu"] == results.model(entry["label"]).metrics["bleu"]
 
     # Each evaluated run links the evaluation.
     assert good.read_meta().evals == [run.id] and bad.read_meta().evals == [run.id]
@@ -206,7 +243,18 @@ def test_unknown_model_and_folder_without_data_are_refused(tmp_path: Path):
 
 def test_detached_eval_is_listed_as_kind_eval(corpus: Path):
     tiny_run("m", seed=0, head_scale=1.0)
-    out = canvas("eval", "m", "--data", str(corpus), *SMALL, "--tasks", "perplexity", "--detach")
+    out = canvas(
+        "eval",
+        "m",
+        "--data",
+        str(corpus),
+        *SMALL,
+        "--tasks",
+        "perplexity",
+        "--checkpoint",
+        "last",
+        "--detach",
+    )
     assert out.returncode == 0, out.stderr
     run_id = out.stdout.strip()
     run = resolve_run(run_id)
@@ -216,7 +264,10 @@ def test_detached_eval_is_listed_as_kind_eval(corpus: Path):
     assert listed.returncode == 0, listed.stderr
     rows = {r["id"]: r for r in json.loads(listed.stdout)}
     assert rows[run_id]["kind"] == "eval"
-    assert "bits_per_byte" in read_results(run.path).model("m").metrics
+    evaluated = read_results(run.path).model("m")
+    assert "bits_per_byte" in evaluated.metrics and evaluated.checkpoint == "step-000010"
+    assert read_results(run.path).settings["checkpoint"] == "last"
+    assert "rouge1" not in evaluated.metrics and not (run.path / "samples.jsonl").read_text().strip()
 
 
 def tiny_finetune(tmp_path: Path, name: str = "ft") -> RunDir:

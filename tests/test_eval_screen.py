@@ -634,3 +634,41 @@ async def test_arena_key_on_a_one_model_evaluation_says_why_and_opens_nothing(ev
         assert any(
             "the selected evaluation has 1 model." in m and "canvas arena MODEL_A MODEL_B" in m for m in said
         )
+
+
+@pytest.mark.slow
+async def test_launch_form_runs_a_real_evaluation_and_its_results_fill_the_table(tmp_path):
+    """The form's launch is the real one: preflight, an `eval` engine process, results.json, and
+    the new evaluation's row in the table with the numbers of its results.json."""
+    from engine.eval.results import read_results
+    from engine.runs import RunKind
+    from tests.test_eval_run import CORPUS, tiny_run
+
+    tiny_run("m", seed=0, head_scale=1.0)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    async with CanvasApp(poll_interval=0.5).run_test(size=(120, 40)) as pilot:
+        screen = await open_evaluation(pilot)
+        await pilot.press("n")
+        form = await pilot_wait_until(
+            pilot,
+            lambda: pilot.app.screen if isinstance(pilot.app.screen, EvalLaunchScreen) else None,
+            what="the launch form",
+        )
+        await pilot_wait_until(pilot, lambda: form.loaded, what="the runs")
+        form.query_one("#launch-extra", Input).value = "m"
+        form.query_one("#launch-data", Input).value = f"{corpus}?sample_by=line"
+        form.query_one("#launch-samples", Input).value = "3"
+        await pilot.press("ctrl+l")
+        await pilot_wait_until(pilot, lambda: pilot.app.screen is screen, timeout=60, what="the launch")
+        [run] = [r for r in list_runs() if r.read_meta().kind == RunKind.EVAL]
+        assert run.read_meta().config["samples"] == 3
+        table = screen.query_one("#eval-table", DataTable)
+        await pilot_wait_until(
+            pilot, lambda: f"{run.id}:0" in table_keys(table), timeout=180, what="the finished evaluation"
+        )
+        results = read_results(run.path)
+        assert run.read_meta().status == "finished"
+        bpb = results.model("m").metrics["bits_per_byte"]
+        assert cell(table, f"{run.id}:0", "bits_per_byte") == fmt_metric(Value(bpb["value"], *bpb["ci95"]))
+        assert results.settings["samples"] == 3 and results.settings["data"] == f"{corpus}?sample_by=line"

@@ -30,7 +30,7 @@ NAMES = {
     "chrf": "chrF",
     "chrf_pp": "chrF++",
 }
-SIGNATURES = ("bleu_signature", "chrf_signature")
+SIGNATURES = ("bleu_signature", "chrf_signature", "chrf_pp_signature")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -270,7 +270,11 @@ def _print_rescore(report: dict[str, Any]) -> bool:
             if matches is not None and key in matches:
                 line += "  matches results.json" if matches[key] else "  DIFFERS from results.json"
             print(line)
-        for sig, name in (("bleu_signature", "BLEU"), ("chrf_signature", "chrF")):
+        for sig, name in (
+            ("bleu_signature", "BLEU"),
+            ("chrf_signature", "chrF"),
+            ("chrf_pp_signature", "chrF++"),
+        ):
             note = ""
             if matches is not None and sig in matches:
                 note = "  (matches)" if matches[sig] else "  (DIFFERS from results.json)"
