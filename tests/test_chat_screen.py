@@ -633,3 +633,103 @@ async def test_real_chat_model_keeps_the_history_and_renders_its_template(tmp_pa
         await pilot.press("escape")
         screen.close_now()
     wait_until(no_workers_left, timeout=30, what="the worker to exit")
+
+
+def quantised_base_answers(run_path: str, prompt: str, new: int) -> tuple[str, str]:
+    """(adapter on, adapter off) greedy answers to ``prompt`` (the exact template text) computed in
+    this process, without the worker: the run's base loaded in its quantisation ALONE for "off" (no
+    adapter anywhere), and base + adapter for "on"."""
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoTokenizer
+
+    from engine.config.finetune import FinetuneConfig
+    from engine.finetune.export import base_source
+    from engine.finetune.qlora import load_base_model, load_with_adapter
+    from engine.runs.store import RunDir
+
+    run = RunDir(Path(run_path))
+    cfg = FinetuneConfig.from_dict(run.read_meta().config)
+    source, cpu, dtype = base_source(run), torch.device("cpu"), torch.bfloat16
+    tok = AutoTokenizer.from_pretrained(run.path / "adapter")
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    stops = [tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")]
+
+    def greedy(model) -> str:
+        with torch.inference_mode():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=0,
+            )
+        return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    base = load_base_model(source, cfg, cpu, dtype)
+    if cfg.quantization != "none":
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+    off = greedy(base.eval())
+    on = greedy(load_with_adapter(source, run.path / "adapter", cfg, cpu, dtype))
+    return on, off
+
+
+@pytest.mark.slow
+async def test_real_finetune_picked_with_its_adapter_on_and_off(corpus_cache, monkeypatch, tmp_path):
+    """A REAL fine-tune run (4-bit base + LoRA, trained by `canvas finetune`) picked with "adapter:
+    both": one worker, two columns; the adapter-off column answers exactly as the quantised base
+    alone, the adapter-on column as base + adapter, and they differ. The chats record the state."""
+    from tests.finetune_fixtures import tiny_base, tiny_tokenizer
+    from tests.lifecycle_helpers import canvas
+
+    monkeypatch.setenv("CANVAS_CACHE", str(corpus_cache))
+    base = tiny_base(tmp_path / "llama", tiny_tokenizer(tmp_path / "tok"), seed=2)
+    out = canvas(
+        "finetune",
+        "--base", str(base), "--data", "embedded?limit=40", "--name", "ft-real",
+        "--set", "max_steps=4", "--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=1",
+        "--set", "lora_r=4", "--set", "lr=5e-2", "--set", "eval_batches=1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    app = CanvasApp(chat_choices=[])
+    async with app.run_test(size=(160, 50)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen.loaded)
+        picker = app.screen
+        assert "ft-real" in screen_text(app)
+        picker.query_one("#picker-adapter").value = "both"
+        picker.query_one("#picker-runs").focus()
+        await pilot.press("enter", "ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and len(app.screen.columns) == 2)
+        screen = app.screen
+        on_col, off_col = screen.columns
+        assert (on_col.choice.adapter, off_col.choice.adapter) == (True, False)
+        assert on_col.slot is off_col.slot  # one worker holds the weights for both
+        await wait_for(pilot, lambda: on_col.slot.ready is not None, timeout=120, what="the load")
+        ready = on_col.slot.ready
+        assert ready.kind == "finetune" and ready.adapter and ready.chat
+        assert "(base, adapter off)" in screen_text(app)
+        screen.query_one("#set-temperature").value = "0"
+        screen.query_one("#set-max-tokens").value = "24"
+        # The adapter-off column's rendered prompt: the fine-tune's own chat template.
+        screen.query_one("#chat-input", TextArea).text = "What is a list?"
+        off_col.widget.query_one(".column-log").focus()
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), timeout=30, what="the prompt")
+        prompt = app.screen.prompt_text
+        assert prompt.startswith("<|im_start|>user\nWhat is a list?")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="back to the chat")
+        before = await send(pilot, screen, "What is a list?")
+        await wait_for(pilot, lambda: screen.answers_done >= before + 2, timeout=120, what="both answers")
+        on_text, off_text = on_col.last_answer, off_col.last_answer
+        screen.close_now()
+    wait_until(no_workers_left, timeout=30, what="the worker to exit")
+    expected_on, expected_off = quantised_base_answers(on_col.choice.run_path, prompt, 24)
+    assert off_text == expected_off and off_text  # adapter off: the quantised base, exactly
+    assert on_text == expected_on and on_text != off_text  # adapter on: the fine-tune
+    saved = [
+        json.loads(line) for f in chat_files(on_col.choice.run_path) for line in f.read_text().splitlines()
+    ]
+    answers = {(r.get("adapter"), r["content"]) for r in saved if r.get("role") == "assistant"}
+    assert answers == {(True, on_text), (False, off_text)}

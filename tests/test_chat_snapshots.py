@@ -63,6 +63,13 @@ def chat_after_one_answer(choices, system: str = ""):
         await pilot_wait_until(pilot, lambda: box.has_focus and not box.disabled, what="the input's focus")
         await pilot.pause(0.3)
         assert box.has_focus, "something took the focus from the message box"
+        # With blinking off the cursor is drawn whenever the box has focus, but TextArea's line
+        # cache does not key on focus then: a line cached without the cursor (unfocused, or in a
+        # blink's off phase, which a loaded machine's timer reaches first) would be reused. Drop
+        # the cache (notify_style_update clears it) so the line is drawn as it is now.
+        box.notify_style_update()
+        box.refresh()
+        await pilot.pause()
 
     return run_before
 

@@ -59,3 +59,57 @@ def test_cpu_is_always_honoured_and_cuda_without_a_gpu_is_refused(monkeypatch):
     assert session.pick_device("auto", 1) == (torch.device("cpu"), "")
     with pytest.raises(ProtocolError, match="torch sees no GPU"):
         session.pick_device("cuda", 1)
+
+
+def live_training_run(name: str):
+    """A pre-training run in the store whose engine is alive: this test process stands in for it."""
+    import os
+
+    from engine.runs.process import identify
+    from tests.console_fixtures import make_run
+
+    run = make_run(name)
+    identity = identify(os.getpid())
+    assert identity is not None
+    run.update_meta(status="running", **identity.as_meta())
+    return run
+
+
+def test_the_run_holding_the_gpu_is_found_in_the_run_store():
+    from tests.console_fixtures import make_run
+
+    make_run("finished-one")  # an ended run holds nothing
+    assert session._live_training_run() is None
+    live_training_run("seed-live")
+    assert session._live_training_run() == "seed-live"
+
+
+@pytest.mark.slow
+def test_a_load_beside_a_live_training_run_lands_on_the_cpu_and_says_so(monkeypatch, tmp_path):
+    """The whole load, not just the choice: a GPU with 1 GiB free while a real (live) training run
+    is in the store, ``device: auto`` → the model is on the CPU, answers, and Ready's note (what
+    the Chat screen and ``canvas generate`` show) names the run."""
+    from canvas_tui.screens.chat import ready_facts
+    from engine.serve import protocol
+    from tests.finetune_fixtures import tiny_base, tiny_tokenizer
+
+    live_training_run("seed-1b-owt")
+    folder = tiny_base(tmp_path / "llama", tiny_tokenizer(tmp_path / "tok"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1 * GIB, 80 * GIB))
+    monkeypatch.setattr(session, "_folder_bytes", lambda path: 14 * GIB)  # a 7B bf16 model's weights
+    s = session.InferenceSession()
+    try:
+        ready = s.load(protocol.Load(id="l", model=str(folder)))
+        assert ready.device == "cpu" and ready.dtype == "float32"
+        assert ready.note.startswith("loaded on CPU: the GPU has 1.0 of 80.0 GiB free")
+        assert "training run seed-1b-owt holds it" in ready.note
+        assert all(p.device.type == "cpu" for p in s.model.parameters())
+        done = s.generate(
+            protocol.Generate(id="g", prompt="The", max_new_tokens=4, temperature=0), lambda d: None
+        )
+        assert done.new_tokens > 0
+        assert ready.note in ready_facts(ready)
+    finally:
+        s.close()

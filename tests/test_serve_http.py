@@ -79,9 +79,11 @@ class SlowSession:
 class Server:
     """A real uvicorn serving a ServeApp on a thread of this process."""
 
-    def __init__(self, session, *, api_key: str | None = KEY) -> None:
+    def __init__(self, session, *, api_key: str | None = KEY, adapter_switch: bool = False) -> None:
         self.events: list[dict] = []
-        self.app = ServeApp(session, model_id=MODEL_ID, api_key=api_key, emit=self._emit)
+        self.app = ServeApp(
+            session, model_id=MODEL_ID, api_key=api_key, emit=self._emit, adapter_switch=adapter_switch
+        )
         sock = bind_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
@@ -216,6 +218,77 @@ def test_models_lists_the_served_model(server):
     models = server.client().models.list()
     assert [m.id for m in models.data] == [MODEL_ID]
     assert server.client().models.retrieve(MODEL_ID).id == MODEL_ID
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    """A LoRA adapter on ``model_dir`` with non-zero weights (so it changes the answers)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(7)
+    lora = LoraConfig(
+        r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora)
+    out = tmp_path_factory.mktemp("serve-adapter") / "adapter"
+    peft_model.save_pretrained(str(out))
+    return out
+
+
+@pytest.mark.slow
+def test_a_model_with_an_adapter_is_also_served_as_its_base(session, model_dir, adapter_dir):
+    """``ID:base`` answers with the adapter switched off, on the same loaded weights: it equals the
+    base model alone, and ``ID`` (adapter on) does not."""
+    from engine.serve.session import InferenceSession
+
+    tuned = InferenceSession()
+    ready = tuned.load(protocol.Load(id="l", model=str(model_dir), adapter=str(adapter_dir), device="cpu"))
+    assert ready.adapter
+    srv = Server(tuned, adapter_switch=True)
+    try:
+        client = srv.client()
+        assert [m.id for m in client.models.list().data] == [MODEL_ID, MODEL_ID + ":base"]
+        assert client.models.retrieve(MODEL_ID + ":base").id == MODEL_ID + ":base"
+        greedy = dict(messages=CHAT, max_tokens=12, temperature=0)
+        off = client.chat.completions.create(model=MODEL_ID + ":base", **greedy)
+        on = client.chat.completions.create(model=MODEL_ID, **greedy)
+        streamed_off = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model=MODEL_ID + ":base", stream=True, **greedy)
+            if c.choices
+        )
+        base = direct(
+            session,  # the base folder alone, loaded without the adapter
+            messages=[protocol.Message(m["role"], m["content"]) for m in CHAT],
+            max_new_tokens=12,
+            temperature=0.0,
+        )
+        assert off.model == MODEL_ID + ":base" and on.model == MODEL_ID
+        assert off.choices[0].message.content == streamed_off == base.text and base.text
+        assert on.choices[0].message.content != base.text  # the adapter is on for the plain id
+        completion = client.completions.create(
+            model=MODEL_ID + ":base", prompt="The module", max_tokens=7, temperature=0
+        )
+        assert (
+            completion.choices[0].text
+            == direct(session, prompt="The module", max_new_tokens=7, temperature=0.0).text
+        )
+        assert [r["model"] for r in srv.requests() if r["endpoint"] != "/v1/models"] == [
+            MODEL_ID + ":base",
+            MODEL_ID,
+            MODEL_ID + ":base",
+            MODEL_ID + ":base",
+        ]
+    finally:
+        srv.close()
+        tuned.close()
+
+
+def test_a_model_without_an_adapter_has_no_base_twin(server):
+    with pytest.raises(openai.NotFoundError):
+        server.client().completions.create(model=MODEL_ID + ":base", prompt="x", max_tokens=2)
 
 
 def test_a_wrong_or_missing_api_key_gets_401(server):
@@ -449,13 +522,15 @@ def test_a_serve_run_is_listed_answers_logs_requests_and_stops_freeing_its_port(
 
 
 @pytest.mark.slow
-def test_in_the_foreground_ctrl_c_stops_the_serve_run(model_dir):
+def test_in_the_foreground_ctrl_c_stops_the_serve_run(model_dir, adapter_dir):
+    """Served with an adapter, the run lists the model and its ``:base`` twin; Ctrl-C stops it."""
     import signal
 
     from engine.runs import list_runs
 
+    argv = ["serve", str(model_dir), "--adapter", str(adapter_dir), "--port", "0"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "canvas_tui.cli", "serve", str(model_dir), "--port", "0"],
+        [sys.executable, "-m", "canvas_tui.cli", *argv],
         cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
@@ -470,6 +545,8 @@ def test_in_the_foreground_ctrl_c_stops_the_serve_run(model_dir):
             lines.append(line)
         (run,) = list_runs()
         assert run.read_meta().kind == "serve" and run_id_printed(lines) == run.id
+        client = openai.OpenAI(base_url=run.read_meta().url, api_key="none", max_retries=0, timeout=60)
+        assert [m.id for m in client.models.list().data] == ["tiny", "tiny:base"]
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:

@@ -348,3 +348,59 @@ def test_deltas_carry_whole_characters_and_never_a_piece_of_a_stop_string(tokeni
     pieces.append(stream.flush())
     assert stream.stopped and stream.text == "héllo wörld ✓ 日本語 and then "
     assert "".join(pieces) == stream.text and not any("S" in p for p in pieces)
+
+
+def test_our_checkpoint_loads_every_weight_and_leaves_torch_as_it_was(tmp_path):
+    """The quick load builds the model without initialising it: every weight must still be the
+    checkpoint's, the RNG untouched, and torch's own init back in place afterwards."""
+    import torch
+    from torch import nn
+
+    from engine.model import save_model
+    from engine.model.llama import CausalLM
+    from engine.serve.session import _load_ours
+    from tests.helpers import random_model
+
+    original = random_model(seed=3, vocab_size=512)
+    save_model(original, tmp_path / "ckpt")
+    methods = (nn.Linear.reset_parameters, nn.Embedding.reset_parameters, CausalLM.reset_parameters)
+    rng = torch.random.get_rng_state()
+    loaded = _load_ours(tmp_path / "ckpt", torch.device("cpu"), torch.float32)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert (nn.Linear.reset_parameters, nn.Embedding.reset_parameters, CausalLM.reset_parameters) == methods
+    want, got = original.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    tokens = torch.tensor([[1, 5, 9, 200]])
+    assert torch.equal(original.eval()(tokens), loaded(tokens))
+    assert nn.Linear(8, 8).weight.abs().sum() > 0  # a fresh module is initialised again
+
+
+def test_a_cancel_stops_the_generation_within_one_token(long_ckpt):
+    """The cancel flag is read after every token: set while token k is handed out, no token k+1
+    is made (exact, in process: the pipes' timing is not in the way)."""
+    import threading
+
+    from engine.serve.session import InferenceSession
+
+    s = InferenceSession()
+    s.load(protocol.Load(id="l", model=str(long_ckpt), device="cpu"))
+    try:
+        for k in (1, 4, 9):
+            cancelled = threading.Event()
+            seen: list[protocol.Delta] = []
+
+            def on_delta(delta: protocol.Delta, k: int = k, seen: list = seen, flag=cancelled) -> None:
+                seen.append(delta)
+                if sum(len(d.tokens) for d in seen) == k:
+                    flag.set()
+
+            done = s.generate(
+                protocol.Generate(id="g", prompt="The", max_new_tokens=500, temperature=0),
+                on_delta,
+                cancelled,
+            )
+            assert done.finish_reason == "cancelled" and done.new_tokens == k
+            assert done.text == "".join(d.text for d in seen)
+    finally:
+        s.close()

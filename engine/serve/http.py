@@ -3,10 +3,14 @@ process of a ``serve`` run (``python -m engine.serve.http --run-dir DIR``).
 
 Endpoints (the subset of OpenAI's API a chat UI and the official client use)::
 
-    GET  /v1/models                 the one model this server holds
+    GET  /v1/models                 the one model this server holds (and its ``:base`` twin)
     GET  /v1/models/{id}
     POST /v1/completions            prompt -> text            (stream: true -> server-sent events)
     POST /v1/chat/completions       messages -> a reply       (stream: true -> server-sent events)
+
+A model loaded with a LoRA adapter (a fine-tune run, or a folder with ``--adapter``) is listed
+twice: ``ID`` answers with the adapter on, ``ID:base`` (:data:`BASE_SUFFIX`) with it switched off,
+on the same loaded weights: a client compares the fine-tune with its base without a second server.
 
 Request fields: ``model`` (required, the id of ``/v1/models``), ``max_tokens`` (chat also
 ``max_completion_tokens``), ``temperature`` (0 = greedy), ``top_p``, ``stop`` (a string or a list),
@@ -53,6 +57,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from engine.serve import protocol
+
+#: Appended to the served id for the same weights with the adapter switched off.
+BASE_SUFFIX = ":base"
 
 #: What the generation code must offer (engine.serve.session.InferenceSession, or a test's fake).
 Emit = Callable[..., Any]
@@ -342,6 +349,8 @@ class ServeApp:
     ``session`` offers ``generate(request, on_delta, cancelled) -> Done`` (an
     :class:`~engine.serve.session.InferenceSession`). ``model_id`` is what ``/v1/models`` lists;
     ``aliases`` are further names a request's ``model`` may use (the name it was loaded by).
+    ``adapter_switch``: the session holds a LoRA adapter that a request may switch off, so each
+    name also has a ``:base`` twin (:data:`BASE_SUFFIX`) that answers as the base model.
     ``api_key``: the key requests must carry (None: none). ``emit``: where request events go
     (an :class:`~engine.runs.session.EngineSession`'s ``emit``), or None."""
 
@@ -351,6 +360,7 @@ class ServeApp:
         *,
         model_id: str,
         aliases: tuple[str, ...] = (),
+        adapter_switch: bool = False,
         api_key: str | None = None,
         emit: Emit | None = None,
         created: int | None = None,
@@ -360,6 +370,7 @@ class ServeApp:
         self.session = session
         self.model_id = model_id
         self.names = {model_id, *aliases}
+        self.base_names = {name + BASE_SUFFIX for name in self.names} if adapter_switch else set()
         self._key = api_key.encode() if api_key else None
         self.emit = emit
         self.created = int(created or time.time())
@@ -428,13 +439,18 @@ class ServeApp:
             raise ApiError(400, "you must provide a model parameter.", "model")
         if not isinstance(name, str):
             raise ApiError(400, f"'model' must be a string, not {name!r}.", "model")
-        if name not in self.names:
+        if name not in self.names and name not in self.base_names:
+            served = "', '".join(self._ids())
             raise ApiError(
                 404,
-                f"The model '{name}' does not exist; this server serves '{self.model_id}' (GET /v1/models).",
+                f"The model '{name}' does not exist; this server serves '{served}' (GET /v1/models).",
                 "model",
                 code="model_not_found",
             )
+
+    def _ids(self) -> list[str]:
+        """The ids ``/v1/models`` lists: the model, then its adapter-off twin when it has one."""
+        return [self.model_id] + ([self.model_id + BASE_SUFFIX] if self.base_names else [])
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -451,8 +467,8 @@ class ServeApp:
     async def _server_error(self, request: Request, exc: Exception) -> Response:
         return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error").response()
 
-    def _model_card(self) -> dict[str, Any]:
-        return {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "neural-canvas"}
+    def _model_card(self, model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": self.created, "owned_by": "neural-canvas"}
 
     # -- endpoints -----------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -463,20 +479,21 @@ class ServeApp:
             self._record("/v1/models", error.status, started, error=error.message)
             return error.response()
         self._record("/v1/models", 200, started)
-        return JSONResponse({"object": "list", "data": [self._model_card()]})
+        return JSONResponse({"object": "list", "data": [self._model_card(i) for i in self._ids()]})
 
     async def model(self, request: Request) -> Response:
         started = time.monotonic()
         try:
             self._check_key(request)
             name = request.path_params["model_id"]
-            if name not in self.names:
+            if name not in self.names and name not in self.base_names:
                 raise ApiError(404, f"The model '{name}' does not exist.", "model", code="model_not_found")
         except ApiError as error:
             self._record("/v1/models", error.status, started, error=error.message)
             return error.response()
         self._record("/v1/models", 200, started)
-        return JSONResponse(self._model_card())
+        base = name in self.base_names
+        return JSONResponse(self._model_card(self.model_id + (BASE_SUFFIX if base else "")))
 
     async def completions(self, request: Request) -> Response:
         return await self._generate(request, "/v1/completions")
@@ -497,12 +514,14 @@ class ServeApp:
                 raise ApiError(400, "the request body must be a JSON object.")
             self._check_model(body.get("model"))
             gen, stream, include_usage = parse_request(endpoint, body, self.max_tokens[endpoint])
+            gen.adapter = body["model"] not in self.base_names
+            served = self.model_id + ("" if gen.adapter else BASE_SUFFIX)
             if self._closing:
                 raise ApiError(503, "the server is shutting down.", kind="server_error")
             gen.id = uuid.uuid4().hex
             if stream:
-                return await self._stream(request, endpoint, gen, include_usage, started)
-            return await self._complete(request, endpoint, gen, started)
+                return await self._stream(request, endpoint, gen, include_usage, started, served)
+            return await self._complete(request, endpoint, gen, started, served)
         except ApiError as error:
             self._record(endpoint, error.status, started, stream=stream, error=error.message)
             return error.response()
@@ -556,7 +575,7 @@ class ServeApp:
         }
 
     async def _complete(
-        self, request: Request, endpoint: str, gen: protocol.Generate, started: float
+        self, request: Request, endpoint: str, gen: protocol.Generate, started: float, served: str
     ) -> Response:
         loop = asyncio.get_running_loop()
         cancelled = threading.Event()
@@ -572,7 +591,7 @@ class ServeApp:
             self._active.discard(cancelled)
             watcher.cancel()
         status = 499 if gone else 200
-        self._record(endpoint, status, started, stream=False, model=self.model_id, **self._figures(done))
+        self._record(endpoint, status, started, stream=False, model=served, **self._figures(done))
         finish = _FINISH.get(done.finish_reason, "stop")
         if endpoint == "/v1/completions":
             choice: dict[str, Any] = {
@@ -595,14 +614,20 @@ class ServeApp:
                 "id": prefix + gen.id,
                 "object": kind,
                 "created": int(time.time()),
-                "model": self.model_id,
+                "model": served,
                 "choices": [choice],
                 "usage": self._usage(done),
             }
         )
 
     async def _stream(
-        self, request: Request, endpoint: str, gen: protocol.Generate, include_usage: bool, started: float
+        self,
+        request: Request,
+        endpoint: str,
+        gen: protocol.Generate,
+        include_usage: bool,
+        started: float,
+        served: str,
     ) -> Response:
         loop = asyncio.get_running_loop()
         cancelled = threading.Event()
@@ -629,7 +654,7 @@ class ServeApp:
             "id": ("chatcmpl-" if chat else "cmpl-") + gen.id,
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()),
-            "model": self.model_id,
+            "model": served,
         }
 
         def chunk(delta: dict[str, Any] | str, finish: str | None = None) -> bytes:
@@ -685,9 +710,7 @@ class ServeApp:
                 self._active.discard(cancelled)
                 if done is not None:
                     status = 499 if gone else 200
-                    self._record(
-                        endpoint, status, started, stream=True, model=self.model_id, **self._figures(done)
-                    )
+                    self._record(endpoint, status, started, stream=True, model=served, **self._figures(done))
                 elif error is not None:
                     self._record(endpoint, error.status, started, stream=True, error=error.message)
                 else:  # the client went away mid-stream
@@ -696,7 +719,7 @@ class ServeApp:
                         499,
                         started,
                         stream=True,
-                        model=self.model_id,
+                        model=served,
                         completion_tokens=tokens,
                         finish_reason="cancelled",
                     )
@@ -821,13 +844,17 @@ def run_engine(run_dir: str) -> None:
                 session,
                 model_id=cfg.served_name,
                 aliases=tuple({cfg.model, ready.model} - {""}),
+                adapter_switch=ready.adapter,
                 api_key=api_key,
                 emit=s.emit,
             )
 
             def listening() -> None:
                 s.run.update_meta(url=url)
-                s.log(f"serving {cfg.served_name!r} at {url}" + (" (API key required)" if api_key else ""))
+                twin = f" (and {cfg.served_name + BASE_SUFFIX!r}: the adapter off)" if ready.adapter else ""
+                s.log(
+                    f"serving {cfg.served_name!r}{twin} at {url}" + (" (API key required)" if api_key else "")
+                )
 
             try:
                 serve(app, sock, should_stop=lambda: s.stop_requested, on_listening=listening)
