@@ -21,16 +21,26 @@ from engine.serve import protocol
 
 
 class ScriptedStream:
-    def __init__(self, pieces: list[str], delay: float, fail: str | None = None) -> None:
+    def __init__(
+        self,
+        pieces: list[str],
+        delay: float,
+        fail: str | None = None,
+        gate: threading.Semaphore | None = None,
+    ) -> None:
         self.pieces = pieces
         self.delay = delay
         self.fail = fail
+        self.gate = gate
         self._cancel = threading.Event()
         self._done: protocol.Done | None = None
 
     def __iter__(self) -> Iterator[protocol.Delta]:
         text, n = "", 0
         for piece in self.pieces:
+            while self.gate is not None and not self.gate.acquire(timeout=0.05):
+                if self._cancel.is_set():
+                    break
             if self._cancel.is_set():
                 break
             if self.delay:
@@ -64,7 +74,8 @@ class ScriptedStream:
 
 
 class ScriptedClient:
-    """Answers every generate with ``answer`` split into ``pieces`` pieces, ``delay`` s apart."""
+    """Answers every generate with ``answer`` split into pieces of ``piece`` characters, ``delay`` s
+    apart; with a ``gate``, each piece also waits for one ``gate.release()`` (the test paces it)."""
 
     def __init__(
         self,
@@ -76,6 +87,7 @@ class ScriptedClient:
         load_error: str | None = None,
         generate_error: str | None = None,
         piece: int = 3,
+        gate: threading.Semaphore | None = None,
     ) -> None:
         self.choice = choice
         self.answer = answer
@@ -84,6 +96,7 @@ class ScriptedClient:
         self.load_error = load_error
         self.generate_error = generate_error
         self.piece = piece
+        self.gate = gate
         self.requests: list[dict[str, Any]] = []
         self.closed = False
 
@@ -113,7 +126,7 @@ class ScriptedClient:
         self.requests.append(fields)
         text = self.answer(fields) if callable(self.answer) else self.answer
         pieces = [text[i : i + self.piece] for i in range(0, len(text), self.piece)]
-        return ScriptedStream(pieces, self.delay, self.generate_error)
+        return ScriptedStream(pieces, self.delay, self.generate_error, self.gate)
 
     def render(self, **fields: Any) -> protocol.Rendered:
         self.requests.append({"render": True, **fields})

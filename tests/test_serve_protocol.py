@@ -157,6 +157,16 @@ def test_resolution_errors_name_the_field_and_the_fix(tmp_path: Path):
     with pytest.raises(ProtocolError) as info:
         models.resolve(ft.id[:-1])
     assert info.value.field == "checkpoint" and "no adapter yet" in info.value.message
+    # A run that holds no model says what it is, with the right article.
+    for kind, said in (("eval", "an eval run"), ("serve", "a serve run")):
+        other = create_run(kind, name=f"a-{kind}")
+        with pytest.raises(ProtocolError) as info:
+            models.resolve(other.id)
+        assert info.value.field == "model"
+        assert info.value.message == (
+            f"run {other.id} (a-{kind}) is {said}, which holds no model to talk to. Fix: pass a "
+            "pre-training or fine-tune run (`canvas runs` lists them)."
+        )
 
 
 def test_the_readme_protocol_table_is_generated_from_the_code():

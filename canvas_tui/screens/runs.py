@@ -47,6 +47,9 @@ from canvas_tui.widgets.footer import CanvasFooter
 from canvas_tui.widgets.tables import cursor_key
 from engine.runs.names import short_hash
 
+#: The run kinds whose directory holds a model the chat worker can load.
+TALKABLE_KINDS = ("pretrain", "finetune")
+
 #: Theme variable of each status's colour (the table's cells are Rich Text, so the colour is looked
 #: up in the current theme when the rows are drawn, and the rows are redrawn on a theme change).
 STATUS_COLOR = {
@@ -540,9 +543,21 @@ class RunsScreen(ScanningScreen):
             )
 
     def action_talk(self) -> None:
+        """Chat with the selected run's model. An eval or serve run holds no model of its own, so
+        the picker opens instead of a worker that can only fail to load it."""
         row = self._need_row()
-        if row is not None:
+        if row is None:
+            return
+        if row.kind in TALKABLE_KINDS:
             self.canvas.talk_to_run(row.path)
+            return
+        self.notify(
+            f"{row.name} is {'an' if row.kind[:1] in 'aeiou' else 'a'} {row.kind} run and holds no "
+            "model of its own: pick the models to talk to.",
+            timeout=4,
+            markup=False,
+        )
+        self.canvas.open_chat([])
 
     def action_edit_notes(self) -> None:
         """Open the notes and tags editor of the selected run; the list shows them once saved."""

@@ -335,9 +335,11 @@ def _from_run(run, checkpoint: str | None, adapter: Path | None) -> ResolvedMode
             config=dict(meta.config),
             training=live,
         )
+    kind = str(meta.kind)
+    article = "an" if kind[:1].lower() in "aeiou" else "a"  # "an eval run", "a serve run"
     raise _error(
         "model",
-        f"run {run.id} ({label}) is a {meta.kind} run, which holds no model to talk to. Fix: pass a "
+        f"run {run.id} ({label}) is {article} {kind} run, which holds no model to talk to. Fix: pass a "
         "pre-training or fine-tune run (`canvas runs` lists them).",
     )
 
