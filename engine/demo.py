@@ -22,6 +22,8 @@ from typing import Any
 from engine.config.errors import ConfigError
 from engine.config.train import TrainConfig, load_train_config
 from engine.data import DataProgress
+from engine.runs.events import Eval, Event, Log, Metric, RunInfo
+from engine.runs.format import format_event
 from engine.runs.store import RunDir
 
 
@@ -60,11 +62,14 @@ def demo_config(steps: int, *, micro_batch: int, seq_len: int, lr: float, seed: 
 
 @dataclass
 class _Printer:
-    """Turns the run's events into the demo's lines as they happen."""
+    """Turns the run's events into the demo's lines as they happen. It reads the decoded events
+    every reader of a run sees (the trainer's observer gets them so); its step line is a progress
+    summary (tokens/s averaged since the start), a warning or an error is the one formatter's."""
 
     echo: Callable[[str], None]
     log_every: int
     summary: Callable[[], str]
+    batch: str = ""  # "8 x 256 tokens"
     losses: list[float] = field(default_factory=list)
     val_loss: float = float("nan")
     precision: str = ""
@@ -72,31 +77,29 @@ class _Printer:
     tokens: int = 0
     seconds: float = 0.0
 
-    def __call__(self, event_type: str, fields: dict[str, Any]) -> None:
-        if event_type == "run_info":
-            self.precision = fields["precision"]
-            cfg = fields["config"]
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunInfo):
+            self.precision = event.precision or ""
+            self.total = event.total_steps or 0
+            params = f"{event.params:,}" if event.params is not None else "?"
             self.echo(self.summary())
             self.echo(
-                f"training the tiny model ({fields['params']:,} parameters) for {fields['total_steps']} "
-                f"steps on {fields['device']} in {self.precision}, batch {cfg['micro_batch']} x "
-                f"{cfg['seq_len']} tokens"
+                f"training the tiny model ({params} parameters) for {self.total} steps on "
+                f"{event.device} in {self.precision}, batch {self.batch}"
             )
-            self.total = fields["total_steps"]
-        elif event_type == "metric":
-            step, loss = fields["step"], fields["loss"]
+        elif isinstance(event, Metric) and event.loss is not None:
+            step, loss = event.step, event.loss
             self.losses.append(loss)
-            self.seconds += fields["step_time"]
-            self.tokens = fields["tokens"]
+            self.seconds += event.step_time or 0.0
+            self.tokens = event.tokens if event.tokens is not None else self.tokens
             if step % self.log_every == 0 or step == self.total:
                 rate = self.tokens / self.seconds if self.seconds else 0.0
-                self.echo(
-                    f"step {step:5d}/{self.total}  loss {loss:.3f}  lr {fields['lr']:.2e}  {rate:,.0f} tok/s"
-                )
-        elif event_type == "eval":
-            self.val_loss = fields["val_loss"]
-        elif event_type == "log" and fields.get("level") in ("warning", "error"):
-            self.echo(f"{fields['level']}: {fields['message']}")
+                lr = f"{event.lr:.2e}" if event.lr is not None else "-"
+                self.echo(f"step {step:5d}/{self.total}  loss {loss:.3f}  lr {lr}  {rate:,.0f} tok/s")
+        elif isinstance(event, Eval) and event.val_loss is not None:
+            self.val_loss = event.val_loss
+        elif isinstance(event, Log) and event.level in ("warning", "error"):
+            self.echo(format_event(event))
 
 
 def run_demo(
@@ -122,7 +125,12 @@ def run_demo(
     run, checked = create(demo_config(steps, micro_batch=micro_batch, seq_len=seq_len, lr=lr, seed=seed))
     cfg = checked.config
     trainer: Trainer | None = None
-    printer = _Printer(echo, max(1, log_every), lambda: trainer.prepared.summary() if trainer else "")
+    printer = _Printer(
+        echo,
+        max(1, log_every),
+        lambda: trainer.prepared.summary() if trainer else "",
+        batch=f"{cfg.micro_batch} x {cfg.seq_len} tokens",
+    )
     main_thread = threading.current_thread() is threading.main_thread()
     # The engine's own log lines go to the run's engine.log, as for a detached run, not the terminal.
     with (

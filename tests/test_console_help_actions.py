@@ -30,7 +30,7 @@ async def help_descriptions(pilot, app) -> str:
     top = scroll.region.y
     rows: dict[int, str] = {}
     y = 0
-    while True:
+    for _ in range(100):  # a bound, not a wait: a help that never scrolls to its end fails, not hangs
         scroll.scroll_to(y=y, animate=False)
         await pilot.pause(0.05)
         lines = screen_text(app).splitlines()
@@ -39,7 +39,9 @@ async def help_descriptions(pilot, app) -> str:
             rows[int(scroll.scroll_y) + i] = line[left:right].strip()
         if scroll.scroll_y >= scroll.max_scroll_y:
             break
-        y += scroll.region.height
+        y += max(1, scroll.region.height)
+    else:
+        pytest.fail(f"the help never scrolled to its end (at {scroll.scroll_y} of {scroll.max_scroll_y})")
     return " ".join(text for _, text in sorted(rows.items()) if text)
 
 

@@ -1,4 +1,6 @@
-"""The embedded corpus: real English, offline, deterministic; prepared once for the module."""
+"""The embedded corpus: real English, offline, deterministic. The tests read the session's prepared
+copy (``prepared_cache`` in tests/conftest.py, the same ``prepare`` call as the ``tiny`` preset's),
+so the suite tokenizes the corpus once, not once more for this module."""
 
 from __future__ import annotations
 
@@ -12,25 +14,23 @@ from engine.data import embedded
 from engine.data.loader import TokenLoader
 from engine.data.packing import PreparedData, prepare
 from engine.data.tokenizer import TokenizerConfig, load_tokenizer
+from engine.locations import CACHE_ENV
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedded-home")
-
-
-@pytest.fixture(scope="module")
-def prepared(home: Path) -> PreparedData:
-    """The tiny preset's data: the embedded corpus with a 4096-token BPE (the CLI's defaults)."""
+def prepared(prepared_cache: Path) -> PreparedData:
+    """The tiny preset's data: the embedded corpus with a 4096-token BPE (the CLI's defaults), as
+    the session prepared it (this call finds it in the cache)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANVAS_HOME", str(home))
+        mp.setenv(CACHE_ENV, str(prepared_cache))
         return prepare("embedded", TokenizerConfig(vocab_size=4096))
 
 
 @pytest.fixture
-def same_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("CANVAS_HOME", str(home))
-    return home
+def same_home(prepared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test reads (and the CLI prepares into) the cache ``prepared`` came from."""
+    monkeypatch.setenv(CACHE_ENV, str(prepared_cache))
+    return prepared_cache
 
 
 def test_corpus_is_real_english_of_at_least_two_megabytes(prepared: PreparedData, same_home: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,10 @@ def test_demo_learns_and_saves_an_exportable_model(tmp_path):
     assert json.loads((result.run.checkpoints_dir / "last.json").read_text())["step"] == 40
 
 
-def test_canvas_demo_through_the_cli(tmp_path):
+def test_canvas_demo_through_the_cli(tmp_path, prepared_cache):
+    # A home whose cache already holds the session's prepared corpus (the tokenizing is the test
+    # above's and the fixture's business): the demo must find it there, under CANVAS_HOME.
+    shutil.copytree(prepared_cache, tmp_path / "cache")
     env = {**os.environ, "CANVAS_HOME": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "canvas_tui", "demo", "--steps", "3", "--micro-batch", "2", "--seq-len", "32"],
@@ -55,4 +59,4 @@ def test_canvas_demo_through_the_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "step     3/3" in proc.stdout and "sample: The " in proc.stdout
-    assert (tmp_path / "cache" / "data").is_dir()  # prepared data went under CANVAS_HOME
+    assert f"(cached): {tmp_path / 'cache' / 'data'}" in proc.stdout  # read from under CANVAS_HOME

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
-import time
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -426,10 +426,7 @@ def _first_sentence_of(module_file: str, function: str) -> str:
 
 
 def test_embedded_conversations_are_deterministic_valid_and_real() -> None:
-    started = time.perf_counter()
     built = embedded_chat.build_conversations()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 10  # ~1 s here; generous for slow CI machines
     embedded_chat._frozen.cache_clear()  # a second, independent build (this test's CANVAS_HOME is empty)
     convs = embedded_chat.embedded_conversations()
     assert convs == built
@@ -532,10 +529,17 @@ def test_hub_unreachable_fails_fast_saying_offline(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="this machine is offline") as info:
         check_chat_spec(parse_chat_spec("guanaco"))
     assert "timdettmers/openassistant-guanaco" in str(info.value)
-    started = time.perf_counter()
+    # Fast: refused without a connection attempt (the Hub's own retries hang 23-46 s offline).
+    tried: list[object] = []
+
+    def connect(sock: socket.socket, address: object) -> None:
+        tried.append(address)
+        raise OSError("this test allows no network")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
     with pytest.raises(ConfigError, match="offline"):
         load_conversations("hf:nobody/no-such-chats-xyz")
-    assert time.perf_counter() - started < 5
+    assert tried == []
 
 
 def test_hub_cache_miss_with_offline_env_is_explained() -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from engine.config.loop import LoopConfig
+from engine.runs.events import to_record
 from engine.train.checkpoint import TrainerState
 from engine.train.checkpointer import Checkpointer, TrainingStopped
 from engine.train.loop import DistInfo, LoopParts, TrainingLoop, run_guarded
@@ -53,7 +54,7 @@ class Toy:
     def __init__(self, root: Path, cfg: LoopConfig, *, stop_at: int = 0, poison: set[int] = frozenset()):
         self.root, self.cfg, self.stop_at, self.poison = root, cfg, stop_at, poison
         self.events: list[tuple[str, dict]] = []
-        self.recorder = RunRecorder(None, observer=lambda t, f: self.events.append((t, f)))
+        self.recorder = RunRecorder(None, observer=lambda e: self.events.append((e.type, to_record(e))))
         self.checkpointer = Checkpointer(root / "checkpoints", cfg.keep_checkpoints, self.recorder)
 
     def assemble(self, resume: bool = False) -> TrainingLoop:
@@ -219,3 +220,26 @@ def test_out_of_memory_names_the_step_the_batch_and_the_advice(tmp_path):
         "out of memory at step 3 with micro_batch=4 and seq_len=32. Fix: lower micro_batch. "
         "The last checkpoint is intact."
     )
+
+
+def test_the_observer_gets_decoded_events_and_the_demo_prints_warnings_with_the_one_formatter():
+    """The in-process observer (the demo's printer) reads the same decoded events as every reader
+    of a run directory, and shows a warning the way `canvas logs` does: one plain line."""
+    from engine.demo import _Printer
+
+    lines: list[str] = []
+    printer = _Printer(lines.append, log_every=2, summary=lambda: "data: tiny", batch="2 x 8 tokens")
+    recorder = RunRecorder(None, observer=printer)
+    recorder.emit("run_info", params=1234, precision="fp32", device="cpu", total_steps=2, config={})
+    recorder.emit("metric", step=1, loss=3.0, lr=1e-3, step_time=0.25, tokens=16)
+    recorder.emit("metric", step=2, loss=2.0, lr=1e-3, step_time=0.25, tokens=32)
+    recorder.emit("eval", step=2, val_loss=2.5, perplexity=math.exp(2.5))
+    recorder.log("disk almost full\n\x1b[2J", "warning")
+    recorder.log("a quiet line", "info")
+    assert lines == [
+        "data: tiny",
+        "training the tiny model (1,234 parameters) for 2 steps on cpu in fp32, batch 2 x 8 tokens",
+        "step     2/2  loss 2.000  lr 1.00e-03  64 tok/s",
+        "warning: disk almost full\ufffd\ufffd[2J",
+    ]
+    assert (printer.losses, printer.val_loss, printer.precision) == ([3.0, 2.0], 2.5, "fp32")

@@ -320,3 +320,38 @@ def test_resume_without_a_checkpoint_is_refused_before_data_is_prepared(monkeypa
     meta = run.read_meta()
     assert meta.status == "failed"
     assert meta.message.startswith(f"cannot resume: {run.checkpoints_dir} holds no checkpoint. Fix:")
+
+
+def test_a_finetune_resume_without_a_checkpoint_is_refused_before_the_base_is_loaded(monkeypatch):
+    from engine.config.finetune import load_finetune_config
+    from engine.finetune import trainer
+    from engine.finetune.launch import create_finetune_run
+    from engine.finetune.worker import run_finetune
+
+    class NoTrainer:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the fine-tune loaded its base for a resume that cannot happen")
+
+    monkeypatch.setattr(trainer, "FinetuneTrainer", NoTrainer)
+    run = create_finetune_run(load_finetune_config(base="/a/base/never/read", sets=["max_steps=5"]))
+    run_finetune(run, resume=True, install_signals=False)
+    meta = run.read_meta()
+    assert meta.status == "failed"
+    assert meta.message.startswith(f"cannot resume: {run.checkpoints_dir} holds no checkpoint. Fix:")
+
+
+@pytest.mark.parametrize(
+    ("demo_args", "train_set"),
+    [
+        (["--micro-batch", "0"], "micro_batch=0"),
+        (["--seq-len", "100000"], "seq_len=100000"),
+    ],
+    ids=["micro_batch 0", "seq_len past the context"],
+)
+def test_the_demo_refuses_bad_input_with_the_message_canvas_train_gives(capsys, demo_args, train_set):
+    """The demo trains in the foreground, but it is checked by the same preflight as `canvas train`
+    (the tiny preset): the same one-paragraph message, before a run directory exists."""
+    demo = cli_message(capsys, "demo", *demo_args, "--steps", "3")
+    train = cli_message(capsys, "train", "--preset", "tiny", "--set", train_set, "--detach")
+    assert demo == train and "Fix:" in demo
+    assert list_runs() == []

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import subprocess
@@ -114,6 +115,28 @@ def test_only_new_bytes_are_read_and_a_replaced_file_is_read_from_its_start(tmp_
     # Rewritten in place, longer, with other first bytes: read again too.
     path.write_bytes(b'{"v": 1, "t": 5.0, "type": "metric", "step": 50, "loss": 0.5}\n' * 3)
     assert s.update(path) and (s.step, s.first_t, s.offset) == (50, 5.0, path.stat().st_size)
+
+
+@pytest.mark.parametrize("skim", [False, True], ids=["line-by-line", "skimmed"])
+def test_the_summary_reads_decoded_events_like_every_other_reader(tmp_path, monkeypatch, skim):
+    """The list's numbers come from decoded events (engine.runs.events.decode_any), not raw
+    records: the writer's "nan" is the float it meant (a diverged run says so), a value of the wrong
+    kind reads as missing, and a line of a newer event schema is not read as the type of that name."""
+    path = tmp_path / "events.jsonl"
+    with EventWriter(path) as w:
+        w.emit("run_info", total_steps=10, params=99, quantization=4, t=1.0)  # a foreign value
+        w.emit("metric", step=3, loss=math.nan, tokens_per_s=5.0, tokens=96, t=2.0)
+    with open(path, "ab") as fh:
+        fh.write(b'{"v": 1, "t": 3.0, "type": "eval", "step": 3, "val_loss": "low"}\n')
+        fh.write(b'{"v": 99, "t": 4.0, "type": "metric", "step": 9, "loss": 0.1, "tokens": 1}\n')
+    if skim:
+        monkeypatch.setattr(summary_module, "SKIM_BYTES", 0)  # every stretch is skimmed
+    s = EventsSummary()
+    assert s.update(path)
+    assert (s.step, s.tokens, s.tokens_per_s, s.total_steps, s.params) == (3, 96, 5.0, 10, 99)
+    assert s.loss is not None and math.isnan(s.loss)
+    assert (s.last_val, s.best_val, s.quantization, s.spark) == (None, None, "4", [])
+    assert (s.first_t, s.last_t) == (1.0, 3.0)  # the newer line is not this version's metric
 
 
 def test_finished_runs_are_not_read_again_and_a_new_console_starts_from_the_index(monkeypatch):

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from engine.runs.store import RunDir, create_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +176,7 @@ def _world_or_group_accessible(root: Path) -> list[str]:
     return sorted(loose)
 
 
+@pytest.mark.slow  # a real pre-training (data prepared in a fresh home) and a QLoRA fine-tune
 def test_everything_a_tiny_run_and_a_fine_tune_create_under_the_home_is_owner_only(
     canvas_home: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -15,6 +15,11 @@ instead of a tenth of a second, and the numbers are the same (the curve is a sam
 A file that shrank, or was replaced (another inode, or other first bytes), is read again from
 its start. The summary is a plain dict (:meth:`EventsSummary.to_json`), so a caller may keep it
 between processes (:class:`SummaryIndex`).
+
+Like every reader of the run directory, it works on decoded events
+(:func:`engine.runs.events.decode_any`), never on raw records: a ``"nan"`` loss reads as the float
+the writer meant, a value of the wrong kind as missing, and a line written under a newer event
+schema is not read as the type this version knows by that name.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.runs.events import is_newer
+from engine.runs.events import Eval, Event, Metric, RunInfo, UnknownEvent, decode_any
 from engine.runs.reader import parse_line
 
 #: Loss points kept for a run's curve; it is halved (every other point) when it reaches twice this.
@@ -57,6 +62,15 @@ def _number(value: Any) -> bool:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _typed(record: dict[str, Any] | None) -> Event | None:
+    """The decoded event of a parsed line; None for no line, or for one written under a newer
+    schema (its fields may mean something else, see :func:`engine.runs.events.is_newer`)."""
+    if record is None:
+        return None
+    event = decode_any(record)
+    return None if isinstance(event, UnknownEvent) and event.newer else event
 
 
 @dataclass
@@ -135,58 +149,55 @@ class EventsSummary:
                 self.skipped += 1
                 continue
             self.events += 1
-            if not is_newer(record):  # a newer engine's event is not misread
-                self._take(record)
+            event = _typed(record)
+            if event is not None:  # a newer engine's event is not misread
+                self._take(event)
         self.offset += end + 1
         return True
 
-    def _take(self, record: dict[str, Any]) -> None:
+    def _take(self, event: Event) -> None:
         """Fold one event into the summary."""
-        t = _finite(record.get("t"))
+        t = _finite(event.t)
         if t is not None:
             if self.first_t is None:
                 self.first_t = t
             self.last_t = t if self.last_t is None else max(self.last_t, t)
-        kind = record["type"]
-        if kind == "metric":
-            self._metric(record)
-            self._curve(_int(record.get("step")), _finite(record.get("loss")))
-        elif kind == "eval":
-            self._eval(record)
-        elif kind == "run_info":
-            self._run_info(record)
+        if isinstance(event, Metric):
+            self._metric(event)
+            self._curve(_int(event.step), _finite(event.loss))
+        elif isinstance(event, Eval):
+            self._eval(event)
+        elif isinstance(event, RunInfo):
+            self._run_info(event)
 
-    def _metric(self, record: dict[str, Any]) -> None:
-        step = _int(record.get("step"))
+    def _metric(self, metric: Metric) -> None:
+        step = _int(metric.step)
         if step is not None:
             self.step = step
-        loss = record.get("loss")
-        self.loss = loss if isinstance(loss, (int, float)) and not isinstance(loss, bool) else None
-        self.tokens_per_s = _finite(record.get("tokens_per_s"))
-        tokens = _int(record.get("tokens"))
+        # Not only finite: a diverged run's list row says "nan" (the writer's "nan" decodes to it).
+        loss = metric.loss
+        self.loss = float(loss) if loss is not None and _number(loss) else None
+        self.tokens_per_s = _finite(metric.tokens_per_s)
+        tokens = _int(metric.tokens)
         if tokens is not None:
             self.tokens = tokens
 
-    def _eval(self, record: dict[str, Any]) -> None:
-        value = _finite(record.get("val_loss"))
+    def _eval(self, evaluation: Eval) -> None:
+        value = _finite(evaluation.val_loss)
         if value is not None:
             self.last_val = value
             self.best_val = value if self.best_val is None else min(self.best_val, value)
-        step = _int(record.get("step"))
+        step = _int(evaluation.step)
         if step is not None and (self.step is None or step > self.step):
             self.step = step
 
-    def _run_info(self, record: dict[str, Any]) -> None:
-        for name, key in (("total_steps", "total_steps"), ("params", "params")):
-            value = _int(record.get(key))
+    def _run_info(self, info: RunInfo) -> None:
+        for name in ("total_steps", "params", "trainable_params"):
+            value = _int(getattr(info, name))
             if value is not None:
                 setattr(self, name, value)
-        trainable = _int(record.get("trainable_params"))
-        if trainable is not None:
-            self.trainable_params = trainable
-        quantization = record.get("quantization")
-        if isinstance(quantization, str):
-            self.quantization = quantization
+        if isinstance(info.quantization, str):
+            self.quantization = info.quantization
 
     def _curve(self, step: int | None, loss: float | None) -> None:
         if loss is None:
@@ -206,8 +217,8 @@ class EventsSummary:
     def _skim(self, fd: int, start: int, size: int) -> bool:
         """Summarise ``[start, size)`` decoding only the lines that matter (module docstring)."""
         if start == 0 and self.first_t is None:
-            first = parse_line(os.pread(fd, 64 << 10, 0).split(b"\n", 1)[0])
-            self.first_t = None if first is None else _finite(first.get("t"))
+            first = _typed(parse_line(os.pread(fd, 64 << 10, 0).split(b"\n", 1)[0]))
+            self.first_t = None if first is None else _finite(first.t)
         samples = [start + (i + 0.5) * (size - start) / SPARK_POINTS for i in range(SPARK_POINTS)]
         pos, carry = start, b""
         sampled: list[tuple[int | None, float]] = []
@@ -250,13 +261,11 @@ class EventsSummary:
                 continue  # a second key on a line already read
             lo = chunk.rfind(b"\n", 0, match.start()) + 1
             hi = chunk.find(b"\n", match.end())
-            record = parse_line(chunk[lo:hi])
-            if record is None or is_newer(record):
-                continue
-            if record["type"] == "run_info":
-                self._run_info(record)
-            elif record["type"] == "eval":
-                self._eval(record)
+            event = _typed(parse_line(chunk[lo:hi]))
+            if isinstance(event, RunInfo):
+                self._run_info(event)
+            elif isinstance(event, Eval):
+                self._eval(event)
         # curve samples: the first metric line at or after each sample offset inside this chunk
         while samples and samples[0] < base + len(chunk):
             at = max(0, int(samples.pop(0)) - base)
@@ -264,11 +273,11 @@ class EventsSummary:
             if at < 0:
                 break
             lo = chunk.rfind(b"\n", 0, at) + 1
-            record = parse_line(chunk[lo : chunk.find(b"\n", at)])
-            if record is not None and record["type"] == "metric" and not is_newer(record):
-                loss = _finite(record.get("loss"))
+            event = _typed(parse_line(chunk[lo : chunk.find(b"\n", at)]))
+            if isinstance(event, Metric):
+                loss = _finite(event.loss)
                 if loss is not None:
-                    sampled.append((_int(record.get("step")), loss))
+                    sampled.append((_int(event.step), loss))
 
     def _skim_tail(self, tail: bytes) -> bool:
         """The last metric and the last event time, reading the final lines backwards; False when
@@ -279,16 +288,16 @@ class EventsSummary:
             if got_t and got_metric:
                 break
             if (not got_metric and b'"metric"' in line) or not got_t:
-                record = parse_line(line)
-                if record is None or is_newer(record):
+                event = _typed(parse_line(line))
+                if event is None:
                     continue
                 if not got_t:
-                    t = _finite(record.get("t"))
+                    t = _finite(event.t)
                     if t is not None:
                         self.last_t = t if self.last_t is None else max(self.last_t, t)
                         got_t = True
-                if not got_metric and record["type"] == "metric":
-                    self._metric(record)
+                if not got_metric and isinstance(event, Metric):
+                    self._metric(event)
                     got_metric = True
         return got_metric
 

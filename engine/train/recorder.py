@@ -11,10 +11,12 @@ from typing import Any
 import torch
 
 from engine.config.loop import LoopConfig
+from engine.runs.events import Event, Log, decode_any
 from engine.runs.session import EngineSession
 
-#: Called with each event's type and fields as the run emits it (rank 0 only).
-Observer = Callable[[str, dict[str, Any]], None]
+#: Called with each event as the run emits it (rank 0 only), decoded as every reader of the run
+#: directory sees it (:func:`engine.runs.events.decode_any`): attributes, never string keys.
+Observer = Callable[[Event], None]
 
 
 class RunRecorder:
@@ -29,13 +31,13 @@ class RunRecorder:
         if self.session is not None:
             self.session.emit(event_type, **fields)
         if self.observer is not None:
-            self.observer(event_type, fields)
+            self.observer(decode_any({"type": event_type, **fields}))
 
     def log(self, message: str, level: str = "info") -> None:
         if self.session is not None:
             self.session.log(message, level=level)  # also echoed to engine.log
         if self.observer is not None:
-            self.observer("log", {"message": message, "level": level})
+            self.observer(Log(message=message, level=level))
 
     def update_meta(self, **fields: Any) -> None:
         if self.session is not None:
