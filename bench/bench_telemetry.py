@@ -130,7 +130,7 @@ def main() -> int:
                 with TelemetrySampler(
                     session, interval=args.interval, country="GBR", output_dir=session.run.path
                 ):
-                    while not any(e["type"] == "carbon" for e in reader.read_new()):
+                    while not any(e.type == "carbon" for e in reader.read_events()):
                         step()  # keep training while CodeCarbon starts, as a real run does
                     startups.append(time.perf_counter() - began)
                     times = timed(step, args.steps)
@@ -143,8 +143,8 @@ def main() -> int:
                 flush=True,
             )
     counts: dict[str, int] = {}
-    for e in EventReader(run.events_path).read_new():
-        counts[e["type"]] = counts.get(e["type"], 0) + 1
+    for e in EventReader(run.events_path).read_events():
+        counts[e.type] = counts.get(e.type, 0) + 1
     m_off, m_on = statistics.median(off), statistics.median(on)
     print(f"step time without sampler: median {m_off * 1e3:.1f} ms ({len(off)} steps)")
     print(f"step time with sampler:    median {m_on * 1e3:.1f} ms ({len(on)} steps)")

@@ -78,12 +78,12 @@ def sketch_history(
     # Samples may repeat a line (stride shorter than a line); keep each once.
     seen: set[tuple[Any, Any, Any]] = set()
     unique = []
-    for r in records:
-        key = (r.get("type"), r.get("t"), r.get("step"))
+    for event in map(decode_any, records):
+        key = (event.type, event.t, getattr(event, "step", None))
         if key in seen:
             continue
         seen.add(key)
-        unique.append(decode_any(r))
+        unique.append(event)
     return unique, size
 
 

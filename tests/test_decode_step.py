@@ -1,6 +1,9 @@
-"""The flat single-token decode step: bit-for-bit the model's forward, and used only where faithful."""
+"""The flat single-token decode step: bit-for-bit the model's forward (to rounding on a CPU's weight
+copies), and used only where faithful."""
 
 from __future__ import annotations
+
+import importlib
 
 import pytest
 import torch
@@ -40,7 +43,7 @@ def _plain(model, prompts, params, monkeypatch):
         return generate(model, prompts, params)
 
 
-def _step_against_forward(model, prompts, steps=6):
+def _step_against_forward(model, prompts, steps=6, contiguous=False):
     """Logits of each decode step, from the model's forward and from the flat step."""
     with torch.inference_mode():
         tokens, keep = _left_pad(prompts, 0, torch.device("cpu"))
@@ -55,7 +58,7 @@ def _step_against_forward(model, prompts, steps=6):
         if keep is not None:
             keep_all = torch.ones((batch, longest + steps), dtype=keep.dtype)
             keep_all[:, :longest] = keep
-        step = DecodeStep.build(model, flat_cache, keep_all)
+        step = DecodeStep.build(model, flat_cache, keep_all, contiguous=contiguous)
         assert step is not None
         nxt = torch.full((batch,), 3)
         pairs = []
@@ -67,9 +70,10 @@ def _step_against_forward(model, prompts, steps=6):
             pairs.append((got, want))
             nxt = want.float().argmax(-1)
         assert flat_cache.length == ref_cache.length
+        same = torch.equal if not contiguous else lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-5)
         for layer in range(model.config.n_layers):
-            assert torch.equal(flat_cache.keys[layer], ref_cache.keys[layer])
-            assert torch.equal(flat_cache.values[layer], ref_cache.values[layer])
+            assert same(flat_cache.keys[layer], ref_cache.keys[layer])
+            assert same(flat_cache.values[layer], ref_cache.values[layer])
         return pairs
 
 
@@ -80,6 +84,42 @@ def test_flat_step_logits_are_bit_for_bit_the_forward(model, prompts):
     for got, want in pairs:
         assert got.shape == want.shape == (len(prompts), model.config.vocab_size)
         assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS[:1], PROMPTS], ids=["batch1", "batch3-padded"])
+def test_the_cpu_step_on_weight_copies_agrees_with_the_forward_to_rounding(model, prompts):
+    pairs = _step_against_forward(model, prompts, contiguous=True)
+    for got, want in pairs:
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+        assert torch.equal(got.argmax(-1), want.argmax(-1))
+    with torch.inference_mode():
+        step = DecodeStep.build(model, model.new_cache(1, 8), contiguous=True)
+    assert step is not None
+    wq = step.layers[0][2]  # (in, out), its own memory laid out row by row
+    assert wq.is_contiguous() and wq.shape == (model.config.dim, model.config.dim)
+    assert wq.data_ptr() != model.model.layers[0].self_attn.q_proj.weight.data_ptr()
+    assert step.lm_head.is_contiguous()
+
+
+@pytest.mark.parametrize("limit, copies", [(256 << 20, True), (0, False)], ids=["small", "over-the-limit"])
+def test_generation_on_a_cpu_copies_the_weights_only_of_a_small_model(model, monkeypatch, limit, copies):
+    gen = importlib.import_module(
+        "engine.model.generate"
+    )  # the module; engine.model.generate is the function
+
+    asked: list[bool] = []
+    build = DecodeStep.build.__func__
+
+    def spy(cls, *args, contiguous=False, **kwargs):
+        asked.append(contiguous)
+        return build(cls, *args, contiguous=contiguous, **kwargs)
+
+    monkeypatch.setattr(gen, "CPU_WEIGHT_COPY_LIMIT", limit)
+    monkeypatch.setattr(DecodeStep, "build", classmethod(spy))
+    params = SamplingParams(max_new_tokens=12, temperature=0)
+    tokens = generate(model, PROMPTS[:1], params)
+    assert asked == [copies]
+    assert tokens == _plain(model, PROMPTS[:1], params, monkeypatch)
 
 
 def test_flat_step_is_exact_in_bf16_weights_too():

@@ -20,6 +20,7 @@ from engine import locations
 from engine.runs import control
 from engine.runs.events import Carbon, Event, Gpu, RunInfo, System, UnknownEvent, decode_any
 from engine.runs.format import fmt_num, fmt_rate, fmt_step, format_line, skipped_note
+from engine.runs.meta import RunKind
 from engine.runs.notes import read_notes
 from engine.runs.reader import EventReader, LineTail, line_offset_near_end
 from engine.runs.status import RunStatus, run_status, summarize
@@ -285,19 +286,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("directory", info["path"]),
     ]
     meta = run.read_meta()
-    if info["kind"] == "finetune":  # what it trains on, and what it produced
+    if meta.kind == RunKind.FINETUNE:  # what it trains on, and what it produced
         rows.insert(-2, ("base", meta.base or (info.get("config") or {}).get("base") or "-"))
         if meta.adapter_bytes:
             size = meta.adapter_bytes / 2**20
             where = run.path / (meta.adapter or "adapter")
             rows.insert(-2, ("adapter", f"{where} ({size:.1f} MiB, from {meta.adapter_from})"))
-    if info["kind"] == "serve":  # where it answers, instead of training progress
+    if meta.kind == RunKind.SERVE:  # where it answers, instead of training progress
         if not status.is_live:
             address = f"{meta.url} (no longer listening)" if meta.url else "-"
         else:
             address = meta.url or "not listening yet (loading the model)"
         rows[3] = ("address", address)
-    if info["kind"] == "eval":  # what it scored, and where the numbers are
+    if meta.kind == RunKind.EVAL:  # what it scored, and where the numbers are
         results = run.path / "results.json"
         rows[3] = ("results", str(results) if results.is_file() else "not yet (written at the end)")
         rows[-2] = ("models", ", ".join(str(m) for m in (info.get("config") or {}).get("models", [])) or "-")

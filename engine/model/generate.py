@@ -18,6 +18,19 @@ from engine.model.llama import CausalLM, DecodeStep, GraphedDecodeStep
 
 # Set to 0 to decode on a GPU without CUDA graphs (the flat step launched op by op).
 CUDA_GRAPHS_ENV = "CANVAS_CUDA_GRAPHS"
+#: Largest model (bytes of weights) whose CPU decode step gets (in, out) copies of its weights
+#: (``DecodeStep(contiguous=True)``: faster, twice the weights' memory while it generates).
+CPU_WEIGHT_COPY_LIMIT = 256 << 20
+
+
+def _copy_weights_for_decode(model: CausalLM, device: torch.device) -> bool:
+    """Whether the CPU decode step should use weight copies laid out for a one-row ``mm``: on a
+    CPU, for a model small enough that a second copy of its weights is cheap (a chat or eval of
+    a small model, where the step's speed is what a user waits for)."""
+    if device.type != "cpu":
+        return False
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    return size <= CPU_WEIGHT_COPY_LIMIT
 
 
 @dataclass
@@ -185,7 +198,7 @@ def stream(
         if keep is not None:
             keep_all = torch.ones((batch, cache.max_len), dtype=keep.dtype, device=device)
             keep_all[:, :longest] = keep
-        step = DecodeStep.build(model, cache, keep_all)
+        step = DecodeStep.build(model, cache, keep_all, contiguous=_copy_weights_for_decode(model, device))
         if step is not None and device.type == "cuda" and os.environ.get(CUDA_GRAPHS_ENV, "1") != "0":
             step = GraphedDecodeStep(step)
     sequence = tokens
