@@ -47,3 +47,20 @@ def tiny_base(folder: Path, tokenizer: Path, *, seed: int = 0, template: bool = 
         config.pop("chat_template", None)
         (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
+
+
+def train_tiny_finetune(tmp_path: Path, name: str) -> Path:
+    """A real fine-tune run named ``name``, trained by ``canvas finetune`` for 4 steps on a tiny
+    base (:func:`tiny_base`, seed 2) and 40 embedded conversations; returns the base's folder.
+    The caller points ``CANVAS_CACHE`` at the session's prepared corpus first."""
+    from tests.lifecycle_helpers import canvas
+
+    base = tiny_base(tmp_path / "llama", tiny_tokenizer(tmp_path / "tok"), seed=2)
+    out = canvas(
+        "finetune",
+        "--base", str(base), "--data", "embedded?limit=40", "--name", name,
+        "--set", "max_steps=4", "--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=1",
+        "--set", "lora_r=4", "--set", "lr=5e-2", "--set", "eval_batches=1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return base

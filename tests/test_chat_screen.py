@@ -575,6 +575,20 @@ def test_the_chat_screen_never_imports_torch():
     assert out.stdout.strip() == "[]"
 
 
+async def pick_with_the_adapter_on_and_off(app: CanvasApp, pilot, name: str) -> ChatScreen:
+    """In the model picker the app opened on: the fine-tune ``name`` with "adapter: both", sent;
+    the Chat screen it opens, with its two columns."""
+    await wait_for(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen.loaded)
+    picker = app.screen
+    assert name in screen_text(app)
+    picker.query_one("#picker-adapter").value = "both"
+    picker.query_one("#picker-runs").focus()
+    await pilot.press("enter", "ctrl+s")
+    await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and len(app.screen.columns) == 2)
+    assert isinstance(app.screen, ChatScreen)
+    return app.screen
+
+
 async def test_picker_offers_a_finetune_with_its_adapter_on_and_off(monkeypatch):
     import canvas_tui.screens.chat as chat_module
 
@@ -584,14 +598,7 @@ async def test_picker_offers_a_finetune_with_its_adapter_on_and_off(monkeypatch)
     fake_checkpoint(ft, 8)
     app = CanvasApp(chat_choices=[])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen.loaded)
-        picker = app.screen
-        assert "ft-two" in screen_text(app)
-        picker.query_one("#picker-adapter").value = "both"
-        picker.query_one("#picker-runs").focus()
-        await pilot.press("enter", "ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and len(app.screen.columns) == 2)
-        chat = app.screen
+        chat = await pick_with_the_adapter_on_and_off(app, pilot, "ft-two")
         assert [(c.choice.adapter, c.choice.checkpoint) for c in chat.columns] == [
             (True, "last"),
             (False, "last"),
@@ -680,28 +687,13 @@ async def test_real_finetune_picked_with_its_adapter_on_and_off(corpus_cache, mo
     """A REAL fine-tune run (4-bit base + LoRA, trained by `canvas finetune`) picked with "adapter:
     both": one worker, two columns; the adapter-off column answers exactly as the quantised base
     alone, the adapter-on column as base + adapter, and they differ. The chats record the state."""
-    from tests.finetune_fixtures import tiny_base, tiny_tokenizer
-    from tests.lifecycle_helpers import canvas
+    from tests.finetune_fixtures import train_tiny_finetune
 
     monkeypatch.setenv("CANVAS_CACHE", str(corpus_cache))
-    base = tiny_base(tmp_path / "llama", tiny_tokenizer(tmp_path / "tok"), seed=2)
-    out = canvas(
-        "finetune",
-        "--base", str(base), "--data", "embedded?limit=40", "--name", "ft-real",
-        "--set", "max_steps=4", "--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=1",
-        "--set", "lora_r=4", "--set", "lr=5e-2", "--set", "eval_batches=1",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    train_tiny_finetune(tmp_path, "ft-real")
     app = CanvasApp(chat_choices=[])
     async with app.run_test(size=(160, 50)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ModelPickerScreen) and app.screen.loaded)
-        picker = app.screen
-        assert "ft-real" in screen_text(app)
-        picker.query_one("#picker-adapter").value = "both"
-        picker.query_one("#picker-runs").focus()
-        await pilot.press("enter", "ctrl+s")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and len(app.screen.columns) == 2)
-        screen = app.screen
+        screen = await pick_with_the_adapter_on_and_off(app, pilot, "ft-real")
         on_col, off_col = screen.columns
         assert (on_col.choice.adapter, off_col.choice.adapter) == (True, False)
         assert on_col.slot is off_col.slot  # one worker holds the weights for both

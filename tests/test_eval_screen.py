@@ -196,6 +196,20 @@ async def open_evaluation(pilot) -> EvaluationScreen:
     return screen
 
 
+async def open_launch_form(pilot, *, loaded: bool = True) -> EvalLaunchScreen:
+    """``n`` on the Evaluation screen: the launch form, with its runs listed unless ``loaded`` is
+    False (a test that types before the list arrives)."""
+    await pilot.press("n")
+    form = await pilot_wait_until(
+        pilot,
+        lambda: pilot.app.screen if isinstance(pilot.app.screen, EvalLaunchScreen) else None,
+        what="the launch form",
+    )
+    if loaded:
+        await pilot_wait_until(pilot, lambda: form.loaded, what="the runs")
+    return form
+
+
 def table_keys(table: DataTable) -> list[str]:
     return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
 
@@ -450,13 +464,7 @@ async def test_launch_form_refuses_samples_zero_with_the_preflight_message(evals
     before = len(list_runs())
     async with app().run_test(size=(120, 40)) as pilot:
         screen = await open_evaluation(pilot)
-        await pilot.press("n")
-        form = await pilot_wait_until(
-            pilot,
-            lambda: pilot.app.screen if isinstance(pilot.app.screen, EvalLaunchScreen) else None,
-            what="the launch form",
-        )
-        await pilot_wait_until(pilot, lambda: form.loaded, what="the runs")
+        form = await open_launch_form(pilot)
         await pilot.press("ctrl+l")  # nothing picked
         assert form.error_field == "models"
         form.query_one("#launch-extra", Input).value = "tiny-owt"
@@ -487,12 +495,7 @@ async def test_launch_form_starts_an_evaluation_with_what_was_typed(evals, monke
     monkeypatch.setattr(eval_launch, "start_eval", fake_start)
     async with app().run_test(size=(120, 40)) as pilot:
         screen = await open_evaluation(pilot)
-        await pilot.press("n")
-        form = await pilot_wait_until(
-            pilot,
-            lambda: pilot.app.screen if isinstance(pilot.app.screen, EvalLaunchScreen) else None,
-            what="the launch form",
-        )
+        form = await open_launch_form(pilot, loaded=False)
         form.query_one("#launch-extra", Input).value = "tiny-owt, ./models/[x]"
         form.query_one("#launch-data", Input).value = "embedded?limit=200"
         form.query_one("#launch-samples", Input).value = "7"
@@ -649,13 +652,7 @@ async def test_launch_form_runs_a_real_evaluation_and_its_results_fill_the_table
     corpus.write_text("\n".join(CORPUS) + "\n")
     async with CanvasApp(poll_interval=0.5).run_test(size=(120, 40)) as pilot:
         screen = await open_evaluation(pilot)
-        await pilot.press("n")
-        form = await pilot_wait_until(
-            pilot,
-            lambda: pilot.app.screen if isinstance(pilot.app.screen, EvalLaunchScreen) else None,
-            what="the launch form",
-        )
-        await pilot_wait_until(pilot, lambda: form.loaded, what="the runs")
+        form = await open_launch_form(pilot)
         form.query_one("#launch-extra", Input).value = "m"
         form.query_one("#launch-data", Input).value = f"{corpus}?sample_by=line"
         form.query_one("#launch-samples", Input).value = "3"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.runs.store import resolve_run
-from tests.finetune_fixtures import tiny_base, tiny_tokenizer
+from tests.finetune_fixtures import train_tiny_finetune
 from tests.lifecycle_helpers import canvas
 
 TRAIN = [
@@ -98,14 +98,7 @@ def test_greedy_equals_transformers_on_the_export_of_a_pretraining_run(shared_ca
 @pytest.mark.slow
 def test_greedy_equals_transformers_on_a_finetunes_merged_export(corpus_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("CANVAS_CACHE", str(corpus_cache))
-    base = tiny_base(tmp_path / "llama", tiny_tokenizer(tmp_path / "tok"), seed=2)
-    out = canvas(
-        "finetune",
-        "--base", str(base), "--data", "embedded?limit=40", "--name", "ft",
-        "--set", "max_steps=4", "--set", "seq_len=96", "--set", "micro_batch=2", "--set", "grad_accum=1",
-        "--set", "lora_r=4", "--set", "lr=5e-2", "--set", "eval_batches=1",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    train_tiny_finetune(tmp_path, "ft")
     merged = tmp_path / "merged"
     export = canvas("export", "ft", "--merged", str(merged))
     assert export.returncode == 0, export.stderr
