@@ -497,7 +497,15 @@ async def test_finetune_launch_records_the_typed_values_and_opens_the_dashboard(
             ("length_kind", "max_steps"),
         ):
             form.query_one(f"#ft-{key}").value = value
-        await wait_for(pilot, lambda: form.preflight_state == "ok", what="the preflight")
+        # The check of the values just typed (the form's first check, of its defaults, may have
+        # ended "ok" before the Changed events of these fields arrive).
+        await wait_for(
+            pilot,
+            lambda: (
+                form.preflight_state == "ok" and "5 conversations" in str(form.query_one("#ft-check").content)
+            ),
+            what="the preflight of the typed values",
+        )
         check = str(form.query_one("#ft-check").content)
         assert "ready" in check and "5 conversations" in check and "LoRA r=8 on q_proj, v_proj" in check
         assert f"run {base_run.id}" in check
