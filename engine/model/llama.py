@@ -314,7 +314,7 @@ class DecodeStep:
     ``contiguous=True`` trades exactness and memory for speed on a CPU: each projection gets a
     copy of its weight laid out (in, out), and a one-row ``mm`` then streams the weight in the
     order it is stored. On a CPU a batch-1 decode step mostly reads weights (a 6-layer model's
-    23 MB of fp32 a token), and the copies made it 1.14x faster on a 2-core AMD EPYC (measured,
+    23 MB of fp32 a token), and the copies made it 1.10-1.14x faster on a 2-core AMD EPYC (measured,
     ``bench_model.py``). The copies double the weights' memory for the generation, and a one-row
     ``mm`` on them rounds differently (logits agree with the forward to ~1e-5, not bit for
     bit), so :func:`engine.model.generate.stream` asks for it only on a CPU and for small models.
